@@ -1,0 +1,23 @@
+"""featdistill: feature distillation via channel-wise transformation (CWT) for vision models.
+
+>>> import featdistill as fd
+>>> d = fd.Distiller(student, teacher, pairs=[("layer4", "layer4")], method="cwt", alpha=7e-5,
+...                  sample_input=torch.randn(2, 3, 224, 224))          # doctest: +SKIP
+"""
+
+from .distiller import METHODS, Distiller, DistillOutput, Pair
+from .taps import FeatureTaps, TapError
+from .transforms import ChannelWiseTransform
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "ChannelWiseTransform",
+    "DistillOutput",
+    "Distiller",
+    "FeatureTaps",
+    "Pair",
+    "TapError",
+    "__version__",
+]

@@ -1,0 +1,17 @@
+"""Reading features: hooks that capture submodule outputs by dotted name (see ``selectors`` for syntax)."""
+
+from .discovery import LayerOutput, trace_outputs
+from .hooks import FeatureTaps, TapError, resolve_module, unwrap_model
+from .selectors import TapAddress, parse_address, select
+
+__all__ = [
+    "FeatureTaps",
+    "LayerOutput",
+    "TapAddress",
+    "TapError",
+    "parse_address",
+    "resolve_module",
+    "select",
+    "trace_outputs",
+    "unwrap_model",
+]

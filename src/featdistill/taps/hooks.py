@@ -1,0 +1,148 @@
+"""Reading features: forward hooks that capture submodule outputs for exactly one forward pass.
+
+``FeatureTaps`` resolves tap addresses once (failing early with suggestions for unknown names) and, inside
+``with taps.capture() as features:``, registers one forward hook per tapped module. The hooks are removed
+when the block ends, also on exceptions, so a model never keeps stray hooks. On exit it checks that every
+tap fired exactly once and that no captured tensor was modified in place afterwards (an ``inplace=True``
+ReLU or ``out += identity`` after the tapped module would otherwise silently corrupt the feature).
+
+With ``stop_early=True`` the forward pass is aborted as soon as every tap has fired: a teacher then runs
+only as far as the distilled features need (no detection heads, no classifier after the last stage).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import torch
+from torch import nn
+
+from .selectors import TapAddress, parse_address, select
+
+OUTPUT_ALIASES = ("", "output")
+
+
+class TapError(RuntimeError):
+    """A tap could not deliver a trustworthy feature (unknown layer, not run, run twice, modified)."""
+
+
+class _StopForward(Exception):
+    """Raised inside a hook to end a forward pass once every tap has fired."""
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Strip DistributedDataParallel/DataParallel (``.module``) and ``torch.compile`` (``._orig_mod``)."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def resolve_module(model: nn.Module, name: str) -> nn.Module:
+    """Return the submodule called ``name`` (``""``/``"output"`` = the model), or raise with suggestions."""
+    modules = dict(model.named_modules())
+    if name in modules:
+        return modules[name]
+    if name in OUTPUT_ALIASES:
+        return model
+    names = [n for n in modules if n]
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    if not close:
+        close = [n for n, _ in model.named_children()][:10]
+        hint = f"top-level modules of {type(model).__name__}: {close}"
+    else:
+        hint = f"closest existing names: {close}"
+    raise TapError(f"unknown layer {name!r} in {type(model).__name__}; {hint}")
+
+
+def _version(value: Any) -> int | None:
+    """The in-place version counter of a tensor (None for non-tensors and inference-mode tensors)."""
+    if not isinstance(value, torch.Tensor):
+        return None
+    try:
+        return value._version
+    except RuntimeError:  # inference tensors have no version counter
+        return None
+
+
+class FeatureTaps:
+    """Captures the outputs of named submodules of one model during a forward pass.
+
+    Args:
+        model: the model (DDP / ``torch.compile`` wrappers are unwrapped).
+        addresses: tap addresses, see :mod:`featdistill.taps.selectors`.
+        role: "student" or "teacher", used in error messages only.
+    """
+
+    def __init__(self, model: nn.Module, addresses: Sequence[str], role: str = "model") -> None:
+        self.model = unwrap_model(model)
+        self.role = role
+        self.addresses: list[str] = list(dict.fromkeys(addresses))
+        self._by_module: dict[str, list[TapAddress]] = {}
+        for address in self.addresses:
+            parsed = parse_address(address)
+            self._by_module.setdefault(parsed.module, []).append(parsed)
+        self._modules = {name: resolve_module(self.model, name) for name in self._by_module}
+
+    @contextmanager
+    def capture(self, stop_early: bool = False) -> Iterator[dict[str, Any]]:
+        """Hook the tapped modules for the duration of the block; yields ``{address: feature}``."""
+        features: dict[str, Any] = {}
+        versions: dict[str, int | None] = {}
+        calls: dict[str, int] = dict.fromkeys(self._by_module, 0)
+        pending = set(self._by_module)
+
+        def make_hook(module_name: str):
+            def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+                calls[module_name] += 1
+                if calls[module_name] > 1:
+                    raise TapError(
+                        f"{self.role} layer {module_name!r} ran {calls[module_name]} times in one forward "
+                        "pass, so its output is ambiguous; tap a module that runs once (e.g. its parent)"
+                    )
+                for parsed in self._by_module[module_name]:
+                    key = str(parsed)
+                    features[key] = select(output, parsed.keys, key)
+                    versions[key] = _version(features[key])
+                pending.discard(module_name)
+                if stop_early and not pending:
+                    raise _StopForward
+
+            return hook
+
+        handles = [m.register_forward_hook(make_hook(n)) for n, m in self._modules.items()]
+        try:
+            with suppress(_StopForward):
+                yield features
+            self._check(features, versions, calls)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _check(
+        self, features: dict[str, Any], versions: dict[str, int | None], calls: dict[str, int]
+    ) -> None:
+        missing = [n for n, c in calls.items() if c == 0]
+        if missing:
+            raise TapError(
+                f"{self.role} layer(s) {missing} did not run during the forward pass "
+                "(a branch used only in training/eval mode, or a module the forward never calls)"
+            )
+        for key, before in versions.items():
+            after = _version(features[key])
+            if before is not None and after != before:
+                module = parse_address(key).module
+                parent = module.rsplit(".", 1)[0] if "." in module else None
+                instead = f"tap its parent {parent!r} or " if parent else "tap "
+                raise TapError(
+                    f"the output of {self.role} layer {key!r} was modified in place later in the forward "
+                    "pass (e.g. an inplace=True ReLU or 'out += identity' after it), so it no longer holds "
+                    f"the value the layer produced; {instead}the module that produces the final value "
+                    "(e.g. the block or the activation after it), or make that operation non-inplace"
+                )

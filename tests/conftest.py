@@ -1,0 +1,25 @@
+"""Shared fixtures: determinism, few threads, and the location of the real datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The read-only real datasets beside the repository (skips the test when absent)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
