@@ -1,0 +1,134 @@
+"""The ``featdistill`` command: train, eval, export, demo.
+
+Errors end with one line ``featdistill: error: ...`` and exit code 2 (no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML run configuration")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.lr=0.05 (repeatable; values parsed as YAML)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="featdistill", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a student (distilled when model.teacher is set)")
+    _add_config_args(train)
+    train.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue from a checkpoint; 'auto' = <output.dir>/last.pt if it exists",
+    )
+
+    evaluate = sub.add_parser("eval", help="evaluate a trained student")
+    _add_config_args(evaluate)
+    evaluate.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
+
+    export = sub.add_parser("export", help="export the plain student (state_dict, TorchScript, ONNX)")
+    _add_config_args(export)
+    export.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
+    export.add_argument("--format", choices=["state_dict", "torchscript", "onnx"], default="state_dict")
+    export.add_argument("--output", required=True, help="file to write")
+
+    demo = sub.add_parser("demo", help="offline demo: teacher, plain student, CWT student on generated data")
+    demo.add_argument("--data", help="run on real data instead: an ImageFolder root or a torchvision root")
+    demo.add_argument("--dataset", default=None, help="with --data: imagefolder, cifar10, fashionmnist, ...")
+    demo.add_argument("--out", default="runs/demo", help="output folder (table, plot, logs)")
+    demo.add_argument("--epochs", type=int, default=None, help="epochs per model (default: sized for ~5 min)")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from ..config import load_config
+    from ..run import build_trainer
+
+    cfg = load_config(args.config, args.overrides)
+    trainer = build_trainer(cfg)
+    resume = args.resume
+    if resume == "auto":
+        last = Path(cfg.output.dir) / "last.pt"
+        resume = last if last.is_file() else None
+    metrics = trainer.fit(resume=resume)
+    print(json.dumps({"output": cfg.output.dir, **metrics}))
+
+
+def _load_student(args: argparse.Namespace):
+    from ..config import load_config
+    from ..engine import load_safely
+    from ..run import get_task
+
+    cfg = load_config(args.config, args.overrides)
+    task = get_task(cfg)
+    student = task.build_student()
+    state = load_safely(args.checkpoint)
+    if isinstance(state, dict) and "student" in state:
+        state = state["student"]
+    student.load_state_dict(state)
+    return cfg, task, student.eval()
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from ..run import select_device
+
+    cfg, task, student = _load_student(args)
+    device = select_device(cfg.device)
+    _, val_loader = task.build_loaders()
+    metrics = task.evaluate(student.to(device), val_loader, device)
+    print(json.dumps(metrics))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from ..export import export_student
+
+    _, task, student = _load_student(args)
+    path = export_student(student, args.format, args.output, task.sample_input()[:1])
+    print(f"wrote {args.format} to {path}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from ..demo import run_demo
+
+    run_demo(out_dir=args.out, data=args.data, dataset=args.dataset, epochs=args.epochs)
+
+
+COMMANDS = {"train": _train, "eval": _eval, "export": _export, "demo": _demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("featdistill: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(
+            f"featdistill: error: {message} ({type(err).__name__}; --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Run logs: a CSV file always, TensorBoard when it is installed; only the main process writes."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+
+class RunLogger:
+    """Appends scalar rows to ``<dir>/log.csv`` (one row per call) and mirrors them to TensorBoard."""
+
+    def __init__(
+        self, out_dir: str | Path, csv_log: bool = True, tensorboard: bool = True, enabled: bool = True
+    ):
+        self.enabled = enabled
+        self.path = Path(out_dir) / "log.csv"
+        self._csv = csv_log and enabled
+        self._header: list[str] | None = None
+        self._tb = None
+        if tensorboard and enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra
+                self._tb = None
+            else:
+                self._tb = SummaryWriter(log_dir=str(Path(out_dir) / "tensorboard"))
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        """Write one row: ``step`` plus scalar ``values`` (new keys extend the header)."""
+        if not self.enabled:
+            return
+        row = {"step": step, **{k: float(v) for k, v in values.items()}}
+        if self._csv:
+            self._append(row)
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self._tb.add_scalar(key, value, step)
+
+    def _append(self, row: dict[str, float]) -> None:
+        if self._header is None and self.path.exists():
+            with open(self.path, newline="") as f:
+                self._header = csv.DictReader(f).fieldnames or []
+        new_keys = [k for k in row if k not in (self._header or [])]
+        if self._header is None or new_keys:
+            # A new column (e.g. the first evaluation metric): rewrite the file with the wider header.
+            rows = []
+            if self.path.exists():
+                with open(self.path, newline="") as f:
+                    rows = list(csv.DictReader(f))
+            self._header = (self._header or []) + new_keys
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self._header)
+                writer.writeheader()
+                writer.writerows(rows)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self._header).writerow(row)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,272 @@
+"""Training: one loop for every task — forward, task loss + distillation loss, step, log, checkpoint, eval.
+
+The trainer knows nothing about images, boxes or masks: a task plug-in (see ``featdistill.tasks``) says how
+a batch becomes model arguments, which task losses an output gives, and how to evaluate. The model is a
+``Distiller`` (student + transforms, frozen teacher outside) or a plain student for baseline runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..config import RunConfig
+from ..distiller import Distiller, DistillOutput
+from ..taps import unwrap_model
+from .checkpoint import CheckpointError, load_safely, rng_state, save_atomic, set_rng_state
+from .logger import RunLogger
+from .schedule import build_optimizer, build_scheduler
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; training stops and the last good checkpoint is kept."""
+
+
+class Task(Protocol):
+    """What the trainer needs from a task plug-in."""
+
+    def to_device(self, batch: Any, device: torch.device) -> Any: ...
+    def forward_args(self, batch: Any) -> tuple[tuple, dict]: ...
+    def loss_terms(self, output: Any, batch: Any) -> dict[str, torch.Tensor]: ...
+    def batch_size(self, batch: Any) -> int: ...
+    def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]: ...
+
+
+class Loader(Protocol):
+    """A resumable, epoch-seeded batch source (``TensorBatchLoader`` or ``ResumableLoader``)."""
+
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+    def iterate(self, start_batch: int = 0) -> Iterator[Any]: ...
+
+
+def _is_main() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+class Trainer:
+    """Trains ``model`` with ``task`` on ``train_loader``; evaluates the student on ``val_loader``.
+
+    Args:
+        model: a ``Distiller`` or a plain student (optionally wrapped in DistributedDataParallel).
+        task: the task plug-in.
+        train_loader, val_loader: resumable loaders (``val_loader`` may be None).
+        cfg: the validated run configuration (``train`` and ``output`` sections are used here).
+        device: where to train.
+        fingerprint: identifies the config/model; a resume from a checkpoint with another one is refused.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        train_loader: Loader,
+        val_loader: Any,
+        cfg: RunConfig,
+        device: torch.device,
+        fingerprint: str = "",
+    ) -> None:
+        self.model, self.task, self.cfg, self.device = model, task, cfg, device
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.fingerprint = fingerprint
+        self.out_dir = Path(cfg.output.dir)
+        self.is_main = _is_main()
+        self.optimizer = build_optimizer(model.parameters(), cfg.train)
+        self.scheduler = build_scheduler(self.optimizer, len(train_loader), cfg.train)
+        amp = cfg.train.amp
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16" and device.type == "cuda")
+        self.logger = RunLogger(self.out_dir, cfg.output.csv, cfg.output.tensorboard, enabled=self.is_main)
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.metrics: dict[str, float] = {}
+
+    # -- model access -----------------------------------------------------------------------------
+    @property
+    def core(self) -> nn.Module:
+        """The Distiller or student without a DDP wrapper."""
+        return unwrap_model(self.model)
+
+    @property
+    def student(self) -> nn.Module:
+        core = self.core
+        return core.export() if isinstance(core, Distiller) else core
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "format": "featdistill-checkpoint-1",
+            "fingerprint": self.fingerprint,
+            "config": self.cfg.to_dict(),
+            "student": self.student.state_dict(),
+            "transforms": core.transforms.state_dict() if isinstance(core, Distiller) else {},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "rng": rng_state(),
+            "metrics": self.metrics,
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Atomically write ``last.pt`` (main process only); the previous file survives any crash."""
+        if not self.is_main:
+            return None
+        return save_atomic(self.state(), self.out_dir / "last.pt")
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore everything needed to continue exactly where ``path`` was written."""
+        state = load_safely(path, map_location=self.device)
+        if not isinstance(state, dict) or state.get("format") != "featdistill-checkpoint-1":
+            raise CheckpointError(f"{path} is not a featdistill training checkpoint")
+        if self.fingerprint and state.get("fingerprint") != self.fingerprint:
+            raise CheckpointError(
+                f"{path} was written by another config or model (fingerprint {state.get('fingerprint')!r} "
+                f"!= {self.fingerprint!r}); resume with the config that wrote it or start a new output dir"
+            )
+        self.student.load_state_dict(state["student"])
+        core = self.core
+        if isinstance(core, Distiller):
+            core.transforms.load_state_dict(state["transforms"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.metrics = dict(state.get("metrics", {}))
+        set_rng_state(state["rng"])
+
+    # -- training -----------------------------------------------------------------------------------
+    def _prepare(self, batch: Any) -> tuple[tuple, dict]:
+        args, kwargs = self.task.forward_args(self.task.to_device(batch, self.device))
+        if self.cfg.train.channels_last:
+            args = tuple(
+                a.contiguous(memory_format=torch.channels_last)
+                if isinstance(a, torch.Tensor) and a.dim() == 4
+                else a
+                for a in args
+            )
+        return args, kwargs
+
+    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        bad = [k for k, v in terms.items() if not math.isfinite(float(v.detach()))]
+        if bad:
+            raise NonFiniteLossError(
+                f"loss term(s) {bad} became non-finite at step {self.step} (epoch {self.epoch}); stopped. "
+                f"The last good checkpoint is {self.out_dir / 'last.pt'}; lower the learning rate or alpha, "
+                "or enable gradient clipping (train.clip_grad)"
+            )
+
+    def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns the (detached) loss terms."""
+        args, kwargs = self._prepare(batch)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            output = self.model(*args, **kwargs)
+            if isinstance(output, DistillOutput):
+                terms = {**self.task.loss_terms(output.student, batch), **output.losses}
+            else:
+                terms = self.task.loss_terms(output, batch)
+            loss = torch.stack([t.float() for t in terms.values()]).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+    def fit(self, resume: str | Path | None = None) -> dict[str, float]:
+        """Train to ``train.epochs`` (or ``train.max_steps``), evaluating and checkpointing each epoch."""
+        tcfg = self.cfg.train
+        if resume is not None:
+            self.load_checkpoint(resume)
+        steps_per_epoch = len(self.train_loader)
+        try:
+            while self.epoch < tcfg.epochs and not self._done():
+                self._train_epoch(steps_per_epoch)
+                if self._done() and self.batch != 0:
+                    break
+                self.epoch, self.batch = self.epoch + 1, 0
+                if self.val_loader is not None and (
+                    self.epoch % tcfg.eval_every == 0 or self.epoch == tcfg.epochs
+                ):
+                    self.metrics = self.evaluate()
+                    self.logger.log(self.step, {f"val/{k}": v for k, v in self.metrics.items()})
+                self.save_checkpoint()
+            if self._done() and self.batch != 0:
+                self.save_checkpoint()
+        finally:
+            self.logger.close()
+        if self.is_main:
+            (self.out_dir / "metrics.json").write_text(json.dumps(self.metrics, indent=2))
+        return self.metrics
+
+    def _done(self) -> bool:
+        return self.cfg.train.max_steps is not None and self.step >= self.cfg.train.max_steps
+
+    def _train_epoch(self, steps_per_epoch: int) -> None:
+        tcfg = self.cfg.train
+        self.model.train()
+        self.train_loader.set_epoch(self.epoch)
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=self.batch,
+            desc=f"epoch {self.epoch + 1}/{tcfg.epochs}",
+            disable=not (self.is_main and self.cfg.output.progress),
+            dynamic_ncols=True,
+            mininterval=1.0,
+            leave=False,
+        )
+        seen, start = 0, time.perf_counter()
+        for batch in self.train_loader.iterate(self.batch):
+            terms = self.train_step(batch)
+            self.step += 1
+            self.batch += 1
+            seen += self.task.batch_size(batch)
+            log_now = self.step % tcfg.log_every == 0 or self.batch == steps_per_epoch
+            if self.device.type == "cpu" or log_now:
+                self._check_finite(terms)
+            if log_now:
+                values = {k: float(v) for k, v in terms.items()}
+                rate = seen / max(time.perf_counter() - start, 1e-9)
+                self.logger.log(
+                    self.step,
+                    {
+                        **{f"train/{k}": v for k, v in values.items()},
+                        "train/lr": self.optimizer.param_groups[0]["lr"],
+                        "train/img_per_s": rate,
+                    },
+                )
+                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()} | {"img/s": f"{rate:.0f}"})
+            bar.update(1)
+            if (
+                tcfg.checkpoint_every
+                and self.step % tcfg.checkpoint_every == 0
+                and self.batch < steps_per_epoch
+            ):
+                self.save_checkpoint()
+            if self._done():
+                break
+        bar.close()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate the plain student (never the teacher) on ``val_loader``."""
+        student = self.student
+        was_training = student.training
+        student.eval()
+        try:
+            return self.task.evaluate(student, self.val_loader, self.device)
+        finally:
+            student.train(was_training)

@@ -1,0 +1,176 @@
+"""The classification plug-in: builds classifiers and in-memory loaders, gives cross-entropy, top-1/top-5."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import RunConfig
+from ...distiller.auto_pairs import auto_pairs
+from ...distiller.distiller import default_teacher_forward
+from ...engine import ResumableLoader
+from .data import TensorBatchLoader, build_folder_loader, load_tensors
+from .models import build_classifier
+from .synthetic import make_synthetic
+
+
+def _reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(values)
+    return values
+
+
+class ClassificationTask:
+    """Image classification: ``(images, labels)`` batches, logits out."""
+
+    name = "classification"
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.image_size: int | None = cfg.data.image_size
+
+    # -- models -------------------------------------------------------------------------------------
+    def build_student(self) -> nn.Module:
+        m = self.cfg.model
+        return build_classifier(m.student, m.num_classes, m.student_weights, **m.options)
+
+    def build_teacher(self) -> nn.Module:
+        m = self.cfg.model
+        return build_classifier(m.teacher, m.num_classes, m.teacher_weights, **m.options)
+
+    def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
+        """The paper's classification setting: the last spatial stage of both networks."""
+        student_layer, teacher_layer, _ = auto_pairs(
+            student, teacher, self.sample_input(), default_teacher_forward
+        )[-1]
+        return [(student_layer, teacher_layer)]
+
+    def sample_input(self) -> torch.Tensor:
+        size = self.image_size or 32
+        return torch.randn(2, 3, size, size)
+
+    # -- data ---------------------------------------------------------------------------------------
+    def _load(self, split: str, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.cfg.data
+        if d.name == "synthetic":
+            n = limit or 5000
+            return make_synthetic(n, self.cfg.model.num_classes, d.image_size or 32, seed=seed)
+        images, labels, _ = load_tensors(
+            d.name,
+            d.root,
+            split,
+            image_size=d.image_size,
+            limit=limit,
+            on_bad_file=d.on_bad_file,
+            cache_dir=d.options.get("cache_dir"),
+        )
+        return images, labels
+
+    def _check_labels(self, labels: torch.Tensor, split: str) -> None:
+        k = self.cfg.model.num_classes
+        if labels.numel() and (int(labels.max()) >= k or int(labels.min()) < 0):
+            raise ValueError(
+                f"split {split!r} of {self.cfg.data.root} has label {int(labels.max())} but model.num_classes "
+                f"is {k}; set model.num_classes to the number of classes in the data"
+            )
+
+    def build_loaders(self, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
+        """Train and validation loaders: the in-memory batch path, or the per-image PIL path."""
+        d, seed = self.cfg.data, self.cfg.train.seed
+        eval_bs = d.eval_batch_size or d.batch_size
+        if not d.in_memory:
+            train = build_folder_loader(
+                d.root,
+                d.train_split,
+                train=True,
+                batch_size=d.batch_size,
+                workers=d.workers,
+                image_size=d.image_size or 224,
+                distributed=world_size > 1,
+            )
+            val = build_folder_loader(
+                d.root,
+                d.val_split,
+                train=False,
+                batch_size=eval_bs,
+                workers=d.workers,
+                image_size=d.image_size or 224,
+                distributed=world_size > 1,
+            )
+            return ResumableLoader(
+                train.dataset,
+                d.batch_size,
+                True,
+                seed=seed,
+                rank=rank,
+                world_size=world_size,
+                workers=d.workers,
+            ), val
+        train_x, train_y = self._load(d.train_split, d.limit, seed=1000 * (seed // 1000))
+        val_x, val_y = self._load(d.val_split, d.val_limit, seed=1000 * (seed // 1000) + 1)
+        for y, split in ((train_y, d.train_split), (val_y, d.val_split)):
+            self._check_labels(y, split)
+        if train_x.shape[1] == 1:  # gray datasets feed 3-channel models
+            train_x, val_x = train_x.expand(-1, 3, -1, -1), val_x.expand(-1, 3, -1, -1)
+        self.image_size = train_x.shape[-1]
+        scaled = train_x.float().div_(255)
+        mean, std = scaled.mean(dim=(0, 2, 3)).tolist(), scaled.std(dim=(0, 2, 3)).tolist()
+        common = {
+            "mean": mean,
+            "std": std,
+            "rank": rank,
+            "world_size": world_size,
+            "channels_last": self.cfg.train.channels_last,
+        }
+        pad = int(d.options.get("pad", max(1, self.image_size // 8)))
+        train = TensorBatchLoader(
+            train_x,
+            train_y,
+            d.batch_size,
+            shuffle=True,
+            augment=d.augment,
+            pad=pad,
+            seed=seed,
+            drop_last=True,
+            **common,
+        )
+        val = TensorBatchLoader(val_x, val_y, eval_bs, shuffle=False, augment=False, **common)
+        return train, val
+
+    # -- training and evaluation ---------------------------------------------------------------------
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        images, labels = batch
+        return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+    def forward_args(self, batch: Any) -> tuple[tuple, dict]:
+        return (batch[0],), {}
+
+    def loss_terms(self, output: torch.Tensor, batch: Any) -> dict[str, torch.Tensor]:
+        return {"ce": F.cross_entropy(output, batch[1].to(output.device))}
+
+    def batch_size(self, batch: Any) -> int:
+        return len(batch[1])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]:
+        """Top-1 / top-5 accuracy (%) and mean cross-entropy, summed over all ranks."""
+        totals = torch.zeros(4, dtype=torch.float64, device=device)  # correct1, correct5, loss, count
+        for batch in loader:
+            images, labels = self.to_device(batch, device)
+            logits = model(images).float()
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            hits = top.eq(labels[:, None])
+            totals += torch.stack(
+                [
+                    hits[:, 0].sum(),
+                    hits.any(dim=1).sum(),
+                    F.cross_entropy(logits, labels, reduction="sum"),
+                    torch.tensor(len(labels), device=device),
+                ]
+            ).double()
+        c1, c5, loss, n = _reduce_sum(totals).tolist()
+        n = max(n, 1.0)
+        return {"top1": 100 * c1 / n, "top5": 100 * c5 / n, "loss": loss / n}
