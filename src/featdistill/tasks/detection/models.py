@@ -1,0 +1,191 @@
+"""Torchvision detectors (Faster/Mask R-CNN, RetinaNet, FCOS) on FPN backbones, built for distillation.
+
+Every detector built here resizes its input to ONE fixed shorter side (``min_size``, an int). torchvision
+picks a random ``min_size`` per image in train mode when given a tuple, but always the last one in eval
+mode; a teacher in eval mode and a student in train mode fed the same images would then see different
+resolutions and their FPN maps could not be compared. Keeping the detector's resize fixed makes train and
+eval preprocessing identical; do scale augmentation in the dataset (see ``augment.py``) instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import (
+    BackboneWithFPN,
+    _mobilenet_extractor,
+    _resnet_fpn_extractor,
+)
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import misc as misc_nn_ops
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+__all__ = ["BACKBONES", "DETECTORS", "build_detector", "fpn_level_names", "match_transform"]
+
+DETECTORS: dict[str, type[nn.Module]] = {
+    "fasterrcnn": FasterRCNN,
+    "maskrcnn": MaskRCNN,
+    "retinanet": RetinaNet,
+    "fcos": FCOS,
+}
+_RESNETS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+)
+BACKBONES: tuple[str, ...] = (*_RESNETS, "mobilenet_v3_large")
+# RetinaNet and FCOS use P3-P7: the stride-8/16/32 stages plus P6/P7 computed from P5.
+_ONE_STAGE = ("retinanet", "fcos")
+
+
+def _unknown(kind: str, name: str, choices: tuple[str, ...] | list[str]) -> ValueError:
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(f"Unknown {kind} {name!r}.{hint} Available: {', '.join(choices)}.")
+
+
+def _load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a classification state dict (optionally wrapped in ``{"state_dict"|"model": ...}``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"Backbone weights in {os.fspath(path)} do not fit {type(model).__name__}: {err}"
+        ) from err
+
+
+def _build_backbone(
+    name: str, detector: str, trainable_layers: int, pretrained_backbone: str | os.PathLike | None
+) -> BackboneWithFPN:
+    """Classification network -> FPN feature extractor, laid out as torchvision's detection builders do."""
+    if name not in BACKBONES:
+        raise _unknown("backbone", name, BACKBONES)
+    pretrained = pretrained_backbone is not None
+    # As in torchvision: frozen BN and partial freezing only make sense on top of pretrained weights.
+    norm_layer: Callable[..., nn.Module] = misc_nn_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
+    net = getattr(torchvision.models, name)(weights=None, norm_layer=norm_layer)
+    if pretrained:
+        _load_backbone_weights(net, pretrained_backbone)
+    one_stage = detector in _ONE_STAGE
+    all_layers = 6 if name == "mobilenet_v3_large" else 5
+    if not 0 <= trainable_layers <= all_layers:
+        raise ValueError(f"trainable_layers must be in [0, {all_layers}] for {name}, got {trainable_layers}")
+    layers = trainable_layers if pretrained else all_layers
+    if name == "mobilenet_v3_large":
+        # Stages 2, 3, 5 output strides 8, 16, 32 (P3-P5); two-stage models keep torchvision's layout.
+        returned, extra = ([2, 3, 5], LastLevelP6P7(256, 256)) if one_stage else (None, None)
+        return _mobilenet_extractor(net, True, layers, returned_layers=returned, extra_blocks=extra)
+    if one_stage:
+        return _resnet_fpn_extractor(
+            net, layers, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256)
+        )
+    return _resnet_fpn_extractor(net, layers)
+
+
+def build_detector(
+    name: str,
+    num_classes: int,
+    *,
+    backbone: str = "resnet50",
+    min_size: int = 800,
+    max_size: int = 1333,
+    trainable_layers: int = 3,
+    pretrained_backbone: str | os.PathLike | None = None,
+    **kw: Any,
+) -> nn.Module:
+    """Build a randomly initialised torchvision detector (no download ever happens).
+
+    ``name`` is one of ``fasterrcnn``, ``maskrcnn``, ``retinanet``, ``fcos``; ``backbone`` any name in
+    ``BACKBONES``. ``num_classes`` counts the background (label 0), i.e. number of categories + 1.
+    ``min_size`` must be a single int so that train and eval preprocessing are identical (module doc).
+    ``pretrained_backbone`` is a local file with the classification network's state dict; with it the
+    backbone uses frozen BatchNorm and only the last ``trainable_layers`` stages train. Without it the
+    backbone is trained from scratch: BatchNorm2d, every stage trainable, ``trainable_layers`` unused.
+    Extra keyword arguments go to the torchvision detector class (e.g. ``box_detections_per_img``).
+    """
+    if name not in DETECTORS:
+        raise _unknown("detector", name, list(DETECTORS))
+    if isinstance(min_size, bool) or not isinstance(min_size, int):
+        raise TypeError(
+            f"min_size must be one int, got {min_size!r}: a tuple makes torchvision pick a random size in "
+            "train mode but the last one in eval mode; jitter scale in the dataset (augment.RandomResize + RandomCrop)"
+        )
+    body = _build_backbone(backbone, name, trainable_layers, pretrained_backbone)
+    if backbone == "mobilenet_v3_large" and name not in _ONE_STAGE and "rpn_anchor_generator" not in kw:
+        # Same anchors as torchvision's fasterrcnn_mobilenet_v3_large_fpn (three feature maps).
+        sizes = ((32, 64, 128, 256, 512),) * 3
+        kw["rpn_anchor_generator"] = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    return DETECTORS[name](body, num_classes, min_size=min_size, max_size=max_size, **kw)
+
+
+def fpn_level_names(model: nn.Module) -> list[str]:
+    """Keys of the FPN output dict of ``model.backbone``, in order (finest level first).
+
+    Faster/Mask R-CNN: ``["0", "1", "2", "3", "pool"]`` (strides 4-64; MobileNet: ``["0", "1", "pool"]``);
+    RetinaNet/FCOS: ``["0", "1", "2", "p6", "p7"]`` (P3-P7, strides 8-128). Use them to build distillation pairs such as ``("backbone[0]", "backbone[0]")``.
+    """
+    fpn_backbone = getattr(model, "backbone", None)
+    if not isinstance(fpn_backbone, BackboneWithFPN):
+        raise TypeError(f"{type(model).__name__} has no torchvision FPN backbone (model.backbone)")
+    names = list(fpn_backbone.body.return_layers.values())
+    extra = fpn_backbone.fpn.extra_blocks
+    if isinstance(extra, LastLevelMaxPool):
+        return [*names, "pool"]
+    if isinstance(extra, LastLevelP6P7):
+        return [*names, "p6", "p7"]
+    # Unknown extra block: its names are only known by running it once.
+    device = next(fpn_backbone.parameters()).device
+    was_training = fpn_backbone.training
+    fpn_backbone.eval()
+    try:
+        with torch.no_grad():
+            return list(fpn_backbone(torch.zeros(1, 3, 64, 64, device=device)).keys())
+    finally:
+        fpn_backbone.train(was_training)
+
+
+_TRANSFORM_SETTINGS = ("min_size", "max_size", "image_mean", "image_std", "size_divisible", "fixed_size")
+
+
+def match_transform(teacher: nn.Module, student: nn.Module) -> nn.Module:
+    """Give ``teacher.transform`` the student's preprocessing settings, in place; returns ``teacher``.
+
+    Distillation compares feature maps position by position, so the teacher (eval mode) must resize,
+    normalise and pad exactly like the student (train mode). Raises ``ValueError`` when the student's
+    own transform differs between train and eval mode, which no teacher setting can match.
+    """
+    for role, model in (("teacher", teacher), ("student", student)):
+        if not isinstance(getattr(model, "transform", None), GeneralizedRCNNTransform):
+            raise TypeError(f"{role} {type(model).__name__} has no GeneralizedRCNNTransform at .transform")
+    src: GeneralizedRCNNTransform = student.transform
+    if len(src.min_size) != 1:
+        raise ValueError(
+            f"student transform has several min_size values {tuple(src.min_size)}: it resizes randomly in "
+            "train mode, so no teacher in eval mode can match it; rebuild the student with one int min_size"
+        )
+    if src._skip_resize:
+        raise ValueError("student transform skips resizing in train mode only; no teacher can match it")
+    dst: GeneralizedRCNNTransform = teacher.transform
+    for attr in _TRANSFORM_SETTINGS:
+        value = getattr(src, attr)
+        setattr(dst, attr, list(value) if isinstance(value, list) else value)
+    return teacher
