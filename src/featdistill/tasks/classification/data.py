@@ -1,0 +1,429 @@
+"""Classification data: decode once into uint8 tensors and augment whole batches, or stream with PIL workers.
+
+Small datasets (CIFAR, (Fashion-)MNIST, small ImageFolders) are decoded once by :func:`load_tensors` into a
+``uint8 [N, C, H, W]`` tensor and served by :class:`TensorBatchLoader`, which augments each batch with a few
+vectorised tensor ops (crop, flip, normalise); on a CPU this keeps data time a small fraction of a training
+step. Large datasets (ImageNet) use :func:`build_folder_loader`, the per-image PIL pipeline in DataLoader
+workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader, DistributedSampler
+from torchvision import transforms
+from torchvision.transforms.v2.functional import resize as resize_tensor
+
+from .augment import crop_flip, crop_flip_params, normalize
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "NORMALIZATION",
+    "TensorBatchLoader",
+    "build_folder_loader",
+    "load_tensors",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+#: Per-channel (mean, std) in 0..1 units, for ``normalize`` / the loaders.
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashionmnist": ((0.2860,), (0.3530,)),
+}
+
+_TORCHVISION = {
+    "cifar10": (torchvision.datasets.CIFAR10, "cifar-10-batches-py"),
+    "cifar100": (torchvision.datasets.CIFAR100, "cifar-100-python"),
+    "mnist": (torchvision.datasets.MNIST, "MNIST/raw"),
+    "fashionmnist": (torchvision.datasets.FashionMNIST, "FashionMNIST/raw"),
+}
+
+Size = int | tuple[int, int]
+
+
+def load_tensors(
+    name: str,
+    root: str | Path,
+    split: str,
+    *,
+    image_size: Size | None = None,
+    limit: int | None = None,
+    on_bad_file: Literal["raise", "skip"] = "raise",
+    cache_dir: str | Path | None = None,
+    download: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode a whole dataset split into memory.
+
+    Args:
+        name: ``imagefolder`` (``root/<split>/<class>/<image>``, decoded with PIL as RGB), ``cifar10``,
+            ``cifar100``, ``mnist`` or ``fashionmnist`` (torchvision layouts under ``root``, e.g. ``root``
+            containing ``FashionMNIST/raw``; split ``train`` or ``test``; MNIST-style sets have 1 channel).
+        image_size: resize every image to ``(H, W)`` (an int means square). Required for an ImageFolder
+            whose images differ in size.
+        limit: keep a deterministic class-balanced subset of at most ``limit`` images: the first
+            ``limit // num_classes`` images of each class in sorted (file or index) order, one more for
+            the first ``limit % num_classes`` classes, so small runs still see every class.
+        on_bad_file: for an undecodable ImageFolder file, ``raise`` a ValueError naming it, or ``skip``
+            it with a warning.
+        cache_dir: ImageFolder only: store the decoded arrays as ``.npz`` here, keyed by the arguments
+            and the folder's file count and newest mtime, so the next call only reads one array file.
+        download: let torchvision download the torchvision datasets (off by default).
+
+    Returns:
+        ``(images uint8 [N, C, H, W], labels int64 [N], class names)``.
+    """
+    if on_bad_file not in ("raise", "skip"):
+        raise ValueError(f"on_bad_file must be 'raise' or 'skip', got {on_bad_file!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of images, got {limit}")
+    size = _as_size(image_size)
+    key = name.lower()
+    if key == "imagefolder":
+        return _load_imagefolder(Path(root), split, size, limit, on_bad_file, cache_dir)
+    if key in _TORCHVISION:
+        return _load_torchvision(key, Path(root), split, size, limit, download)
+    raise ValueError(f"unknown dataset {name!r}; expected one of: imagefolder, {', '.join(_TORCHVISION)}")
+
+
+def _as_size(image_size: Size | None) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"image_size must be a positive int or (height, width), got {image_size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _balanced_quota(num_classes: int, limit: int | None) -> list[int | None]:
+    """How many items of each class to keep under ``limit`` (None: all)."""
+    if limit is None:
+        return [None] * num_classes
+    base, extra = divmod(limit, num_classes)
+    return [base + (1 if c < extra else 0) for c in range(num_classes)]
+
+
+def _class_names(folder: Path) -> list[str]:
+    """Sorted class sub-folders of an ImageFolder split, with a one-line error when there are none."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder} (expected {folder}/<class>/<image files>)")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"no class folders in {folder} (expected {folder}/<class>/<image files>)")
+    return classes
+
+
+def _list_imagefolder(folder: Path) -> tuple[list[str], list[list[Path]]]:
+    classes = _class_names(folder)
+    files = []
+    for cls in classes:
+        found = sorted(
+            p for p in (folder / cls).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        )
+        if not found:
+            raise ValueError(f"no images in class folder {folder / cls} (extensions {IMAGE_EXTENSIONS})")
+        files.append(found)
+    return classes, files
+
+
+def _load_imagefolder(
+    root: Path,
+    split: str,
+    size: tuple[int, int] | None,
+    limit: int | None,
+    on_bad_file: str,
+    cache_dir: str | Path | None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    folder = root / split
+    classes, files = _list_imagefolder(folder)
+    cache_path = None
+    if cache_dir is not None:
+        all_files = [f for per_class in files for f in per_class]
+        fingerprint = [len(all_files), max(f.stat().st_mtime_ns for f in all_files)]
+        spec = [str(folder.resolve()), size, limit, on_bad_file, fingerprint]
+        digest = hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:16]
+        cache_path = Path(cache_dir) / f"imagefolder-{split}-{digest}.npz"
+        if cache_path.is_file():
+            with np.load(cache_path, allow_pickle=False) as cached:
+                return (
+                    torch.from_numpy(cached["images"]),
+                    torch.from_numpy(cached["labels"]),
+                    [str(c) for c in cached["classes"]],
+                )
+    selected = [
+        (path, label)
+        for label, (per_class, quota) in enumerate(zip(files, _balanced_quota(len(classes), limit)))
+        for path in per_class[:quota]
+    ]
+    arrays, labels = [], []
+    for path, label in selected:
+        try:
+            array = _decode(path, size)
+        except (OSError, ValueError, SyntaxError) as err:
+            if on_bad_file == "raise":
+                raise ValueError(
+                    f"cannot decode image {path}: {err}; delete or replace it, or set data.on_bad_file: skip"
+                ) from err
+            warnings.warn(f"skipping undecodable image {path}: {err}", stacklevel=3)
+            continue
+        if arrays and array.shape != arrays[0].shape:
+            raise ValueError(
+                f"image {path} is {array.shape[1]}x{array.shape[0]} but earlier images are "
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass image_size= to resize them all"
+            )
+        arrays.append(array)
+        labels.append(label)
+    if not arrays:
+        raise ValueError(f"no decodable images in {folder}")
+    images = np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2))
+    label_array = np.asarray(labels, dtype=np.int64)
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_path.with_name(f"{cache_path.stem}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, images=images, labels=label_array, classes=np.asarray(classes, dtype=str))
+        os.replace(tmp, cache_path)
+    return torch.from_numpy(images), torch.from_numpy(label_array), classes
+
+
+def _decode(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """Decode one image file to an RGB ``uint8 [H, W, 3]`` array, resized to ``size`` if given."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    if size is not None and rgb.size != (size[1], size[0]):
+        rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _load_torchvision(
+    name: str, root: Path, split: str, size: tuple[int, int] | None, limit: int | None, download: bool
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    if split not in ("train", "test"):
+        raise ValueError(f"{name} split must be 'train' or 'test', got {split!r}")
+    dataset_cls, subdir = _TORCHVISION[name]
+    try:
+        dataset = dataset_cls(str(root), train=split == "train", download=download)
+    except RuntimeError as err:
+        raise FileNotFoundError(
+            f"{name} not found under {root}: expected {root / subdir} (torchvision layout); "
+            "pass download=True to fetch it"
+        ) from err
+    data = torch.as_tensor(dataset.data)
+    images = data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+    classes = list(dataset.classes)
+    if limit is not None:
+        keep = [
+            torch.nonzero(labels == c).flatten()[:quota]
+            for c, quota in enumerate(_balanced_quota(len(classes), limit))
+        ]
+        index = torch.cat(keep).sort().values
+        images, labels = images[index], labels[index]
+    if size is not None and tuple(images.shape[-2:]) != size:
+        images = resize_tensor(images, list(size), antialias=True)
+    return images.contiguous(), labels, classes
+
+
+class TensorBatchLoader:
+    """Batches of an in-memory uint8 dataset, augmented and normalised as whole tensors.
+
+    Each epoch draws, from ``torch.Generator().manual_seed(seed + epoch)``, one permutation of the dataset
+    and one set of crop/flip parameters per sample position, so an epoch is fully determined by
+    ``(seed, epoch)``: :meth:`iterate` can resume at any batch and later batches are unchanged.
+
+    With ``world_size > 1`` every rank computes the same epoch plan; global batch ``i`` is positions
+    ``[i * G, (i + 1) * G)`` with ``G = batch_size * world_size`` and rank ``r`` takes the ``r``-th contiguous
+    slice, so ranks together see exactly what one process with batch ``G`` sees. Without ``drop_last``, the
+    epoch is padded (wrapping around, like ``DistributedSampler``) to a multiple of ``world_size`` so every
+    rank gets the same number of non-empty batches.
+
+    Args:
+        images: ``uint8 [N, C, H, W]``.
+        labels: ``[N]`` targets, returned as given.
+        batch_size: per-rank batch size.
+        augment: random crop (zero padding ``pad``) and, if ``flip``, horizontal flip with p = 0.5.
+        mean, std: per-channel normalisation in 0..1 units (None: only scale to [0, 1]).
+        channels_last: return images in ``torch.channels_last`` memory format.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        augment: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        pad: int = 4,
+        flip: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        if labels.shape[:1] != images.shape[:1]:
+            raise ValueError(f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}")
+        if batch_size < 1 or pad < 0:
+            raise ValueError(f"batch_size must be >= 1 and pad >= 0, got {batch_size} and {pad}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.mean, self.std, self.pad, self.flip = mean, std, pad, flip
+        self.drop_last, self.seed, self.rank, self.world_size = drop_last, seed, rank, world_size
+        self.channels_last = channels_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation and augmentation the next iteration uses."""
+        self.epoch = epoch
+
+    def _num_positions(self) -> int:
+        n = self.images.shape[0]
+        if self.drop_last or self.world_size == 1:
+            return n
+        return math.ceil(n / self.world_size) * self.world_size
+
+    def __len__(self) -> int:
+        global_batch = self.batch_size * self.world_size
+        if self.drop_last:
+            return self._num_positions() // global_batch
+        return math.ceil(self._num_positions() / global_batch)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iterate()
+
+    def iterate(self, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield this rank's ``(float images, labels)`` batches of the current epoch from ``start_batch``."""
+        num_batches = len(self)
+        if not 0 <= start_batch <= num_batches:
+            raise ValueError(f"start_batch must be in [0, {num_batches}], got {start_batch}")
+        n = self.images.shape[0]
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        params = crop_flip_params(n, self.pad, self.flip, generator) if self.augment else None
+        extra = self._num_positions() - n
+        if extra:
+            order = torch.cat([order, order[:extra]])
+            params = None if params is None else tuple(torch.cat([p, p[:extra]]) for p in params)
+        global_batch = self.batch_size * self.world_size
+        for batch in range(start_batch, num_batches):
+            lo = batch * global_batch
+            per_rank = (min(lo + global_batch, order.numel()) - lo) // self.world_size
+            start = lo + self.rank * per_rank
+            index = order[start : start + per_rank]
+            images = self.images[index]
+            if params is not None:
+                dy, dx, flips = (p[start : start + per_rank] for p in params)
+                images = crop_flip(images, self.pad, dy, dx, flips)
+            yield normalize(images, self.mean, self.std, self.channels_last), self.labels[index]
+
+
+class _BadImage(Exception):
+    """An image file PIL cannot decode (raised by the loader so that only decoding errors are caught)."""
+
+
+def _pil_rgb(path: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as err:
+        raise _BadImage(f"{path}: {err}") from err
+
+
+class _CheckedImageFolder(torchvision.datasets.ImageFolder):
+    """``ImageFolder`` that names an undecodable file: a ValueError (``raise``) or a warning and the next
+    decodable sample in its place (``skip``), so an epoch never dies on an anonymous decoding error."""
+
+    def __init__(
+        self, root: str, transform: transforms.Compose, on_bad_file: Literal["raise", "skip"]
+    ) -> None:
+        super().__init__(root, transform=transform, loader=_pil_rgb)
+        self.on_bad_file = on_bad_file
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        for offset in range(len(self.samples)):
+            try:
+                return super().__getitem__((index + offset) % len(self.samples))
+            except _BadImage as err:
+                if self.on_bad_file == "raise":
+                    raise ValueError(
+                        f"cannot decode image {err}; delete or replace it, or set data.on_bad_file: skip"
+                    ) from None
+                warnings.warn(f"skipping undecodable image {err}", stacklevel=2)
+        raise ValueError(f"no decodable images in {self.root}")
+
+
+def build_folder_loader(
+    root: str | Path,
+    split: str,
+    *,
+    batch_size: int,
+    train: bool,
+    image_size: int = 224,
+    resize_size: int | None = None,
+    mean: Sequence[float] = NORMALIZATION["imagenet"][0],
+    std: Sequence[float] = NORMALIZATION["imagenet"][1],
+    num_workers: int = 4,
+    distributed: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+    seed: int = 0,
+    drop_last: bool | None = None,
+    pin_memory: bool = False,
+    on_bad_file: Literal["raise", "skip"] = "raise",
+) -> DataLoader:
+    """Per-image PIL pipeline over ``root/<split>/<class>/<image>`` for datasets too large for memory.
+
+    Train: RandomResizedCrop(image_size) + horizontal flip; eval: Resize(resize_size, default
+    ``image_size / 0.875``) + CenterCrop(image_size); both then ToTensor + Normalize. With ``distributed``
+    a ``DistributedSampler`` (rank/world_size from the process group unless given) shards the data; call
+    ``loader.sampler.set_epoch(epoch)`` each epoch. ``drop_last`` defaults to ``train``. An undecodable
+    file raises a ValueError naming it, or with ``on_bad_file="skip"`` is replaced by the next good one.
+    """
+    folder = Path(root) / split
+    _class_names(folder)
+    if train:
+        pipeline = [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]
+    else:
+        resize = resize_size if resize_size is not None else round(image_size / 0.875)
+        pipeline = [transforms.Resize(resize), transforms.CenterCrop(image_size)]
+    transform = transforms.Compose([*pipeline, transforms.ToTensor(), transforms.Normalize(mean, std)])
+    dataset = _CheckedImageFolder(str(folder), transform, on_bad_file)
+    drop_last = train if drop_last is None else drop_last
+    sampler = None
+    if distributed:
+        sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=seed, drop_last=drop_last
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train if sampler is None else None,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )
