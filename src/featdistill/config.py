@@ -1,4 +1,4 @@
-"""Run configuration: a typed schema, YAML loading (``yaml.safe_load``), ``--set`` overrides, validation.
+"""Run configuration: a typed schema, YAML loading (safe loader only), ``--set`` overrides, validation.
 
 Every key is checked before any work starts: an unknown key names itself and the closest valid key, a
 wrong type names the key and the expected type, a missing required key names itself.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -171,7 +172,10 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
         tp = hints[name]
         if name not in values:
             if f.default is REQUIRED and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"missing required config key '{prefix}{name}'")
+                raise ConfigError(
+                    f"missing required config key '{prefix}{name}'; add it to the config file "
+                    f"or pass --set {prefix}{name}=VALUE"
+                )
             continue
         value = values[name]
         if dataclasses.is_dataclass(tp):
@@ -201,8 +205,32 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        _set_dotted(tree, key.strip(), _safe_yaml(raw, f"--set {key.strip()}"))
     return tree
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python objects, ever) that also reads ``1e-3`` as a float, as YAML 1.2 does."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _safe_yaml(text: str, where: str) -> Any:
+    """Safe YAML loading with one-line errors; Python tags (``!!python/...``) are refused, never run."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: never constructs Python objects
+    except yaml.constructor.ConstructorError as err:
+        raise ConfigError(
+            f"{where}: refused YAML tag ({err.problem}); configs hold only plain values, lists and "
+            "mappings, remove the tag"
+        ) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where} is not valid YAML: {str(err).splitlines()[0]}") from None
 
 
 def parse_config(tree: dict[str, Any]) -> RunConfig:
@@ -215,8 +243,5 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    tree = _safe_yaml(path.read_text(), str(path)) or {}
     return parse_config(apply_overrides(tree, overrides or []))

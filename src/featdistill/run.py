@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from .config import RunConfig
 from .distiller import Distiller
 from .distiller.distiller import default_teacher_forward
 from .engine import Trainer
+from .engine.distributed import DistributedContext, init_distributed, sync_batchnorm, wrap_ddp
 
 
 def get_task(cfg: RunConfig) -> Any:
@@ -71,9 +71,18 @@ def fingerprint(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def build_model(cfg: RunConfig, task: Any, device: torch.device) -> nn.Module:
-    """The student alone (no teacher configured) or a Distiller around student and teacher."""
+def build_model(
+    cfg: RunConfig, task: Any, device: torch.device, ctx: DistributedContext | None = None
+) -> nn.Module:
+    """The student alone (no teacher configured) or a Distiller around student and teacher.
+
+    With ``ctx`` of several processes and ``train.sync_bn``, the student's BatchNorm layers become
+    SyncBatchNorm before the Distiller resolves its taps.
+    """
+    ctx = ctx or DistributedContext(device=device)
     student = task.build_student()
+    if cfg.train.sync_bn:
+        student = sync_batchnorm(student, ctx)
     if cfg.model.teacher is None:
         return student.to(device)
     teacher = task.build_teacher()
@@ -90,21 +99,26 @@ def build_model(cfg: RunConfig, task: Any, device: torch.device) -> nn.Module:
         options=d.options,
         teacher_forward=getattr(task, "teacher_forward", default_teacher_forward),
         teacher_dtype=dtype,
-        verbose=True,
+        verbose=ctx.is_main,
     )
     return distiller.to(device)
 
 
 def build_trainer(cfg: RunConfig) -> Trainer:
     """Everything a run needs, in the order that fails fastest (data before models before training)."""
-    device = select_device(cfg.device)
+    ctx = init_distributed(select_device(cfg.device))  # one process, or one per GPU under torchrun
+    device = ctx.device
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     task = get_task(cfg)
-    train_loader, val_loader = task.build_loaders()
-    model = build_model(cfg, task, device)
+    train_loader, val_loader = task.build_loaders(ctx.rank, ctx.world_size)
+    model = build_model(cfg, task, device, ctx)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    out = Path(cfg.output.dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if cfg.train.compile:
+        # In place (state_dict keys unchanged). The student is compiled whole, tap hooks included: dynamo
+        # traces the per-step hooks without recompiling. The teacher stays eager: its early stop raises
+        # inside a hook, which would break the graph.
+        (model.student if isinstance(model, Distiller) else model).compile()
+    model = wrap_ddp(model, ctx)  # the Distiller (student + transforms); the teacher is not a submodule
+    Path(cfg.output.dir).mkdir(parents=True, exist_ok=True)  # config.yaml is written by Trainer.fit
     return Trainer(model, task, train_loader, val_loader, cfg, device, fingerprint(cfg))

@@ -57,21 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> None:
     from ..config import load_config
+    from ..engine.distributed import cleanup, is_main
     from ..run import build_trainer
 
     cfg = load_config(args.config, args.overrides)
-    trainer = build_trainer(cfg)
-    resume = args.resume
-    if resume == "auto":
-        last = Path(cfg.output.dir) / "last.pt"
-        resume = last if last.is_file() else None
-    metrics = trainer.fit(resume=resume)
-    print(json.dumps({"output": cfg.output.dir, **metrics}))
+    try:
+        trainer = build_trainer(cfg)  # joins the process group when started by torchrun
+        resume = args.resume
+        if resume == "auto":
+            last = Path(cfg.output.dir) / "last.pt"
+            resume = last if last.is_file() else None
+        metrics = trainer.fit(resume=resume)
+        if is_main():
+            print(json.dumps({"output": cfg.output.dir, **metrics}))
+    finally:
+        cleanup()
 
 
 def _load_student(args: argparse.Namespace):
     from ..config import load_config
-    from ..engine import load_safely
+    from ..engine import CheckpointError, load_safely
     from ..run import get_task
 
     cfg = load_config(args.config, args.overrides)
@@ -80,7 +85,14 @@ def _load_student(args: argparse.Namespace):
     state = load_safely(args.checkpoint)
     if isinstance(state, dict) and "student" in state:
         state = state["student"]
-    student.load_state_dict(state)
+    try:
+        student.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        detail = " ".join(str(err).split())[:300] or type(err).__name__
+        raise CheckpointError(
+            f"{args.checkpoint} does not fit model.student {cfg.model.student!r} ({detail}); "
+            "use the config that trained it"
+        ) from None
     return cfg, task, student.eval()
 
 
@@ -111,6 +123,16 @@ def _demo(args: argparse.Namespace) -> None:
 COMMANDS = {"train": _train, "eval": _eval, "export": _export, "demo": _demo}
 
 
+def _one_line(err: BaseException) -> str:
+    """The first line of an error; for an error re-raised from a DataLoader worker, the worker's own."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        return lines[-1].split(": ", 1)[-1]
+    return lines[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -121,9 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(
-            f"featdistill: error: {message} ({type(err).__name__}; --debug for the traceback)",
+            f"featdistill: error: {_one_line(err)} ({type(err).__name__}; --debug for the traceback)",
             file=sys.stderr,
         )
         return 2

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -54,31 +57,52 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` to ``path`` so that a crash at any moment leaves either the old or the new file.
+def _fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
-    The data goes to a temporary file in the same folder, is flushed and fsynced, then renamed over
-    ``path`` (atomic on POSIX); the folder is fsynced so the rename itself survives a power loss. On any
-    error (e.g. disk full) the temporary file is removed and the previous checkpoint stays intact.
-    """
+
+def _write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+            hint = "free some disk space or " if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            raise OSError(
+                err.errno,
+                f"cannot write {path}: {err.strerror or err} ({kept}); {hint}check output.dir and retry",
+            ) from err
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(path.parent)
     return path
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """Write ``obj`` to ``path`` so that a crash at any moment leaves either the old or the new file.
+
+    The data goes to a temporary file in the same folder, is flushed and fsynced, then renamed over
+    ``path`` (atomic on POSIX); the folder is fsynced so the rename itself survives a power loss. On any
+    error (e.g. disk full) the temporary file is removed, the previous checkpoint stays intact and an
+    ``OSError`` with a one-line message naming the file is raised.
+    """
+    return _write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """``save_atomic`` for a small text file (run config, metrics, logs)."""
+    return _write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def load_safely(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
@@ -93,12 +117,23 @@ def load_safely(path: str | Path, map_location: str | torch.device = "cpu") -> A
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"refusing to load {path}: it is not a plain tensor/weights file (weights_only=True rejected it: "
-            f"{first}); only load files from sources you trust, re-saved as plain state_dicts"
+            f"refusing to load {path}: it holds pickled Python objects, not only tensors and plain values "
+            f"({_unpickling_reason(err)}); nothing in it was run. Use a checkpoint written by featdistill "
+            "or a plain state_dict"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"cannot read {path}: {str(err).splitlines()[0]} (corrupt or truncated?)"
+            f"cannot read {path}: {first} (corrupt or truncated file?); use an intact checkpoint"
         ) from None
+
+
+def _unpickling_reason(err: pickle.UnpicklingError) -> str:
+    """The one informative line of a ``weights_only`` refusal, e.g. ``Unsupported global: GLOBAL os.system``."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"Unsupported (?:global|operand):\s*(?:GLOBAL\s+)?\S+", text)
+    if found:
+        return found.group(0)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
+
+from .checkpoint import write_text_atomic
 
 
 class RunLogger:
@@ -50,14 +53,37 @@ class RunLogger:
                 with open(self.path, newline="") as f:
                     rows = list(csv.DictReader(f))
             self._header = (self._header or []) + new_keys
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=self._header)
-                writer.writeheader()
-                writer.writerows(rows)
+            self._rewrite(rows)
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._header).writerow(row)
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the CSV atomically: a kill during the rewrite leaves the old or the new file, whole."""
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self._header or ["step"])
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(text.getvalue(), self.path)
+
+    def truncate(self, step: int) -> None:
+        """Drop rows logged after ``step`` (and incomplete rows): a resumed run logs them again."""
+        if not (self._csv and self.path.exists()):
+            return
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            self._header = list(reader.fieldnames or [])
+            rows = list(reader)
+        kept = [r for r in rows if None not in r.values() and _step(r) is not None and _step(r) <= step]
+        if len(kept) != len(rows):
+            self._rewrite(kept)
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def _step(row: dict[str, Any]) -> float | None:
+    try:
+        return float(row["step"])
+    except (KeyError, TypeError, ValueError):
+        return None

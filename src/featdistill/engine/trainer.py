@@ -15,13 +15,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import yaml
 from torch import nn
 from tqdm import tqdm
 
 from ..config import RunConfig
 from ..distiller import Distiller, DistillOutput
 from ..taps import unwrap_model
-from .checkpoint import CheckpointError, load_safely, rng_state, save_atomic, set_rng_state
+from .checkpoint import (
+    CheckpointError,
+    load_safely,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+    write_text_atomic,
+)
+from .distributed import broadcast_buffers, mean_across_ranks, world_size
 from .logger import RunLogger
 from .schedule import build_optimizer, build_scheduler
 
@@ -119,31 +128,58 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path | None:
-        """Atomically write ``last.pt`` (main process only); the previous file survives any crash."""
+        """Atomically write ``last.pt`` (main process only); the previous file survives any crash.
+
+        Weights that became NaN/inf are never written: the last good checkpoint is kept and training stops.
+        """
+        self._check_finite_weights()
         if not self.is_main:
             return None
         return save_atomic(self.state(), self.out_dir / "last.pt")
+
+    def _last_good(self) -> str:
+        last = self.out_dir / "last.pt"
+        return f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+
+    def _check_finite_weights(self) -> None:
+        tensors = {k: v for k, v in self.core.state_dict().items() if v.is_floating_point()}
+        if not tensors or bool(torch.stack([v.isfinite().all() for v in tensors.values()]).all()):
+            return
+        bad = next(k for k, v in tensors.items() if not bool(v.isfinite().all()))
+        raise NonFiniteLossError(
+            f"weights became non-finite at step {self.step} (epoch {self.epoch + 1}, e.g. {bad!r}); stopped "
+            f"without saving, {self._last_good()}; lower train.lr or alpha, or set train.clip_grad"
+        )
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore everything needed to continue exactly where ``path`` was written."""
         state = load_safely(path, map_location=self.device)
         if not isinstance(state, dict) or state.get("format") != "featdistill-checkpoint-1":
-            raise CheckpointError(f"{path} is not a featdistill training checkpoint")
+            raise CheckpointError(
+                f"{path} is not a featdistill training checkpoint (a plain state_dict?); --resume needs the "
+                "last.pt of a run, weights alone go in model.student_weights"
+            )
         if self.fingerprint and state.get("fingerprint") != self.fingerprint:
             raise CheckpointError(
                 f"{path} was written by another config or model (fingerprint {state.get('fingerprint')!r} "
                 f"!= {self.fingerprint!r}); resume with the config that wrote it or start a new output dir"
             )
-        self.student.load_state_dict(state["student"])
-        core = self.core
-        if isinstance(core, Distiller):
-            core.transforms.load_state_dict(state["transforms"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
-        self.metrics = dict(state.get("metrics", {}))
-        set_rng_state(state["rng"])
+        try:
+            self.student.load_state_dict(state["student"])
+            core = self.core
+            if isinstance(core, Distiller):
+                core.transforms.load_state_dict(state["transforms"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+            self.metrics = dict(state.get("metrics", {}))
+            set_rng_state(state["rng"])
+        except (KeyError, ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(
+                f"{path} does not fit this run ({first}); resume with the config that wrote it"
+            ) from None
 
     # -- training -----------------------------------------------------------------------------------
     def _prepare(self, batch: Any) -> tuple[tuple, dict]:
@@ -158,13 +194,15 @@ class Trainer:
         return args, kwargs
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
-        bad = [k for k, v in terms.items() if not math.isfinite(float(v.detach()))]
-        if bad:
-            raise NonFiniteLossError(
-                f"loss term(s) {bad} became non-finite at step {self.step} (epoch {self.epoch}); stopped. "
-                f"The last good checkpoint is {self.out_dir / 'last.pt'}; lower the learning rate or alpha, "
-                "or enable gradient clipping (train.clip_grad)"
-            )
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        bad = [k for k, v in values.items() if k != "loss" and not math.isfinite(v)]
+        if not bad and math.isfinite(values.get("loss", 0.0)):
+            return
+        named = ", ".join(f"{k}={values[k]}" for k in bad or ["loss"])
+        raise NonFiniteLossError(
+            f"loss became non-finite at step {self.step} (epoch {self.epoch + 1}): {named}; stopped, "
+            f"{self._last_good()}; lower train.lr or alpha, or set train.clip_grad"
+        )
 
     def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One optimisation step; returns the (detached) loss terms."""
@@ -191,6 +229,12 @@ class Trainer:
         tcfg = self.cfg.train
         if resume is not None:
             self.load_checkpoint(resume)
+        if self.is_main:
+            # Only now, once a resume checkpoint was accepted, is anything in the output folder changed.
+            write_text_atomic(
+                yaml.safe_dump(self.cfg.to_dict(), sort_keys=False), self.out_dir / "config.yaml"
+            )
+            self.logger.truncate(self.step)  # rows after the checkpoint are logged again
         steps_per_epoch = len(self.train_loader)
         try:
             while self.epoch < tcfg.epochs and not self._done():
@@ -209,7 +253,7 @@ class Trainer:
         finally:
             self.logger.close()
         if self.is_main:
-            (self.out_dir / "metrics.json").write_text(json.dumps(self.metrics, indent=2))
+            write_text_atomic(json.dumps(self.metrics, indent=2), self.out_dir / "metrics.json")
         return self.metrics
 
     def _done(self) -> bool:
@@ -235,11 +279,18 @@ class Trainer:
             self.batch += 1
             seen += self.task.batch_size(batch)
             log_now = self.step % tcfg.log_every == 0 or self.batch == steps_per_epoch
-            if self.device.type == "cpu" or log_now:
-                self._check_finite(terms)
+            checkpoint_now = (
+                tcfg.checkpoint_every
+                and self.step % tcfg.checkpoint_every == 0
+                and self.batch < steps_per_epoch
+            )
+            if self.device.type == "cpu" or log_now or checkpoint_now or self._done():
+                self._check_finite(terms)  # on GPU only when a value is needed anyway (no extra syncs)
             if log_now:
-                values = {k: float(v) for k, v in terms.items()}
-                rate = seen / max(time.perf_counter() - start, 1e-9)
+                # the mean over processes: the loss of the global batch, as one process would log it
+                reduced = mean_across_ranks(torch.stack([v.float() for v in terms.values()])).tolist()
+                values = dict(zip(terms, reduced))
+                rate = seen * world_size() / max(time.perf_counter() - start, 1e-9)
                 self.logger.log(
                     self.step,
                     {
@@ -250,11 +301,7 @@ class Trainer:
                 )
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()} | {"img/s": f"{rate:.0f}"})
             bar.update(1)
-            if (
-                tcfg.checkpoint_every
-                and self.step % tcfg.checkpoint_every == 0
-                and self.batch < steps_per_epoch
-            ):
+            if checkpoint_now:
                 self.save_checkpoint()
             if self._done():
                 break
@@ -264,6 +311,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Evaluate the plain student (never the teacher) on ``val_loader``."""
         student = self.student
+        broadcast_buffers(student)  # every process evaluates rank 0's BatchNorm statistics (as saved)
         was_training = student.training
         student.eval()
         try:

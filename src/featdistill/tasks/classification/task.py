@@ -71,10 +71,11 @@ class ClassificationTask:
 
     def _check_labels(self, labels: torch.Tensor, split: str) -> None:
         k = self.cfg.model.num_classes
-        if labels.numel() and (int(labels.max()) >= k or int(labels.min()) < 0):
+        outside = labels[(labels < 0) | (labels >= k)]
+        if outside.numel():
             raise ValueError(
-                f"split {split!r} of {self.cfg.data.root} has label {int(labels.max())} but model.num_classes "
-                f"is {k}; set model.num_classes to the number of classes in the data"
+                f"split {split!r} of {self.cfg.data.root} has label {int(outside[0])} outside the model's "
+                f"{k} classes (model.num_classes); set model.num_classes to the number of classes in the data"
             )
 
     def build_loaders(self, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
@@ -87,19 +88,23 @@ class ClassificationTask:
                 d.train_split,
                 train=True,
                 batch_size=d.batch_size,
-                workers=d.workers,
+                num_workers=d.workers,
                 image_size=d.image_size or 224,
                 distributed=world_size > 1,
+                on_bad_file=d.on_bad_file,
             )
             val = build_folder_loader(
                 d.root,
                 d.val_split,
                 train=False,
                 batch_size=eval_bs,
-                workers=d.workers,
+                num_workers=d.workers,
                 image_size=d.image_size or 224,
                 distributed=world_size > 1,
+                on_bad_file=d.on_bad_file,
             )
+            for loader, split in ((train, d.train_split), (val, d.val_split)):
+                self._check_labels(torch.as_tensor(loader.dataset.targets), split)
             return ResumableLoader(
                 train.dataset,
                 d.batch_size,

@@ -28,6 +28,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from ...engine.checkpoint import load_safely
+
 __all__ = ["BACKBONES", "DETECTORS", "build_detector", "fpn_level_names", "match_transform"]
 
 DETECTORS: dict[str, type[nn.Module]] = {
@@ -61,7 +63,7 @@ def _unknown(kind: str, name: str, choices: tuple[str, ...] | list[str]) -> Valu
 
 def _load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Load a classification state dict (optionally wrapped in ``{"state_dict"|"model": ...}``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_safely(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -28,6 +28,8 @@ from torchvision.models.segmentation import (
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
+from ...engine.checkpoint import load_safely
+
 __all__ = [
     "SEGMENTERS",
     "DilatedResNet",
@@ -216,7 +218,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained backbone checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_safely(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -1,0 +1,181 @@
+"""Kill -9 at random moments, resume, and end bit-identical to an uninterrupted run; kill during a save."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from featdistill.cli.main import main
+from featdistill.engine import CheckpointError, load_safely
+
+STEPS = 16  # 256 images / batch 32 x 2 epochs
+# One thread everywhere: the same kernels in and out of process, and no spinning OpenMP threads on a busy CPU.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_config(tmp_path: Path, out: Path) -> Path:
+    """A small synthetic distillation run (student and teacher), a checkpoint after every step."""
+    cfg = {
+        "task": "classification",
+        "device": "cpu",
+        "data": {
+            "name": "synthetic",
+            "root": "-",
+            "limit": 256,
+            "val_limit": 64,
+            "batch_size": 32,
+            "image_size": 16,
+        },
+        "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
+        "distill": {"method": "cwt", "alpha": 1e-3},
+        "train": {"epochs": 2, "lr": 0.05, "checkpoint_every": 1, "log_every": 1, "warmup_epochs": 0.5},
+        "output": {"dir": str(out), "tensorboard": False, "progress": False},
+    }
+    path = tmp_path / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def launch(cfg: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "featdistill", "train", str(cfg), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=SUBPROCESS_ENV,
+    )
+
+
+def logged_steps(out: Path) -> list[int]:
+    """Steps in ``log.csv`` (rows with a training loss), tolerating a file being written."""
+    try:
+        with open(out / "log.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (FileNotFoundError, csv.Error):
+        return []
+    return [int(float(r["step"])) for r in rows if r.get("train/loss")]
+
+
+def final_tensors(out: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == STEPS and state["epoch"] == 2
+    return {
+        **{f"student.{k}": v for k, v in state["student"].items()},
+        **{f"transforms.{k}": v for k, v in state["transforms"].items()},
+    }
+
+
+def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ref_out, out = tmp_path / "ref", tmp_path / "killed"
+    assert main(["train", str(write_config(tmp_path, ref_out))]) == 0  # uninterrupted, in this process
+
+    cfg = write_config(tmp_path, out)
+    rng = random.Random(1234)
+    resumed_from: list[int] = []
+    # First kill at a random moment of the start-up (before any checkpoint): --resume auto starts fresh.
+    proc = launch(cfg, "--resume", "auto")
+    time.sleep(rng.uniform(0.1, 0.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for _ in range(3):  # then kill after a random number of steps, with a random delay on top
+        done = logged_steps(out)
+        resumed_from.append(torch.load(out / "last.pt", weights_only=True)["step"] if done else 0)
+        target = min(STEPS, (done[-1] if done else 0) + rng.randint(1, 4))
+        proc = launch(cfg, "--resume", "auto")
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            steps = logged_steps(out)
+            if steps and steps[-1] >= target:
+                time.sleep(rng.uniform(0.0, 0.08))  # lands in a step, a log write or a checkpoint write
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    proc = launch(cfg, "--resume", "auto")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+    assert sum(0 < s < STEPS for s in resumed_from) >= 2, resumed_from  # really resumed mid-run
+    expected, got = final_tensors(ref_out), final_tensors(out)
+    assert expected.keys() == got.keys()
+    different = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert not different, different
+    assert logged_steps(out) == logged_steps(ref_out) == list(range(1, STEPS + 1))  # no duplicated rows
+
+
+SLOW_SAVE = textwrap.dedent(
+    """
+    import io, sys, time
+    from pathlib import Path
+    import torch
+    from featdistill.cli.main import main
+
+    real_save = torch.save
+
+    def half_then_hang(obj, f, *args, **kwargs):
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        data = buffer.getvalue()
+        f.write(data[: len(data) // 2])
+        f.flush()
+        Path(sys.argv[2]).touch()  # tell the test we are inside the write
+        time.sleep(120)
+
+    torch.save = half_then_hang
+    main(["train", sys.argv[1], "--resume", "auto", "--set", "train.epochs=2"])
+    """
+)
+
+
+def test_kill_during_checkpoint_write_keeps_previous(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path, out)
+    assert main(["train", str(cfg), "--set", "train.epochs=1", "--set", "train.checkpoint_every=0"]) == 0
+    last = out / "last.pt"
+    before = last.read_bytes()
+
+    marker = tmp_path / "inside-write"
+    script = tmp_path / "slow_save.py"
+    script.write_text(SLOW_SAVE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(cfg), str(marker)], stderr=subprocess.PIPE, env=SUBPROCESS_ENV
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+    partial = out / ".last.pt.tmp"
+    assert partial.is_file() and partial.stat().st_size > 0  # the half-written file is left behind ...
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_safely(partial)
+    assert last.read_bytes() == before  # ... but last.pt is the previous, complete checkpoint
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+
+    # A resume reads last.pt, never the partial file, and replaces the partial file with its own.
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--resume", "auto", "--set", "train.max_steps=9"]) == 0
+    assert torch.load(last, weights_only=True)["step"] == 9
+    assert not partial.exists()
