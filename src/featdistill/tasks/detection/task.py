@@ -1,0 +1,356 @@
+"""The detection / instance segmentation plug-in: torchvision detectors on COCO-format data, COCO AP.
+
+Configuration (``task: detection``):
+
+- ``model.student`` / ``model.teacher``: detector families, ``fasterrcnn``, ``maskrcnn``, ``retinanet`` or
+  ``fcos`` (see :func:`build_detector`); teacher and student may be of different families.
+- ``model.options``: keyword arguments of :func:`build_detector` given to both models (``backbone``,
+  ``min_size``, ``max_size``, ``trainable_layers``, ``pretrained_backbone`` and torchvision's detector
+  arguments such as ``box_detections_per_img``). The nested mappings ``student`` and ``teacher`` add or
+  override keys for one side only, e.g.
+  ``options: {min_size: 800, student: {backbone: resnet50}, teacher: {backbone: resnet101}}``.
+  Preprocessing keys (``min_size``, ``max_size``, ``image_mean``, ``image_std``, ``size_divisible``,
+  ``fixed_size``) are shared only: both models must see identical inputs (the teacher's transform is also
+  set to the student's with :func:`match_transform`). ``distill_levels`` (default 4) is how many of the
+  student's finest FPN levels the default pairs distill; 5 adds ``pool`` (R-CNN) / ``p7`` (one-stage).
+- ``model.num_classes``: categories + 1 (background), taken from the annotation file; leave it out, or it
+  must equal that number (the schema default, 10, counts as left out).
+- ``model.student_weights`` / ``model.teacher_weights``: whole-detector state dicts, or featdistill
+  checkpoints (their ``student`` entry), e.g. a teacher trained by this plug-in.
+- ``data.name: coco`` (COCO-format json); ``data.root`` and, per split (``train`` / ``val``), the annotation
+  file and image folder, first found of: ``data.options.{split}_ann`` / ``{split}_images``;
+  ``data.options.ann_file`` / ``images`` (both splits); the COCO layout
+  ``root/annotations/instances_<data.{split}_split>.json`` with images in ``root/<data.{split}_split>``
+  (e.g. ``train2017`` / ``val2017``); the single-file layout ``root/annotations/instances.json`` with
+  ``root/images`` (coco128). Relative option paths are relative to ``root``.
+- ``data.limit`` / ``data.val_limit``: the first N images (by id) of a split; ``data.augment: false``
+  turns training augmentation off; ``data.batch_size`` is per process.
+- ``data.options``: ``skip_empty`` (true: training leaves out images without instances; evaluation keeps
+  all), ``flip_prob`` (0.5), ``scale_range`` (null = off; ``[low, high]`` with ``1 <= low <= high``: zoom in
+  by a random factor at the detector's input scale, then crop back to the detector's input size, see
+  :mod:`.augment`), ``save_results`` (false; true writes ``results_<bbox|segm>.json`` to ``output.dir``).
+
+Default pairs: CWT (or ``distill.method``) on each of the first ``distill_levels`` FPN levels of the
+student, ``backbone[k] -> backbone[k']`` with the teacher level of the same stride (P2-P5 for Faster/Mask
+R-CNN, P3-P6 for RetinaNet/FCOS); α applies once to their sum. The teacher gets only the images and stops
+after its FPN, so its RPN and heads never run.
+
+Loss terms: torchvision's loss dict (``loss_classifier``, ``loss_box_reg``, ``loss_objectness``,
+``loss_rpn_box_reg``, ``loss_mask``; ``classification``, ``bbox_regression``, ``bbox_ctrness``). Metrics:
+COCO ``bbox/AP``, ``bbox/AP50``, ... (and ``segm/...`` for a ``maskrcnn`` student) in 0-1, computed by
+pycocotools on the results of all processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...config import ModelConfig, RunConfig
+from ...engine import ResumableLoader
+from ..classification.models import load_state_dict_file
+from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
+from .data import CocoDetection, collate_fn, load_coco
+from .evaluate import CocoEvaluator
+from .models import build_detector, fpn_level_names, match_transform
+
+DATA_OPTIONS = (
+    "ann_file",
+    "images",
+    "train_ann",
+    "val_ann",
+    "train_images",
+    "val_images",
+    "skip_empty",
+    "flip_prob",
+    "scale_range",
+    "save_results",
+)
+SHARED_ONLY = ("min_size", "max_size", "image_mean", "image_std", "size_divisible", "fixed_size")
+DEFAULT_LEVELS = 4
+_DETECTOR_DEFAULTS = {
+    k: p.default for k, p in inspect.signature(build_detector).parameters.items() if k in SHARED_ONLY
+}
+_SCHEMA_NUM_CLASSES = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == "num_classes")
+
+
+def _check_keys(given: Mapping[str, Any], valid: Sequence[str], where: str) -> None:
+    for key in given:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid: {list(valid)}"
+            raise ValueError(f"unknown {where} key '{key}'{hint}")
+
+
+def teacher_forward(teacher: nn.Module, images: list[Tensor], targets: Any = None) -> Any:
+    """Run the teacher on the images only (targets would switch a detector to its loss path)."""
+    return teacher(images)
+
+
+class ScaleJitter:
+    """Zoom in by a factor drawn from ``[low, high]`` at the detector's input scale, then crop back.
+
+    The image is resized to ``factor`` times the size the detector would resize it to (shorter side
+    ``min_size``, longer side at most ``max_size``), then a random window of that detector size is cropped;
+    the detector's own resize then leaves it as is, so objects appear ``factor`` times larger. Factors
+    below 1 would be undone by the detector's resize, hence ``low >= 1``.
+    """
+
+    def __init__(self, low: float, high: float, min_size: int, max_size: int) -> None:
+        if not 1.0 <= low <= high:
+            raise ValueError(
+                f"data.options.scale_range must be [low, high] with 1 <= low <= high, got [{low}, {high}]: "
+                "the detector resizes every image to min_size, which undoes zooming out"
+            )
+        self.low, self.high, self.min_size, self.max_size = low, high, min_size, max_size
+
+    def __call__(self, image: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        h, w = image.shape[-2:]
+        scale = min(self.min_size / min(h, w), self.max_size / max(h, w))
+        out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
+        factor = self.low + (self.high - self.low) * float(torch.rand(()))
+        image, target = RandomResize([max(1, round(min(out_h, out_w) * factor))])(image, target)
+        return RandomCrop((out_h, out_w))(image, target)
+
+
+class DetectionTask:
+    """Object detection / instance segmentation: ``(images, targets)`` lists in, loss dicts out."""
+
+    name = "detection"
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        d, m = cfg.data, cfg.model
+        if d.name != "coco":
+            raise ValueError(f"detection reads COCO-format json: set data.name: coco (got {d.name!r})")
+        if d.image_size is not None:
+            raise ValueError("data.image_size is not used by detection; set model.options.min_size instead")
+        _check_keys(d.options, DATA_OPTIONS, "data.options")
+        for side in ("student", "teacher"):
+            value = m.options.get(side, {}) or {}
+            if not isinstance(value, dict):
+                raise ValueError(f"model.options.{side} must be a mapping of options, got {value!r}")
+            shared = sorted(set(value) & set(SHARED_ONLY))
+            if shared:
+                raise ValueError(
+                    f"model.options.{side} sets {shared}: preprocessing must be identical for student and "
+                    "teacher, set it once in model.options"
+                )
+        levels = m.options.get("distill_levels", DEFAULT_LEVELS)
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"model.options.distill_levels must be an int >= 1, got {levels!r}")
+        self.distill_levels = levels
+        self.iou_types = ("bbox", "segm") if m.student == "maskrcnn" else ("bbox",)
+        self._num_classes: int | None = None
+        self._cat_ids: list[int] | None = None
+        self._student: nn.Module | None = None
+
+    # -- models -------------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        """Categories + 1, from the data (read from the validation annotation file if not yet loaded)."""
+        if self._num_classes is None:
+            ann, _ = self.paths("val")
+            self._set_categories(sorted(load_coco(ann).getCatIds()), ann)
+        return self._num_classes  # type: ignore[return-value]
+
+    def _set_categories(self, cat_ids: list[int], source: Path) -> None:
+        if self._cat_ids is not None and cat_ids != self._cat_ids:
+            raise ValueError(
+                f"{source} lists other categories than the training annotations; labels would not match "
+                "between splits: use annotation files with the same category list"
+            )
+        k = len(cat_ids) + 1
+        given = self.cfg.model.num_classes
+        if given not in (k, _SCHEMA_NUM_CLASSES):
+            raise ValueError(
+                f"model.num_classes is {given} but {source} has {k - 1} categories: it must be {k} "
+                "(categories + background); leave model.num_classes out to take it from the data"
+            )
+        self._cat_ids, self._num_classes = cat_ids, k
+
+    def detector_options(self, role: str) -> dict[str, Any]:
+        """The :func:`build_detector` keyword arguments of ``role`` (``student`` or ``teacher``)."""
+        shared = dict(self.cfg.model.options)
+        shared.pop("distill_levels", None)
+        sides = {side: shared.pop(side, None) or {} for side in ("student", "teacher")}
+        return {**shared, **sides[role]}
+
+    def _build(self, family: str, role: str, weights: str | None) -> nn.Module:
+        try:
+            model = build_detector(family, self.num_classes, **self.detector_options(role))
+        except TypeError as err:
+            raise ValueError(f"model.options for the {role} ({family}): {err}") from None
+        if weights is not None:
+            result = model.load_state_dict(load_state_dict_file(weights), strict=False)
+            # A backbone trained with FrozenBatchNorm2d has no num_batches_tracked; nothing else may differ.
+            missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+            if missing or result.unexpected_keys:
+                raise ValueError(
+                    f"model.{role}_weights {weights} does not fit the {role} {family}: missing keys "
+                    f"{missing[:5]}, unexpected keys {result.unexpected_keys[:5]}"
+                )
+        return model
+
+    def build_student(self) -> nn.Module:
+        m = self.cfg.model
+        self._student = self._build(m.student, "student", m.student_weights)
+        return self._student
+
+    def build_teacher(self) -> nn.Module:
+        """The teacher, with the student's preprocessing (``match_transform``)."""
+        m = self.cfg.model
+        if m.teacher is None:
+            raise ValueError("model.teacher is not set")
+        teacher = self._build(m.teacher, "teacher", m.teacher_weights)
+        return match_transform(teacher, self._student if self._student is not None else self.build_student())
+
+    teacher_forward = staticmethod(teacher_forward)
+
+    def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
+        """The first ``distill_levels`` student FPN levels, each with the teacher level of equal stride."""
+        student_strides, teacher_strides = _level_strides(student), _level_strides(teacher)
+        by_stride = {stride: name for name, stride in teacher_strides.items()}
+        chosen = list(student_strides.items())[: self.distill_levels]
+        pairs = [(f"backbone[{n}]", f"backbone[{by_stride[s]}]") for n, s in chosen if s in by_stride]
+        if not pairs:
+            raise ValueError(
+                f"student FPN strides {dict(chosen)} and teacher FPN strides {teacher_strides} share none; "
+                "set distill.pairs"
+            )
+        return pairs
+
+    def sample_input(self) -> tuple[list[Tensor]]:
+        """Two small images (the detectors resize them to ``min_size`` themselves)."""
+        return ([torch.rand(3, 48, 64), torch.rand(3, 48, 64)],)
+
+    # -- data ---------------------------------------------------------------------------------------
+    def paths(self, split: str) -> tuple[Path, Path]:
+        """``(annotation file, image folder)`` of ``split`` (``train`` or ``val``), see the module doc."""
+        d, options = self.cfg.data, self.cfg.data.options
+        root = Path(d.root)
+        name = d.train_split if split == "train" else d.val_split
+        given_ann = options.get(f"{split}_ann") or options.get("ann_file")
+        if given_ann is not None:
+            ann = root / given_ann  # an absolute path stays as it is
+        else:
+            ann = root / "annotations" / f"instances_{name}.json"
+            ann = ann if ann.is_file() else root / "annotations" / "instances.json"
+        given_images = options.get(f"{split}_images") or options.get("images")
+        if given_images is not None:
+            images = root / given_images
+        else:
+            images = root / name if (root / name).is_dir() else root / "images"
+        if not ann.is_file():
+            raise FileNotFoundError(
+                f"no {split} annotation file at {ann}; set data.options.{split}_ann (or ann_file), or use the "
+                f"layout root/annotations/instances_{name}.json or root/annotations/instances.json"
+            )
+        return ann, images
+
+    def _dataset(self, split: str, limit: int | None) -> CocoDetection:
+        d, options = self.cfg.data, self.cfg.data.options
+        ann, images = self.paths(split)
+        train = split == "train"
+        dataset = CocoDetection(
+            images,
+            ann,
+            masks=train and self.cfg.model.student == "maskrcnn",
+            skip_empty=train and bool(options.get("skip_empty", True)),
+            transforms=self._train_transforms() if train and d.augment else None,
+        )
+        self._set_categories(dataset.cat_ids, ann)
+        if limit is not None:
+            if limit < 1:
+                raise ValueError(f"data.limit and data.val_limit must be at least 1, got {limit}")
+            dataset.ids = dataset.ids[:limit]
+        return dataset
+
+    def _train_transforms(self) -> Compose | None:
+        options = self.cfg.data.options
+        steps: list[Any] = []
+        flip = float(options.get("flip_prob", 0.5))
+        if flip > 0:
+            steps.append(RandomHorizontalFlip(flip))
+        scale_range = options.get("scale_range")
+        if scale_range is not None:
+            low, high = (float(v) for v in scale_range)
+            sizes = {**_DETECTOR_DEFAULTS, **self.detector_options("student")}
+            steps.append(ScaleJitter(low, high, sizes["min_size"], sizes["max_size"]))
+        return Compose(steps) if steps else None
+
+    def build_loaders(self, rank: int = 0, world_size: int = 1) -> tuple[ResumableLoader, ResumableLoader]:
+        """A shuffled, resumable training loader and a validation loader, each sharded over processes."""
+        d, seed = self.cfg.data, self.cfg.train.seed
+        self._cat_ids = None  # both splits below must agree with each other
+        train_set = self._dataset("train", d.limit)
+        val_set = self._dataset("val", d.val_limit)
+        common = {"rank": rank, "world_size": world_size, "workers": d.workers, "collate_fn": collate_fn}
+        train = ResumableLoader(train_set, d.batch_size, True, seed=seed, **common)
+        val = ResumableLoader(val_set, d.eval_batch_size or d.batch_size, False, **common)
+        return train, val
+
+    # -- training and evaluation ---------------------------------------------------------------------
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        images, targets = batch
+        images = [image.to(device, non_blocking=True) for image in images]
+        targets = [
+            {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in t.items()}
+            for t in targets
+        ]
+        return images, targets
+
+    def forward_args(self, batch: Any) -> tuple[tuple, dict]:
+        return (batch[0], batch[1]), {}
+
+    def loss_terms(self, output: dict[str, Tensor], batch: Any) -> dict[str, Tensor]:
+        """torchvision's training-mode loss dict, unchanged."""
+        return dict(output)
+
+    def batch_size(self, batch: Any) -> int:
+        return len(batch[0])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]:
+        """COCO AP of ``model`` on ``loader``'s dataset, over the results of all processes."""
+        dataset: CocoDetection = loader.dataset
+        evaluator = CocoEvaluator.from_dataset(dataset, self.iou_types)
+        for images, targets in loader:
+            outputs = model([image.to(device, non_blocking=True) for image in images])
+            evaluator.update(outputs, [t["image_id"] for t in targets])
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, (evaluator.results, evaluator.image_ids))
+            evaluator = CocoEvaluator.from_dataset(dataset, self.iou_types)
+            for results, image_ids in gathered:
+                evaluator.merge(results, image_ids)
+        metrics = evaluator.summarize()
+        main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+        if self.cfg.data.options.get("save_results") and main:
+            out = Path(self.cfg.output.dir)
+            out.mkdir(parents=True, exist_ok=True)
+            for iou_type in self.iou_types:
+                evaluator.save_json(out / f"results_{iou_type}.json", iou_type)
+        return metrics
+
+
+def _level_strides(model: nn.Module, size: int = 256) -> dict[str, int]:
+    """``{FPN level name: stride}`` of a detector, from one forward of its backbone on a blank image."""
+    names = fpn_level_names(model)
+    backbone = model.backbone
+    device = next(backbone.parameters()).device
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            features = backbone(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        backbone.train(was_training)
+    return {name: size // features[name].shape[-1] for name in names}
