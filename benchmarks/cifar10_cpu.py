@@ -1,6 +1,6 @@
 """CPU-tier CIFAR-10 benchmark: CWT against no distillation, KD, FitNets, AT, MGD and the linear ablation.
 
-Protocol (sized for a 2-core CPU, whole run ≈ 1 h): a class-balanced subset of the real CIFAR-10 train
+Protocol (sized for a 2-core CPU, whole run ≈ 1 h on an idle machine): a class-balanced subset of the real CIFAR-10 train
 split (``--train-images``), the full 10,000-image test split for evaluation, teacher ResNet-20 trained once
 by this script, student ResNet-8, every student with the same schedule (SGD 0.05, cosine, batch 64,
 ``--epochs``) and 3 seeds. All feature methods distill the last stage (``layer3`` → ``layer3``); KD uses the
@@ -15,7 +15,6 @@ again, so an interrupted benchmark resumes where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -26,10 +25,11 @@ import torch
 
 from featdistill.config import parse_config
 from featdistill.run import build_trainer
+from runlog import load_done, record
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER, STUDENT = "resnet20", "resnet8"
-SWEEP = [1e-4, 3e-4, 1e-3, 3e-3]
+SWEEP = [3e-4, 1e-3, 3e-3, 1e-2]
 METHODS: dict[str, dict[str, Any]] = {
     "none": {},
     "kd": {"pairs": [["fc", "fc", "kd"]], "alpha": 1.0},
@@ -72,21 +72,11 @@ def config(args: argparse.Namespace, name: str, student: str, seed: int, epochs:
 
 
 def train(tree: dict) -> tuple[float, float]:
+    """Train one run; an interrupted run continues from its own last.pt (same config)."""
     start = time.perf_counter()
-    metrics = build_trainer(parse_config(tree)).fit()
+    last = Path(tree["output"]["dir"]) / "last.pt"
+    metrics = build_trainer(parse_config(tree)).fit(resume=last if last.exists() else None)
     return metrics["top1"], time.perf_counter() - start
-
-
-def load_done(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        return {}
-    return {r["run"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
-
-
-def record(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-    print(json.dumps(row), flush=True)
 
 
 def main() -> None:
@@ -98,7 +88,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=5000)
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--teacher-epochs", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -116,9 +106,15 @@ def main() -> None:
         done = load_done(runs_file)
 
     def student_run(method: str, seed: int, alpha: float | None, tag: str) -> dict:
-        name = f"{tag}_s{seed}"
+        name = (
+            f"{tag}_a{alpha:g}_s{seed}"
+            if alpha is not None and not tag.startswith("sweep")
+            else f"{tag}_s{seed}"
+        )
         if name in done:
             return done[name]
+        if method == "cwt" and f"sweep_cwt_{alpha:g}_s{seed}" in done:  # the sweep already ran this config
+            return done[f"sweep_cwt_{alpha:g}_s{seed}"]
         spec = METHODS[method]
         extra: dict[str, Any] = {}
         if spec:

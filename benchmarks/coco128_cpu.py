@@ -24,7 +24,6 @@ every step in a few minutes and writes its report under ``--runs``, not ``--resu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -39,6 +38,7 @@ import torchvision
 
 from featdistill.config import parse_config
 from featdistill.run import build_trainer
+from runlog import load_done, record
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER, STUDENT = "resnet34", "resnet18"
@@ -106,18 +106,6 @@ def train(tree: dict) -> dict[str, float]:
     start = time.perf_counter()
     metrics = build_trainer(parse_config(tree)).fit()
     return {"AP": metrics["bbox/AP"], "AP50": metrics["bbox/AP50"], "seconds": time.perf_counter() - start}
-
-
-def load_done(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        return {}
-    return {r["run"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
-
-
-def record(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-    print(json.dumps(row), flush=True)
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def run_demo(
 ) -> list[dict[str, Any]]:
     """Train teacher, plain student and CWT student; print the table; write ``curves.png`` and ``results.json``."""
     out = Path(out_dir)
-    epochs = epochs or 6
+    epochs = epochs or 3
     if data is None:
         print(
             "featdistill demo: data are GENERATED (deterministic synthetic 32x32 images, 10 classes); "

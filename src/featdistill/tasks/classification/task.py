@@ -12,6 +12,7 @@ from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...distiller.distiller import default_teacher_forward
 from ...engine import ResumableLoader
+from ..image_batches import ImageLabelBatches
 from .data import TensorBatchLoader, build_folder_loader, load_tensors
 from .models import build_classifier
 from .synthetic import make_synthetic
@@ -23,7 +24,7 @@ def _reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-class ClassificationTask:
+class ClassificationTask(ImageLabelBatches):
     """Image classification: ``(images, labels)`` batches, logits out."""
 
     name = "classification"
@@ -146,18 +147,8 @@ class ClassificationTask:
         return train, val
 
     # -- training and evaluation ---------------------------------------------------------------------
-    def to_device(self, batch: Any, device: torch.device) -> Any:
-        images, labels = batch
-        return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-
-    def forward_args(self, batch: Any) -> tuple[tuple, dict]:
-        return (batch[0],), {}
-
     def loss_terms(self, output: torch.Tensor, batch: Any) -> dict[str, torch.Tensor]:
         return {"ce": F.cross_entropy(output, batch[1].to(output.device))}
-
-    def batch_size(self, batch: Any) -> int:
-        return len(batch[1])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]:

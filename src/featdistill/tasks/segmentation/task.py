@@ -43,6 +43,7 @@ from ...distiller.auto_pairs import auto_pairs
 from ...distiller.distiller import default_teacher_forward
 from ...engine import ResumableLoader
 from ..classification.models import load_state_dict_file
+from ..image_batches import ImageLabelBatches
 from .augment import build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
@@ -79,7 +80,7 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
-class SegmentationTask:
+class SegmentationTask(ImageLabelBatches):
     """Semantic segmentation: ``(images, labels)`` batches, ``{"out", "aux"}`` logit dicts out."""
 
     name = "segmentation"
@@ -190,13 +191,6 @@ class SegmentationTask:
         return train, val
 
     # -- training and evaluation ---------------------------------------------------------------------
-    def to_device(self, batch: Any, device: torch.device) -> Any:
-        images, labels = batch
-        return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-
-    def forward_args(self, batch: Any) -> tuple[tuple, dict]:
-        return (batch[0],), {}
-
     def loss_terms(self, output: Any, batch: Any) -> dict[str, torch.Tensor]:
         """``ce`` on the main logits plus ``aux_ce`` = 0.4 x CE on the auxiliary logits when present."""
         labels = batch[1]
@@ -206,9 +200,6 @@ class SegmentationTask:
         if output.get("aux") is not None:
             terms["aux_ce"] = AUX_WEIGHT * cross_entropy(output["aux"], labels)
         return terms
-
-    def batch_size(self, batch: Any) -> int:
-        return len(batch[1])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]:

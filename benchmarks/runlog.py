@@ -1,0 +1,20 @@
+"""The benchmarks' record of finished runs: one JSON line per run, so a re-run skips what is done."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def load_done(path: Path) -> dict[str, dict]:
+    """Finished runs by name (empty when the file does not exist yet)."""
+    if not path.exists():
+        return {}
+    return {r["run"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+
+
+def record(path: Path, row: dict) -> None:
+    """Append one finished run and echo it to the log."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
