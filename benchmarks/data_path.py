@@ -25,6 +25,7 @@ from torch import nn
 from featdistill.tasks.classification.augment import normalize, random_crop_flip
 from featdistill.tasks.classification.data import NORMALIZATION, TensorBatchLoader
 from featdistill.tasks.classification.models import build_classifier
+from machine import cpu_name
 
 
 def _interleaved_ms(fns: list[Callable[[], object]], repeats: list[int], rounds: int) -> list[list[float]]:
@@ -42,15 +43,6 @@ def _interleaved_ms(fns: list[Callable[[], object]], repeats: list[int], rounds:
                 if round_index > 0:
                     out.append((time.perf_counter() - start) * 1e3)
     return times
-
-
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -114,7 +106,7 @@ def main() -> None:
     lines = [
         "# Data path vs training step (CPU)",
         "",
-        f"- machine: {_cpu_name()}, {os.cpu_count()} logical CPUs visible, torch threads = {args.threads} "
+        f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs visible, torch threads = {args.threads} "
         f"(shared machine; 1-min load average before the run: {load:.2f})",
         f"- python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}",
         f"- command: `python benchmarks/data_path.py --batch-size {args.batch_size} --threads {args.threads} "

@@ -48,6 +48,7 @@ from torch import nn
 
 import featdistill as fd
 from featdistill.tasks.classification.models import build_classifier
+from machine import cpu_name
 
 STEPS = ("A", "B", "C", "D", "E")
 NAMES = {
@@ -306,15 +307,6 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def _versions() -> str:
     try:
         import torchdistill
@@ -418,7 +410,7 @@ def main() -> None:
     header = [
         "# Distillation step overhead (CPU)",
         "",
-        f"- machine: {_cpu_name()}, {os.cpu_count()} logical CPUs visible, torch threads = {args.threads}; "
+        f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs visible, torch threads = {args.threads}; "
         "no GPU in this session, so every figure is a CPU figure",
         f"- 1/5/15-min load average before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
         f"{', '.join(f'{v:.2f}' for v in load_after)} (a shared machine: above {os.cpu_count()} means other "
