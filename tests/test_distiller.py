@@ -193,3 +193,17 @@ def test_teacher_runs_in_lower_precision(pair):
     d = make(student, teacher, teacher_dtype=torch.bfloat16)
     out = d(torch.randn(2, 3, 8, 8))
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+
+
+def test_loss_is_float32_and_finite_under_float16_autocast(pair):
+    """A sum of squares over whole maps overflows float16 (max 65504): the loss must be summed in float32."""
+    student, teacher = pair
+    with torch.no_grad():
+        teacher[3].weight.mul_(500)  # the squared sum of the teacher map is then far beyond 65504
+    d = make(student, teacher).eval()
+    x = torch.randn(4, 3, 8, 8)
+    reference = d(x).loss
+    with torch.autocast("cpu", dtype=torch.float16):
+        low = d(x).loss
+    assert reference > 1e5 and low.dtype == torch.float32 and torch.isfinite(low)
+    torch.testing.assert_close(low, reference, rtol=1e-2, atol=0)

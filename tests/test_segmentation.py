@@ -309,9 +309,6 @@ def test_evaluate_perfect_model() -> None:
     ],
 )
 def test_distillation_step(student_spec: tuple[str, str], teacher_spec: tuple[str, str]) -> None:
-    distiller_cls = getattr(featdistill, "Distiller", None)
-    if distiller_cls is None:
-        pytest.skip("featdistill.Distiller is not available yet")
     torch.manual_seed(0)
     student = build_segmenter(student_spec[0], 5, backbone=student_spec[1])
     teacher = build_segmenter(teacher_spec[0], 5, backbone=teacher_spec[1])
@@ -319,7 +316,7 @@ def test_distillation_step(student_spec: tuple[str, str], teacher_spec: tuple[st
     x = torch.randn(2, 3, 64, 64)
     y = torch.randint(0, 5, (2, 64, 64))
     y[:, :4] = 255
-    d = distiller_cls(
+    d = featdistill.Distiller(
         student,
         teacher,
         pairs=[("backbone.layer4", "backbone.layer4")],

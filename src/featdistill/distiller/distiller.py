@@ -247,9 +247,10 @@ class Distiller(nn.Module):
             teacher_feature = teacher_features[pair.teacher]
             student_feature = student_features[pair.student]
             size = tuple(teacher_feature.shape[-2:]) if teacher_feature.dim() == 4 else None
-            aligned = transform(student_feature, size)
-            teacher_feature = teacher_feature.to(aligned.dtype)
-            term = self.methods[pair.method].loss(aligned, teacher_feature, self.options[pair.method])
+            # The losses are sums over whole maps: in float16 they overflow (65504) long before
+            # training ends, so they are computed in float32 whatever the autocast or model dtype.
+            aligned = transform(student_feature, size).float()
+            term = self.methods[pair.method].loss(aligned, teacher_feature.float(), self.options[pair.method])
             losses[pair.key] = self.alpha[pair.method] * term
         total = torch.stack(list(losses.values())).sum()
         return DistillOutput(student=student_output, loss=total, losses=losses)
