@@ -10,10 +10,12 @@ study gives every method the same tuning budget and keeps the selection off the 
 - final: each method at its best α, seeds ``0..--seeds-1``, scored on the 10,000 test images;
 - ablations at CWT's best α: hidden width C_h = C_t/2 and 2·C_t (default C_t), and layer2 + layer3.
 
-Runs go to a process pool (``--jobs``) because a ResNet-8 leaves a GPU mostly idle. The data folder needs
-``train`` (first 500 images per class of CIFAR-10 train), ``val`` (the next 200 per class) and ``test``:
+Runs go to a process pool (``--jobs``) because a ResNet-8 leaves a GPU mostly idle. The data folder holds
+``train`` (the first 500 images per class of CIFAR-10 train, the CPU benchmark's subset), ``val`` (the next
+200 per class) and ``test``; ``--prepare-from`` copies them out of an ImageFolder CIFAR-10 (16 MB):
 
-    python benchmarks/cifar10_study.py --data DATA --device cuda --jobs 8 --results benchmarks/results
+    python benchmarks/cifar10_study.py --data .gpu/cifar10 --prepare-from ../shared/data/cifar10
+    python benchmarks/cifar10_study.py --data .gpu/cifar10 --device cuda --jobs 8 --results benchmarks/results
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import json
 import multiprocessing
 import platform
+import shutil
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -98,6 +101,22 @@ def run_all(
             done[name] = row
 
 
+def prepare(source: Path, target: Path, per_class_train: int, per_class_val: int = 200) -> None:
+    """Copy the study's train / val / test folders out of an ImageFolder CIFAR-10 at ``source``."""
+    for cls in sorted(p.name for p in (source / "train").iterdir() if p.is_dir()):
+        files = sorted((source / "train" / cls).iterdir())
+        picks = {
+            "train": files[:per_class_train],
+            "val": files[per_class_train : per_class_train + per_class_val],
+            "test": sorted((source / "test" / cls).iterdir()),
+        }
+        for split, chosen in picks.items():
+            (target / split / cls).mkdir(parents=True, exist_ok=True)
+            for file in chosen:
+                shutil.copy2(file, target / split / cls / file.name)
+    print(f"wrote {target}/{{train,val,test}}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="folder with train/, val/ and test/")
@@ -115,7 +134,13 @@ def main() -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="write the report from the runs file; train nothing"
     )
+    parser.add_argument(
+        "--prepare-from", type=Path, help="copy the data folder from this CIFAR-10, then stop"
+    )
     args = parser.parse_args()
+    if args.prepare_from is not None:
+        prepare(args.prepare_from, args.data, args.train_images // 10)
+        return
     args.results.mkdir(parents=True, exist_ok=True)
     runs_file = args.results / "cifar10_study_runs.jsonl"
     done = load_done(runs_file)
@@ -181,7 +206,7 @@ def write_report(
         "",
         f"- machine: {', '.join(devices)}, {args.jobs} runs at once, {args.threads} CPU threads each; Python "
         f"{platform.python_version()}, torch {torch.__version__}",
-        f"- command: `python benchmarks/cifar10_study.py --data DATA --device {args.device} --jobs {args.jobs}`",
+        f"- command: `python benchmarks/cifar10_study.py --data DATA --device {args.device} --jobs {args.jobs}` (finished runs in the runs file are reused)",
         f"- student {STUDENT}, teacher {TEACHER} (`cifar10_teacher_resnet20.pt`), {args.train_images} train images, "
         f"{args.epochs} epochs, SGD lr 0.05 cosine, batch 64 (as `cifar10_cpu.py`)",
         f"- α sweep: seed {args.sweep_seed}, scored on 2,000 held-out *train* images (val); final: seeds "
