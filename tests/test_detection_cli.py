@@ -74,6 +74,21 @@ def test_train_then_eval_through_the_cli(coco128: Path, tmp_path: Path, capsys) 
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(printed) == set(metrics)
 
+    export = ["export", str(CPU_CONFIG), "--checkpoint", str(out / "last.pt"), *_args(*TINY)]
+    assert main([*export, "--format", "torchscript", "--output", str(tmp_path / "student.ts")]) == 0
+    assert main([*export, "--format", "onnx", "--output", str(tmp_path / "student.onnx")]) == 0
+    student = DetectionTask(load_config(CPU_CONFIG, TINY)).build_student().eval()
+    student.load_state_dict(torch.load(out / "last.pt", weights_only=True)["student"])
+    image = [torch.rand(3, 96, 128)]
+    scripted = torch.jit.load(str(tmp_path / "student.ts"))
+    with torch.no_grad():
+        expected, (_, got) = (
+            student(image),
+            scripted(image),
+        )  # scripted torchvision detectors return (losses, dets)
+    torch.testing.assert_close(got[0]["boxes"], expected[0]["boxes"])
+    pytest.importorskip("onnx").checker.check_model(str(tmp_path / "student.onnx"))
+
 
 @pytest.mark.slow
 def test_teacher_heads_never_run_through_the_plugin(coco128: Path) -> None:

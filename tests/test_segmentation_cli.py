@@ -82,6 +82,17 @@ def test_cli_train_and_eval_on_camvid(tmp_path: Path, shared_data: Path, capsys)
     assert main(["eval", str(cfg), "--checkpoint", ckpt, *slide]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out)["miou"] <= 100.0
 
+    exported = tmp_path / "student.ts"
+    assert (
+        main(["export", str(cfg), "--checkpoint", ckpt, "--format", "torchscript", "--output", str(exported)])
+        == 0
+    )
+    student = SegmentationTask(load_config(cfg)).build_student().eval()
+    student.load_state_dict(torch.load(ckpt, weights_only=True)["student"])
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(exported))(x)["out"], student(x)["out"])
+
 
 @pytest.mark.parametrize(
     ("student", "teacher", "teacher_options"),

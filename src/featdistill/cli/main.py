@@ -107,10 +107,14 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    import torch
+
     from ..export import export_student
 
     _, task, student = _load_student(args)
-    path = export_student(student, args.format, args.output, task.sample_input()[:1])
+    sample = task.sample_input()
+    example = sample[:1] if isinstance(sample, torch.Tensor) else sample[0][:1]  # one image / one list
+    path = export_student(student, args.format, args.output, example)
     print(f"wrote {args.format} to {path}")
 
 
