@@ -39,6 +39,8 @@ from featdistill.engine import load_safely
 from featdistill.run import build_trainer, get_task
 from featdistill.tasks.segmentation.augment import build_eval_transform
 from featdistill.tasks.segmentation.data import CAMVID_CLASSES, CamVid
+from machine import cpu_name
+from runlog import mean_std
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "segmentation"
@@ -177,15 +179,6 @@ def train(
     return row
 
 
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "camvid")
@@ -268,11 +261,6 @@ def main() -> None:
 
 def teacher_name(args: argparse.Namespace) -> str:
     return f"PSPNet-R{args.teacher_backbone.removeprefix('resnet')}"
-
-
-def mean_std(values: list[float]) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
 
 def write_report(

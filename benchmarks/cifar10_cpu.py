@@ -25,7 +25,7 @@ import torch
 
 from featdistill.config import parse_config
 from featdistill.run import build_trainer
-from runlog import load_done, record
+from runlog import load_done, mean_std, record
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER, STUDENT = "resnet20", "resnet8"
@@ -182,10 +182,8 @@ def write_report(args, done, sweep, best_alpha, rows, wall) -> None:
             lines.append(f"| {method} | not run yet | 0 | | |")
             continue
         accs = [r["top1"] for r in rs]
-        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        mean = statistics.mean(accs)
-        secs = statistics.mean(r["seconds"] for r in rs)
-        lines.append(f"| {method} | {mean:.2f} ± {std:.2f} | {len(accs)} | {mean - base:+.2f} | {secs:.0f} |")
+        mean, secs = statistics.mean(accs), statistics.mean(r["seconds"] for r in rs)
+        lines.append(f"| {method} | {mean_std(accs)} | {len(accs)} | {mean - base:+.2f} | {secs:.0f} |")
     lines += ["", "CWT α sweep (seed 0):", "", "| α | top-1 (%) |", "|---|---|"]
     lines += [f"| {a:g} | {acc:.2f} |" for a, acc in sweep.items()]
     if finished < expected or len(sweep) < len(SWEEP):

@@ -35,7 +35,7 @@ import torch
 
 from cifar10_cpu import REPO, STUDENT, TEACHER, config, train
 from machine import cpu_name
-from runlog import load_done, record
+from runlog import load_done, mean_std, record
 
 LAST = [["layer3", "layer3"]]
 GRIDS: dict[str, list[float]] = {
@@ -224,9 +224,10 @@ def write_report(
             lines.append(f"| {v} | | not run | 0 | |")
             continue
         accs = [r["top1"] for r in rows]
-        mean, std = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
         alpha = "" if rows[0]["alpha"] is None else f"{rows[0]['alpha']:g}"
-        lines.append(f"| {v} | {alpha} | {mean:.2f} ± {std:.2f} | {len(accs)} | {mean - base:+.2f} |")
+        lines.append(
+            f"| {v} | {alpha} | {mean_std(accs)} | {len(accs)} | {statistics.mean(accs) - base:+.2f} |"
+        )
     lines += ["", f"## α sweep (val top-1, %, seed {args.sweep_seed})", ""]
     lines += ["| method | α: val top-1 | best α |", "|---|---|---|"]
     for m, grid in GRIDS.items():

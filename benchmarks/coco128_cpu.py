@@ -38,7 +38,8 @@ import torchvision
 
 from featdistill.config import parse_config
 from featdistill.run import build_trainer
-from runlog import load_done, record
+from machine import cpu_name
+from runlog import load_done, mean_std, record
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER, STUDENT = "resnet34", "resnet18"
@@ -160,18 +161,6 @@ def main() -> None:
     write_report(args, stem, done["teacher"], rows, time.perf_counter() - wall)
 
 
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor() or platform.machine()
-
-
-def _mean_std(values: list[float]) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
-
-
 def write_report(
     args: argparse.Namespace, stem: str, teacher: dict, rows: dict[str, list[dict]], wall: float
 ) -> None:
@@ -179,7 +168,7 @@ def write_report(
     lines = [
         f"# coco128, CPU tier: Faster R-CNN R18-FPN student, CWT vs MGD vs none{' (--quick)' if args.quick else ''}",
         "",
-        f"- machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch "
+        f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch "
         f"threads; Python {platform.python_version()}, torch {torch.__version__}, torchvision "
         f"{torchvision.__version__}",
         f"- command: `{command}`",
@@ -202,7 +191,7 @@ def write_report(
         secs = statistics.mean(r["seconds"] for r in rs)
         delta = 100 * (statistics.mean(ap) - base)
         lines.append(
-            f"| {method} | {_mean_std(ap)} | {_mean_std(ap50)} | {len(rs)} | {delta:+.2f} | {secs:.0f} |"
+            f"| {method} | {mean_std(ap, 100)} | {mean_std(ap50, 100)} | {len(rs)} | {delta:+.2f} | {secs:.0f} |"
         )
     lines += [
         "",

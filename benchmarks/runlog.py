@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 
@@ -18,3 +19,9 @@ def record(path: Path, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row), flush=True)
+
+
+def mean_std(values: list[float], scale: float = 1.0) -> str:
+    """``mean ± std`` of ``values`` times ``scale`` to two decimals (std 0 for a single value)."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{scale * statistics.mean(values):.2f} ± {scale * std:.2f}"
