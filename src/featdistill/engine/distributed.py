@@ -167,6 +167,16 @@ def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
             dist.broadcast(buffer, src)
 
 
+def sum_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of ``values`` over all processes, in place (``values`` itself for one process).
+
+    Evaluation counts (correct predictions, confusion matrices) are summed this way before the metrics.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values)
+    return values
+
+
 def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
     """The element-wise mean of ``values`` over all processes (``values`` itself for one process)."""
     if world_size() == 1:

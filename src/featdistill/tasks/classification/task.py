@@ -12,16 +12,11 @@ from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...distiller.distiller import default_teacher_forward
 from ...engine import ResumableLoader
+from ...engine.distributed import sum_across_ranks
 from ..image_batches import ImageLabelBatches
 from .data import TensorBatchLoader, build_folder_loader, load_tensors
 from .models import build_classifier
 from .synthetic import make_synthetic
-
-
-def _reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    if torch.distributed.is_initialized():
-        torch.distributed.all_reduce(values)
-    return values
 
 
 class ClassificationTask(ImageLabelBatches):
@@ -167,6 +162,6 @@ class ClassificationTask(ImageLabelBatches):
                     torch.tensor(len(labels), device=device),
                 ]
             ).double()
-        c1, c5, loss, n = _reduce_sum(totals).tolist()
+        c1, c5, loss, n = sum_across_ranks(totals).tolist()
         n = max(n, 1.0)
         return {"top1": 100 * c1 / n, "top5": 100 * c5 / n, "loss": loss / n}

@@ -42,6 +42,7 @@ from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...distiller.distiller import default_teacher_forward
 from ...engine import ResumableLoader
+from ...engine.distributed import sum_across_ranks
 from ..classification.models import load_state_dict_file
 from ..image_batches import ImageLabelBatches
 from .augment import build_eval_transform, build_train_transform
@@ -209,8 +210,7 @@ class SegmentationTask(ImageLabelBatches):
             images, labels = self.to_device(batch, device)
             logits = predict(model, images, mode=self.eval_mode, window=self.window, stride=self.stride)
             meter.update(logits.argmax(1), labels)
-        if torch.distributed.is_initialized():
-            torch.distributed.all_reduce(meter.confusion)
+        sum_across_ranks(meter.confusion)
         result = meter.compute()
         metrics = {key: 100 * float(result[key]) for key in ("miou", "pixel_acc", "mean_acc")}
         for name, iou in zip(self.class_names, result["iou"]):  # type: ignore[arg-type]
