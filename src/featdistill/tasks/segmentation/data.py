@@ -176,6 +176,30 @@ def _require_files(paths: Sequence[Path], what: str, layout: str) -> None:
         )
 
 
+def _image_label_pairs(
+    dataset: str,
+    root: Path,
+    split: str,
+    dirs: tuple[Path, Path],
+    pattern: str,
+    label_of: Callable[[Path], Path],
+    layout: str,
+) -> tuple[list[Path], list[Path]]:
+    """The checked ``(images, labels)`` paths of one split; a wrong split, folder or file names itself."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"{dataset} split must be train, val or test, got {split!r}")
+    _require_dir(root, f"{dataset} root", layout)
+    image_dir, label_dir = dirs
+    _require_dir(image_dir, f"{dataset} image", layout)
+    _require_dir(label_dir, f"{dataset} label", layout)
+    images = sorted(image_dir.glob(pattern))
+    if not images:
+        raise ValueError(f"no {pattern} images in {image_dir} (expected layout: {layout})")
+    labels = [label_of(p) for p in images]
+    _require_files(labels, f"{dataset} label", layout)
+    return images, labels
+
+
 class CamVid(SegmentationFolder):
     """CamVid in the SegNet layout: ``root/{split}/*.png`` with labels in ``root/{split}annot/*.png``.
 
@@ -194,17 +218,16 @@ class CamVid(SegmentationFolder):
         in_memory: bool = False,
     ) -> None:
         root = Path(root)
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"CamVid split must be train, val or test, got {split!r}")
-        _require_dir(root, "CamVid root", self.LAYOUT)
-        image_dir, label_dir = root / split, root / f"{split}annot"
-        _require_dir(image_dir, "CamVid image", self.LAYOUT)
-        _require_dir(label_dir, "CamVid label", self.LAYOUT)
-        images = sorted(image_dir.glob("*.png"))
-        if not images:
-            raise ValueError(f"no *.png images in {image_dir} (expected layout: {self.LAYOUT})")
-        labels = [label_dir / p.name for p in images]
-        _require_files(labels, "CamVid label", self.LAYOUT)
+        label_dir = root / f"{split}annot"
+        images, labels = _image_label_pairs(
+            "CamVid",
+            root,
+            split,
+            (root / split, label_dir),
+            "*.png",
+            lambda p: label_dir / p.name,
+            self.LAYOUT,
+        )
         classes: Sequence[str] = CAMVID_CLASSES
         meta = root / "classes.json"
         if meta.is_file():
@@ -234,20 +257,17 @@ class Cityscapes(SegmentationFolder):
         in_memory: bool = False,
     ) -> None:
         root = Path(root)
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"Cityscapes split must be train, val or test, got {split!r}")
-        _require_dir(root, "Cityscapes root", self.LAYOUT)
-        image_dir, label_dir = root / "leftImg8bit" / split, root / "gtFine" / split
-        _require_dir(image_dir, "Cityscapes image", self.LAYOUT)
-        _require_dir(label_dir, "Cityscapes label", self.LAYOUT)
-        images = sorted(image_dir.glob("*/*_leftImg8bit.png"))
-        if not images:
-            raise ValueError(f"no */*_leftImg8bit.png images in {image_dir} (expected layout: {self.LAYOUT})")
+        label_dir = root / "gtFine" / split
         suffix = "_leftImg8bit.png"
-        labels = [
-            label_dir / p.parent.name / (p.name[: -len(suffix)] + "_gtFine_labelIds.png") for p in images
-        ]
-        _require_files(labels, "Cityscapes label", self.LAYOUT)
+        images, labels = _image_label_pairs(
+            "Cityscapes",
+            root,
+            split,
+            (root / "leftImg8bit" / split, label_dir),
+            f"*/*{suffix}",
+            lambda p: label_dir / p.parent.name / (p.name[: -len(suffix)] + "_gtFine_labelIds.png"),
+            self.LAYOUT,
+        )
         super().__init__(
             images, labels, CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_CLASSES, transform, in_memory=in_memory
         )
