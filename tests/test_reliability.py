@@ -311,6 +311,14 @@ def test_resume_from_another_config_or_model(trained, capsys) -> None:
     assert snapshot(out) == before
 
 
+def test_resume_says_which_changed_settings_it_ignores(trained, capsys) -> None:
+    cfg, _, _ = trained
+    with pytest.warns(
+        UserWarning, match=r"train\.lr 0\.05 -> 0\.01 ignored, the optimizer and schedule continue"
+    ):
+        assert cli(capsys, "train", cfg, "--set", "train.lr=0.01", "--resume", "auto")[0] == 0
+
+
 def test_eval_checkpoint_of_another_model(trained, capsys) -> None:
     cfg, out, _ = trained
     code, err = cli(capsys, "eval", cfg, "--checkpoint", out / "last.pt", "--set", "model.student=resnet14")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +34,20 @@ from .checkpoint import (
 from .distributed import broadcast_buffers, mean_across_ranks, world_size
 from .logger import RunLogger
 from .schedule import build_optimizer, build_scheduler
+
+# ``train.*`` settings that live in the optimizer / scheduler state, so a resume takes them from the checkpoint.
+RESTORED_ON_RESUME = (
+    "optimizer",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "schedule",
+    "milestones",
+    "gamma",
+    "poly_power",
+    "warmup_epochs",
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -180,6 +195,21 @@ class Trainer:
             raise CheckpointError(
                 f"{path} does not fit this run ({first}); resume with the config that wrote it"
             ) from None
+        self._warn_ignored_changes(path, state.get("config", {}).get("train", {}))
+
+    def _warn_ignored_changes(self, path: str | Path, saved: dict[str, Any]) -> None:
+        """Say which ``train.*`` settings a resume ignores: the optimizer and schedule come from the checkpoint."""
+        changed = [
+            f"train.{key} {saved[key]!r} -> {getattr(self.cfg.train, key)!r}"
+            for key in RESTORED_ON_RESUME
+            if key in saved and saved[key] != getattr(self.cfg.train, key)
+        ]
+        if changed:
+            warnings.warn(
+                f"resuming {path}: {', '.join(changed)} ignored, the optimizer and schedule continue as saved; "
+                "start a new output.dir to train with other settings",
+                stacklevel=3,
+            )
 
     # -- training -----------------------------------------------------------------------------------
     def _prepare(self, batch: Any) -> tuple[tuple, dict]:
