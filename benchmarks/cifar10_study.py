@@ -10,6 +10,9 @@ study gives every method the same tuning budget and keeps the selection off the 
 - final: each method at its best α, seeds ``0..--seeds-1``, scored on the 10,000 test images;
 - ablations at CWT's best α: hidden width C_h = C_t/2 and 2·C_t (default C_t), and layer2 + layer3.
 
+With ``--only`` and a runs file that holds only the sweep, a longer schedule (``--epochs``) can be checked
+for a few methods at the α found on the short one.
+
 Runs go to a process pool (``--jobs``) because a ResNet-8 leaves a GPU mostly idle. The data folder holds
 ``train`` (the first 500 images per class of CIFAR-10 train, the CPU benchmark's subset), ``val`` (the next
 200 per class) and ``test``; ``--prepare-from`` copies them out of an ImageFolder CIFAR-10 (16 MB):
@@ -137,6 +140,7 @@ def main() -> None:
     parser.add_argument(
         "--prepare-from", type=Path, help="copy the data folder from this CIFAR-10, then stop"
     )
+    parser.add_argument("--only", help="comma-separated final variants to run (e.g. none,cwt), default: all")
     args = parser.parse_args()
     if args.prepare_from is not None:
         prepare(args.prepare_from, args.data, args.train_images // 10)
@@ -163,6 +167,8 @@ def main() -> None:
     variants.update({name: distill("cwt", best["cwt"], hidden=h) for name, h in HIDDEN.items()})
     variants["cwt_layer2+3"] = distill("cwt", best["cwt"], layers=[["layer2", "layer2"], *LAST])
     variants["fitnets_layer2+3"] = distill("fitnets", best["fitnets"], layers=[["layer2", "layer2"], *LAST])
+    if args.only:
+        variants = {v: section for v, section in variants.items() if v in args.only.split(",")}
     final_jobs = {
         final_name(v, section, seed): (
             tree(args, final_name(v, section, seed), seed, section, "test"),
