@@ -41,6 +41,7 @@ from machine import cpu_name
 from runlog import load_done, mean_std, record
 
 LAST = [["layer3", "layer3"]]
+LAYER2_3 = [["layer2", "layer2"], *LAST]
 GRIDS: dict[str, list[float]] = {
     "kd": [0.3, 1.0, 3.0, 9.0],
     "fitnets": [10.0, 30.0, 100.0, 300.0],
@@ -165,8 +166,8 @@ def main() -> None:
     variants: dict[str, dict | None] = {"none": None}
     variants.update({m: distill(m, best[m]) for m in GRIDS})
     variants.update({name: distill("cwt", best["cwt"], hidden=h) for name, h in HIDDEN.items()})
-    variants["cwt_layer2+3"] = distill("cwt", best["cwt"], layers=[["layer2", "layer2"], *LAST])
-    variants["fitnets_layer2+3"] = distill("fitnets", best["fitnets"], layers=[["layer2", "layer2"], *LAST])
+    variants["cwt_layer2+3"] = distill("cwt", best["cwt"], layers=LAYER2_3)
+    variants["fitnets_layer2+3"] = distill("fitnets", best["fitnets"], layers=LAYER2_3)
     if args.only:
         variants = {v: section for v, section in variants.items() if v in args.only.split(",")}
     final_jobs = {

@@ -35,10 +35,10 @@ def _sync(device: str) -> None:
 def time_family(family: str, args: argparse.Namespace) -> tuple[float, float]:
     """Median seconds of (whole teacher forward, teacher up to its FPN)."""
     torch.manual_seed(0)
-    teacher = build_detector(family, 91, backbone="resnet50", min_size=args.size, max_size=args.size * 4 // 3)
-    student = build_detector(family, 91, backbone="resnet18", min_size=args.size, max_size=args.size * 4 // 3)
-    teacher, student = teacher.to(args.device).eval(), student.to(args.device)
     height, width = args.size, args.size * 4 // 3
+    teacher = build_detector(family, 91, backbone="resnet50", min_size=height, max_size=width)
+    student = build_detector(family, 91, backbone="resnet18", min_size=height, max_size=width)
+    teacher, student = teacher.to(args.device).eval(), student.to(args.device)
     images = [torch.rand(3, height, width, device=args.device) for _ in range(args.batch)]
     levels = fpn_level_names(student)
     distiller = Distiller(

@@ -149,6 +149,7 @@ def _segmentation_task(logits: dict[str, torch.Tensor], labels: torch.Tensor) ->
 def detection_steps() -> dict:
     """Faster R-CNN, Mask R-CNN, RetinaNet and FCOS: CWT on P2-P5 (or P3-P7), fp16 and bf16."""
     from featdistill.tasks.detection.models import build_detector, fpn_level_names, match_transform
+    from featdistill.tasks.detection.task import teacher_forward
 
     results = {}
     for name in ("fasterrcnn", "maskrcnn", "retinanet", "fcos"):
@@ -177,7 +178,7 @@ def detection_steps() -> dict:
                 method="cwt",
                 alpha=5e-7,
                 sample_input=(images,),
-                teacher_forward=lambda t, images, targets=None: t(images),
+                teacher_forward=teacher_forward,
             )
 
             key = f"{name}_{str(amp).split('.')[-1]}"
