@@ -179,3 +179,35 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path: Path, capsys: pyt
     assert main(["train", str(cfg), "--resume", "auto", "--set", "train.max_steps=9"]) == 0
     assert torch.load(last, weights_only=True)["step"] == 9
     assert not partial.exists()
+
+
+def test_evaluation_failure_keeps_the_trained_epoch(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The epoch's checkpoint is written before evaluation: a failing evaluation costs no trained step."""
+    from featdistill.tasks.classification.task import ClassificationTask
+
+    ref_out, out = tmp_path / "ref", tmp_path / "evalfail"
+    settings = ["--set", "train.checkpoint_every=0"]
+    assert main(["train", str(write_config(tmp_path, ref_out)), *settings]) == 0
+    cfg = write_config(tmp_path, out)
+    real_evaluate = ClassificationTask.evaluate
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("cannot decode val image broken.png")
+
+    monkeypatch.setattr(ClassificationTask, "evaluate", broken)
+    assert main(["train", str(cfg), *settings]) == 2
+    assert "cannot decode val image broken.png" in capsys.readouterr().err
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert (saved["epoch"], saved["batch"], saved["step"]) == (1, 0, STEPS // 2)
+    assert saved["pending_eval"] is True
+
+    monkeypatch.setattr(ClassificationTask, "evaluate", real_evaluate)
+    assert main(["train", str(cfg), "--resume", "auto", *settings]) == 0
+    expected, got = final_tensors(ref_out), final_tensors(out)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert (out / "metrics.json").read_text() == (ref_out / "metrics.json").read_text()
+    with open(out / "log.csv", newline="") as f:
+        evaluated = [int(float(r["step"])) for r in csv.DictReader(f) if r.get("val/top1")]
+    assert evaluated == [STEPS // 2, STEPS]  # epoch 1 was evaluated on resume

@@ -63,7 +63,13 @@ class DistillConfig:
 
     method: str = "cwt"
     pairs: list[Any] | str | None = None  # None = the task's default pairs
-    alpha: float | dict[str, float] | None = None
+    alpha: float | Literal["auto"] | dict[str, float | Literal["auto"]] | None = (
+        None  # None = each method's default
+    )
+    auto_ratio: float | None = (
+        None  # alpha auto: each method's loss starts at this multiple of the task loss (None = the method's default)
+    )
+    auto_batches: int = 4  # alpha auto: training batches measured before training
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     teacher_dtype: Literal["float32", "bfloat16", "float16"] | None = None
 

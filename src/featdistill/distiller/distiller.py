@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from .auto_pairs import auto_pairs
 from .methods import Method, get_method
 
 PairSpec = Sequence[str] | Mapping[str, Any]
+AlphaSpec = float | str | Mapping[str, float | str] | None
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,20 @@ class DistillOutput:
 def _as_args(inputs: Any) -> tuple:
     """A tuple is a list of positional arguments; anything else is the single argument."""
     return inputs if isinstance(inputs, tuple) else (inputs,)
+
+
+def _alpha_value(value: float | str, method: str) -> float | None:
+    """A number, or None for ``"auto"``."""
+    if value == "auto":
+        return None
+    if isinstance(value, (str, bool)):
+        raise ValueError(f"alpha of method {method!r} must be a number or 'auto', got {value!r}")
+    return float(value)
+
+
+def _rng_devices(module: nn.Module) -> list[int]:
+    """The CUDA devices whose RNG ``fork_rng`` must save for ``module`` (none on CPU)."""
+    return sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
 
 
 def default_teacher_forward(teacher: nn.Module, *args: Any, **kwargs: Any) -> Any:
@@ -116,7 +132,8 @@ class Distiller(nn.Module):
             :mod:`featdistill.taps.selectors`), or ``"auto"`` to pair the last feature of every spatial
             resolution both models have.
         method: the method of pairs that name none (see :mod:`featdistill.distiller.methods`).
-        alpha: the loss weight: one float for all methods, or ``{method: alpha}``; None = method defaults.
+        alpha: the loss weight: one float for all methods, or ``{method: alpha}``; None = method defaults;
+            ``"auto"`` (for all methods or as a dict value) = set by :meth:`calibrate_alpha` before training.
         sample_input: an input both models accept (a tuple is unpacked into positional arguments); one dry
             run on it infers the feature shapes, so the transforms' parameters exist before the optimizer.
         options: per-method options, e.g. ``{"cwt": {"hidden_channels": 256}, "kd": {"tau": 2.0}}``.
@@ -134,7 +151,7 @@ class Distiller(nn.Module):
         teacher: nn.Module,
         pairs: Sequence[PairSpec] | str,
         method: str = "cwt",
-        alpha: float | Mapping[str, float] | None = None,
+        alpha: AlphaSpec = None,
         sample_input: Any = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         teacher_forward: Callable[..., Any] = default_teacher_forward,
@@ -173,15 +190,101 @@ class Distiller(nn.Module):
         """The frozen teacher (not a submodule: never in ``parameters()`` or ``state_dict()``)."""
         return self._frozen[0]
 
-    def _resolve_alpha(self, alpha: float | Mapping[str, float] | None) -> dict[str, float]:
+    def _resolve_alpha(self, alpha: AlphaSpec) -> dict[str, float | None]:
+        """One α per method used; None marks a method whose α is ``"auto"`` and not calibrated yet."""
         if alpha is None:
             return {name: m.default_alpha for name, m in self.methods.items()}
         if isinstance(alpha, Mapping):
             missing = sorted(set(self.methods) - set(alpha))
             if missing:
                 raise ValueError(f"alpha has no entry for method(s) {missing}; give one per method used")
-            return {name: float(alpha[name]) for name in self.methods}
-        return dict.fromkeys(self.methods, float(alpha))
+            return {name: _alpha_value(alpha[name], name) for name in self.methods}
+        return {name: _alpha_value(alpha, name) for name in self.methods}
+
+    @property
+    def uncalibrated(self) -> list[str]:
+        """The methods whose α is ``"auto"`` and still waits for :meth:`calibrate_alpha`."""
+        return [name for name, value in self.alpha.items() if value is None]
+
+    def set_alpha(self, alpha: Mapping[str, float]) -> None:
+        """Set the α of the named methods (e.g. restored from a checkpoint)."""
+        unknown = sorted(set(alpha) - set(self.alpha))
+        if unknown:
+            raise ValueError(
+                f"alpha given for method(s) {unknown} that no pair uses; used: {sorted(self.alpha)}"
+            )
+        self.alpha.update({name: float(value) for name, value in alpha.items()})
+
+    @torch.no_grad()
+    def measure_losses(
+        self,
+        batches: Iterable[Any],
+        task_loss: Callable[[Any, Any], torch.Tensor],
+        call: Callable[[Any], tuple[tuple, dict]] = lambda batch: ((batch[0],), {}),
+    ) -> dict[str, float]:
+        """Mean task loss (key ``"task"``) and mean unweighted loss of each method over ``batches``.
+
+        Runs in training mode (a detector gives its losses only then) without changing anything: BatchNorm
+        statistics and the RNG states are restored afterwards, and no gradient is taken.
+        """
+        buffers = [(buffer, buffer.clone()) for buffer in self.student.buffers()]
+        was_training = self.training
+        sums = dict.fromkeys(["task", *self.methods], 0.0)
+        count = 0
+        self.train()
+        try:
+            with torch.random.fork_rng(devices=_rng_devices(self.student)):
+                for batch in batches:
+                    args, kwargs = call(batch)
+                    student_output, terms = self._forward_terms(args, kwargs, None)
+                    sums["task"] += float(task_loss(student_output, batch))
+                    for pair, term in zip(self.pairs, terms):
+                        sums[pair.method] += float(term)
+                    count += 1
+        finally:
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+            self.train(was_training)
+        if count == 0:
+            raise ValueError("measure_losses got no batches; give at least one training batch")
+        return {name: total / count for name, total in sums.items()}
+
+    def calibrate_alpha(
+        self,
+        batches: Iterable[Any],
+        task_loss: Callable[[Any, Any], torch.Tensor],
+        ratio: float | None = None,
+        call: Callable[[Any], tuple[tuple, dict]] = lambda batch: ((batch[0],), {}),
+    ) -> dict[str, float]:
+        """Choose α for the ``"auto"`` methods: each method's term starts at ``ratio`` × the task loss.
+
+        Args:
+            batches: a few training batches (e.g. the first 4 of the loader).
+            task_loss: ``f(student_output, batch)`` → the scalar task loss (e.g. cross-entropy).
+            ratio: the wanted distillation-to-task loss ratio at the start of training (None: each method's
+                ``auto_ratio`` from the method table).
+            call: ``f(batch)`` → ``(args, kwargs)`` of the model call (default: ``batch[0]`` alone).
+
+        Returns:
+            the chosen ``{method: alpha}`` (also set on the distiller).
+        """
+        return self.set_auto_alpha(self.measure_losses(batches, task_loss, call), ratio)
+
+    def set_auto_alpha(self, measured: Mapping[str, float], ratio: float | None = None) -> dict[str, float]:
+        """α = ratio · task loss / method loss for each uncalibrated method, from ``measure_losses``."""
+        if ratio is not None and not ratio > 0:
+            raise ValueError(f"the auto ratio must be positive, got {ratio}")
+        chosen = {}
+        for name in self.uncalibrated:
+            task, raw = measured["task"], measured[name]
+            if not (math.isfinite(task) and math.isfinite(raw) and raw > 0 and task > 0):
+                raise ValueError(
+                    f"alpha 'auto' cannot be calibrated for method {name!r}: task loss {task:.4g}, {name} loss "
+                    f"{raw:.4g} on the first batches; give distill.alpha a number instead"
+                )
+            chosen[name] = (ratio or self.methods[name].auto_ratio) * task / raw
+        self.set_alpha(chosen)
+        return chosen
 
     def _resolve_options(self, options: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         resolved = {}
@@ -232,17 +335,38 @@ class Distiller(nn.Module):
         self.teacher._apply(fn, recurse)
         return self
 
-    def forward(self, *args: Any, **kwargs: Any) -> DistillOutput:
+    def forward(
+        self, *args: Any, teacher_features: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> DistillOutput:
         """Run the teacher (no grad, stopped after its last tapped layer), then the student (with grad).
 
         Teacher first: its short-lived activations are freed before the student's are kept for backward,
         which lowers the peak memory and, on CPU, more than halves the page faults of a step (measured
-        ~10% faster).
+        ~10% faster). ``teacher_features``, from :meth:`teacher_features` on the same inputs, skips the teacher
+        forward: several students trained on one batch then share one teacher pass.
         """
-        teacher_features = self.teacher_features(*args, **kwargs)
+        pending = self.uncalibrated
+        if pending:
+            raise RuntimeError(
+                f"alpha 'auto' of method(s) {pending} is not calibrated yet: call calibrate_alpha(batches, "
+                "task_loss) once before training, or give alpha a number"
+            )
+        student_output, terms = self._forward_terms(args, kwargs, teacher_features)
+        losses = {
+            pair.key: self.alpha[pair.method] * term for pair, term in zip(self.pairs, terms, strict=True)
+        }
+        total = torch.stack(list(losses.values())).sum()
+        return DistillOutput(student=student_output, loss=total, losses=losses)
+
+    def _forward_terms(
+        self, args: tuple, kwargs: dict, teacher_features: Mapping[str, Any] | None
+    ) -> tuple[Any, list[torch.Tensor]]:
+        """The student's output and the unweighted loss of each pair, in float32."""
+        if teacher_features is None:
+            teacher_features = self.teacher_features(*args, **kwargs)
         with self._student_taps.capture() as student_features:
             student_output = self.student(*args, **kwargs)
-        losses = {}
+        terms = []
         for pair, transform in zip(self.pairs, self.transforms):
             teacher_feature = teacher_features[pair.teacher]
             student_feature = student_features[pair.student]
@@ -250,10 +374,10 @@ class Distiller(nn.Module):
             # The losses are sums over whole maps: in float16 they overflow (65504) long before
             # training ends, so they are computed in float32 whatever the autocast or model dtype.
             aligned = transform(student_feature, size).float()
-            term = self.methods[pair.method].loss(aligned, teacher_feature.float(), self.options[pair.method])
-            losses[pair.key] = self.alpha[pair.method] * term
-        total = torch.stack(list(losses.values())).sum()
-        return DistillOutput(student=student_output, loss=total, losses=losses)
+            terms.append(
+                self.methods[pair.method].loss(aligned, teacher_feature.float(), self.options[pair.method])
+            )
+        return student_output, terms
 
     def teacher_features(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The teacher's tapped features for these inputs, detached, without running past the last tap."""

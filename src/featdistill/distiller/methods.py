@@ -11,6 +11,10 @@
 | `mgd`        | 1x1 align, random mask, 3x3 conv–ReLU–3x3 conv | Σ (G(F_s) − F_t)² / N                | 7e-5      | `mask_ratio` (0.5)       |
 | `kd`         | none (logits)                                 | Hinton KL · τ²                        | 1.0       | `tau` (4.0)              |
 
+``alpha="auto"`` sets α so that each method's term starts at ``auto_ratio`` × the task loss. The ratios are those
+of each method's best α (chosen on held-out images) in the CIFAR-10 study (``benchmarks/results/cifar10_study.md``),
+measured on the first 4 batches: CWT 6.8, CWT-linear 8.2, FitNets 28, AT 1.4, CWD 34, MGD 2.1, KD 2.7, rounded.
+
 Default α values follow the papers' classification settings (CWT: 7e-5 on ImageNet's last stage; AT β=1000
 and FitNets β=100 as in the CRD benchmark code; CWD loss weight 3 with τ=4; MGD 7e-5 with λ=0.5). They are
 starting points: sweep α for your models and data.
@@ -47,6 +51,7 @@ class Method:
     default_alpha: float
     defaults: dict[str, Any] = field(default_factory=dict)
     needs_maps: bool = False  # feature maps (B, C, H, W) only
+    auto_ratio: float = 7.0  # alpha "auto": the method's term / task loss at the start of training
 
 
 def _require_same_channels(student: Shape, teacher: Shape, name: str) -> None:
@@ -95,15 +100,16 @@ def _sum_squared(s: torch.Tensor, t: torch.Tensor, options: dict[str, Any]) -> t
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        Method("cwt", _cwt(nonlinear=True), _sum_squared, 7e-5, {"hidden_channels": None}),
-        Method("cwt_linear", _cwt(nonlinear=False), _sum_squared, 7e-5),
-        Method("l2", _identity("l2"), _sum_squared, 7e-5),
+        Method("cwt", _cwt(nonlinear=True), _sum_squared, 7e-5, {"hidden_channels": None}, auto_ratio=7.0),
+        Method("cwt_linear", _cwt(nonlinear=False), _sum_squared, 7e-5, auto_ratio=8.0),
+        Method("l2", _identity("l2"), _sum_squared, 7e-5, auto_ratio=7.0),
         Method(
             "fitnets",
             lambda s, t, o: FitNetsRegressor(s[1], t[1]),
             lambda s, t, o: mean_squared_error(s, t),
             100.0,
             needs_maps=True,
+            auto_ratio=30.0,
         ),
         Method(
             "at",
@@ -112,6 +118,7 @@ METHODS: dict[str, Method] = {
             1000.0,
             {"p": 2.0},
             needs_maps=True,
+            auto_ratio=1.5,
         ),
         Method(
             "cwd",
@@ -120,6 +127,7 @@ METHODS: dict[str, Method] = {
             3.0,
             {"tau": 4.0},
             needs_maps=True,
+            auto_ratio=30.0,
         ),
         Method(
             "mgd",
@@ -128,8 +136,16 @@ METHODS: dict[str, Method] = {
             7e-5,
             {"mask_ratio": 0.5},
             needs_maps=True,
+            auto_ratio=2.0,
         ),
-        Method("kd", _identity("kd"), lambda s, t, o: kd_divergence(s, t, o["tau"]), 1.0, {"tau": 4.0}),
+        Method(
+            "kd",
+            _identity("kd"),
+            lambda s, t, o: kd_divergence(s, t, o["tau"]),
+            1.0,
+            {"tau": 4.0},
+            auto_ratio=3.0,
+        ),
     ]
 }
 

@@ -7,11 +7,12 @@ a batch becomes model arguments, which task losses an output gives, and how to e
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -111,6 +112,8 @@ class Trainer:
         self.logger = RunLogger(self.out_dir, cfg.output.csv, cfg.output.tensorboard, enabled=self.is_main)
         self.epoch, self.batch, self.step = 0, 0, 0
         self.metrics: dict[str, float] = {}
+        self.pending_eval = False  # the epoch's checkpoint is written, its evaluation not yet done
+        self._seen, self._start = 0, time.perf_counter()
 
     # -- model access -----------------------------------------------------------------------------
     @property
@@ -140,6 +143,8 @@ class Trainer:
             "step": self.step,
             "rng": rng_state(),
             "metrics": self.metrics,
+            "alpha": dict(core.alpha) if isinstance(core, Distiller) else {},
+            "pending_eval": self.pending_eval,
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -189,6 +194,9 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
             self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
             self.metrics = dict(state.get("metrics", {}))
+            self.pending_eval = bool(state.get("pending_eval", False))
+            if isinstance(core, Distiller) and state.get("alpha"):
+                core.set_alpha(state["alpha"])  # a calibrated alpha: auto is reused, never re-calibrated
             set_rng_state(state["rng"])
         except (KeyError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -234,9 +242,17 @@ class Trainer:
             f"{self._last_good()}; lower train.lr or alpha, or set train.clip_grad"
         )
 
-    def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        """One optimisation step; returns the (detached) loss terms."""
+    def train_step(
+        self, batch: Any, teacher_features: Mapping[str, Any] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns the (detached) loss terms.
+
+        ``teacher_features`` (a Distiller's ``teacher_features`` of this batch) lets several trainers share one
+        teacher forward, as ``featdistill sweep`` does.
+        """
         args, kwargs = self._prepare(batch)
+        if teacher_features is not None:
+            kwargs = {**kwargs, "teacher_features": teacher_features}
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             output = self.model(*args, **kwargs)
             if isinstance(output, DistillOutput):
@@ -255,85 +271,177 @@ class Trainer:
         return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
 
     def fit(self, resume: str | Path | None = None) -> dict[str, float]:
-        """Train to ``train.epochs`` (or ``train.max_steps``), evaluating and checkpointing each epoch."""
-        tcfg = self.cfg.train
-        if resume is not None:
-            self.load_checkpoint(resume)
-        if self.is_main:
-            # Only now, once a resume checkpoint was accepted, is anything in the output folder changed.
-            write_text_atomic(
-                yaml.safe_dump(self.cfg.to_dict(), sort_keys=False), self.out_dir / "config.yaml"
-            )
-            self.logger.truncate(self.step)  # rows after the checkpoint are logged again
-        steps_per_epoch = len(self.train_loader)
+        """Train to ``train.epochs`` (or ``train.max_steps``), checkpointing, then evaluating, each epoch."""
+        self.begin(resume)
         try:
-            while self.epoch < tcfg.epochs and not self._done():
-                self._train_epoch(steps_per_epoch)
-                if self._done() and self.batch != 0:
-                    break
-                self.epoch, self.batch = self.epoch + 1, 0
-                if self.val_loader is not None and (
-                    self.epoch % tcfg.eval_every == 0 or self.epoch == tcfg.epochs
-                ):
-                    self.metrics = self.evaluate()
-                    self.logger.log(self.step, {f"val/{k}": v for k, v in self.metrics.items()})
-                self.save_checkpoint()
-            if self._done() and self.batch != 0:
-                self.save_checkpoint()
+            while not self.finished:
+                self._train_epoch()
+                self.end_epoch()
         finally:
             self.logger.close()
-        if self.is_main:
-            write_text_atomic(json.dumps(self.metrics, indent=2), self.out_dir / "metrics.json")
-        return self.metrics
+        return self.finish()
 
-    def _done(self) -> bool:
+    def begin(self, resume: str | Path | None = None) -> None:
+        """Resume (or calibrate ``alpha: auto``), write ``config.yaml``, finish an evaluation a kill cut short."""
+        if resume is not None:
+            self.load_checkpoint(resume)
+        else:
+            self._calibrate_alpha()
+        if self.is_main:
+            # Only now, once a resume checkpoint was accepted, is anything in the output folder changed.
+            text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
+            chosen = self.auto_alpha()
+            if chosen:
+                listed = ", ".join(f"{k}: {v:.6g}" for k, v in chosen.items())
+                text = f"# distill.alpha auto chose {{{listed}}}\n{text}"
+            write_text_atomic(text, self.out_dir / "config.yaml")
+            self.logger.truncate(self.step)  # rows after the checkpoint are logged again
+        if self.pending_eval:
+            self._evaluate_epoch()
+
+    def _calibrate_alpha(self) -> None:
+        """``distill.alpha: auto``: set each such method's α from the first training batches (once per run)."""
+        core = self.core
+        if not isinstance(core, Distiller) or not core.uncalibrated:
+            return
+        d = self.cfg.distill
+        self.train_loader.set_epoch(0)
+        batches = itertools.islice(self.train_loader.iterate(0), max(1, d.auto_batches))
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            measured = core.measure_losses(
+                batches,
+                task_loss=lambda output, batch: torch.stack(
+                    [t.float() for t in self.task.loss_terms(output, batch).values()]
+                ).sum(),
+                call=self._prepare,
+            )
+        names = list(measured)
+        averaged = mean_across_ranks(torch.tensor([measured[k] for k in names], device=self.device))
+        measured = dict(zip(names, averaged.tolist()))
+        chosen = core.set_auto_alpha(measured, d.auto_ratio)
+        if self.is_main:
+            print(
+                "featdistill: alpha auto chose "
+                + ", ".join(
+                    f"{name}={value:.4g} ({name} loss {measured[name]:.4g}, task loss {measured['task']:.4g})"
+                    for name, value in chosen.items()
+                )
+                + (f" for a ratio of {d.auto_ratio:g}" if d.auto_ratio else " (each method's default ratio)")
+            )
+
+    def auto_alpha(self) -> dict[str, float]:
+        """The α of each method configured as ``auto`` (calibrated now or restored from the checkpoint)."""
+        core, alpha = self.core, self.cfg.distill.alpha
+        if not isinstance(core, Distiller) or alpha is None:
+            return {}
+        if isinstance(alpha, dict):
+            auto = {name for name, value in alpha.items() if value == "auto"}
+        else:
+            auto = set(core.alpha) if alpha == "auto" else set()
+        return {k: v for k, v in core.alpha.items() if k in auto and v is not None}
+
+    @property
+    def finished(self) -> bool:
+        """Every epoch trained, or ``train.max_steps`` reached."""
+        return self.epoch >= self.cfg.train.epochs or self.done
+
+    @property
+    def done(self) -> bool:
+        """``train.max_steps`` reached."""
         return self.cfg.train.max_steps is not None and self.step >= self.cfg.train.max_steps
 
-    def _train_epoch(self, steps_per_epoch: int) -> None:
-        tcfg = self.cfg.train
+    def start_epoch(self) -> None:
+        """Training mode, the loader on this epoch, the throughput counters reset."""
         self.model.train()
         self.train_loader.set_epoch(self.epoch)
+        self._seen, self._start = 0, time.perf_counter()
+
+    def end_epoch(self) -> None:
+        """After the epoch's last step (or a ``max_steps`` stop): checkpoint first, then evaluate.
+
+        The checkpoint is written before evaluation, so an evaluation that fails (a bad file, out of memory)
+        never costs the trained epoch: ``--resume auto`` evaluates it again and goes on.
+        """
+        if self.batch < len(self.train_loader):  # stopped inside the epoch by max_steps
+            self.save_checkpoint()
+            return
+        tcfg = self.cfg.train
+        self.epoch, self.batch = self.epoch + 1, 0
+        self.pending_eval = self.val_loader is not None and (
+            self.epoch % tcfg.eval_every == 0 or self.epoch == tcfg.epochs
+        )
+        self.save_checkpoint()
+        if self.pending_eval:
+            self._evaluate_epoch()
+
+    def _evaluate_epoch(self) -> None:
+        """Evaluate, log, and add the metrics to the checkpoint."""
+        self.metrics = self.evaluate()
+        self.logger.log(self.step, {f"val/{k}": v for k, v in self.metrics.items()})
+        self.pending_eval = False
+        self.save_checkpoint()
+
+    def finish(self) -> dict[str, float]:
+        """Write ``metrics.json`` (with the α that ``alpha: auto`` chose) and return the last metrics."""
+        if self.is_main:
+            record: dict[str, Any] = dict(self.metrics)
+            if self.auto_alpha():
+                record["alpha"] = self.auto_alpha()
+            write_text_atomic(json.dumps(record, indent=2), self.out_dir / "metrics.json")
+        return self.metrics
+
+    def record_step(self, terms: dict[str, torch.Tensor], batch: Any) -> dict[str, float] | None:
+        """Bookkeeping after ``train_step``: counters, non-finite check, log row, mid-epoch checkpoint.
+
+        Returns the logged values when this step was logged.
+        """
+        tcfg = self.cfg.train
+        steps_per_epoch = len(self.train_loader)
+        self.step += 1
+        self.batch += 1
+        self._seen += self.task.batch_size(batch)
+        log_now = self.step % tcfg.log_every == 0 or self.batch == steps_per_epoch
+        checkpoint_now = (
+            tcfg.checkpoint_every and self.step % tcfg.checkpoint_every == 0 and self.batch < steps_per_epoch
+        )
+        if self.device.type == "cpu" or log_now or checkpoint_now or self.done:
+            self._check_finite(terms)  # on GPU only when a value is needed anyway (no extra syncs)
+        values = None
+        if log_now:
+            # the mean over processes: the loss of the global batch, as one process would log it
+            reduced = mean_across_ranks(torch.stack([v.float() for v in terms.values()])).tolist()
+            values = dict(zip(terms, reduced))
+            rate = self._seen * world_size() / max(time.perf_counter() - self._start, 1e-9)
+            self.logger.log(
+                self.step,
+                {
+                    **{f"train/{k}": v for k, v in values.items()},
+                    "train/lr": self.optimizer.param_groups[0]["lr"],
+                    "train/img_per_s": rate,
+                },
+            )
+            values["img/s"] = rate
+        if checkpoint_now:
+            self.save_checkpoint()
+        return values
+
+    def _train_epoch(self) -> None:
+        self.start_epoch()
         bar = tqdm(
-            total=steps_per_epoch,
+            total=len(self.train_loader),
             initial=self.batch,
-            desc=f"epoch {self.epoch + 1}/{tcfg.epochs}",
+            desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}",
             disable=not (self.is_main and self.cfg.output.progress),
             dynamic_ncols=True,
             mininterval=1.0,
             leave=False,
         )
-        seen, start = 0, time.perf_counter()
         for batch in self.train_loader.iterate(self.batch):
-            terms = self.train_step(batch)
-            self.step += 1
-            self.batch += 1
-            seen += self.task.batch_size(batch)
-            log_now = self.step % tcfg.log_every == 0 or self.batch == steps_per_epoch
-            checkpoint_now = (
-                tcfg.checkpoint_every
-                and self.step % tcfg.checkpoint_every == 0
-                and self.batch < steps_per_epoch
-            )
-            if self.device.type == "cpu" or log_now or checkpoint_now or self._done():
-                self._check_finite(terms)  # on GPU only when a value is needed anyway (no extra syncs)
-            if log_now:
-                # the mean over processes: the loss of the global batch, as one process would log it
-                reduced = mean_across_ranks(torch.stack([v.float() for v in terms.values()])).tolist()
-                values = dict(zip(terms, reduced))
-                rate = seen * world_size() / max(time.perf_counter() - start, 1e-9)
-                self.logger.log(
-                    self.step,
-                    {
-                        **{f"train/{k}": v for k, v in values.items()},
-                        "train/lr": self.optimizer.param_groups[0]["lr"],
-                        "train/img_per_s": rate,
-                    },
-                )
-                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()} | {"img/s": f"{rate:.0f}"})
+            values = self.record_step(self.train_step(batch), batch)
+            if values is not None:
+                bar.set_postfix({k: f"{v:.4g}" if k != "img/s" else f"{v:.0f}" for k, v in values.items()})
             bar.update(1)
-            if checkpoint_now:
-                self.save_checkpoint()
-            if self._done():
+            if self.done:
                 break
         bar.close()
 

@@ -1,0 +1,149 @@
+"""``alpha: auto``: α from the measured task / distillation loss ratio, recorded, reused on resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+import featdistill as fd
+from featdistill.cli.main import main
+from featdistill.engine import load_safely
+
+
+def _nets() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    student = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 5)
+    )
+    teacher = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 64, 5)
+    )
+    return student, teacher
+
+
+def _batches(n: int = 3) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 5, (4,), generator=g)) for _ in range(n)]
+
+
+def _ce(output: torch.Tensor, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    return F.cross_entropy(output, batch[1])
+
+
+def test_calibrated_alpha_is_ratio_times_task_over_method_loss() -> None:
+    student, teacher = _nets()
+    d = fd.Distiller(
+        student,
+        teacher,
+        pairs=[("2", "2", "cwt"), ("4", "4", "kd")],
+        alpha={"cwt": "auto", "kd": 0.5},
+        sample_input=torch.randn(2, 3, 8, 8),
+    )
+    assert d.uncalibrated == ["cwt"]
+    with pytest.raises(RuntimeError, match="not calibrated"):
+        d(torch.randn(2, 3, 8, 8))
+    batches = _batches()
+    # the expected value, computed by hand with alpha 1 on the same batches
+    measured = d.measure_losses(batches, _ce)
+    raw = []
+    task = []
+    with torch.no_grad():
+        for x, y in batches:
+            d.train()
+            d.set_alpha({"cwt": 1.0})
+            out = d(x)
+            raw.append(float(out.losses["cwt:2"]))
+            task.append(float(F.cross_entropy(out.student, y)))
+    d.alpha["cwt"] = None  # back to uncalibrated
+    assert measured["cwt"] == pytest.approx(sum(raw) / len(raw), rel=1e-5)
+    assert measured["task"] == pytest.approx(sum(task) / len(task), rel=1e-5)
+    chosen = d.calibrate_alpha(batches, _ce, ratio=2.0)
+    assert chosen == {"cwt": pytest.approx(2.0 * measured["task"] / measured["cwt"], rel=1e-5)}
+    assert d.alpha["kd"] == 0.5  # a given alpha is kept
+    # default ratio: the method table's
+    d.alpha["cwt"] = None
+    chosen = d.calibrate_alpha(batches, _ce)
+    assert chosen["cwt"] == pytest.approx(
+        fd.METHODS["cwt"].auto_ratio * measured["task"] / measured["cwt"], rel=1e-5
+    )
+
+
+def test_measuring_changes_neither_batchnorm_statistics_nor_random_state() -> None:
+    student, teacher = _nets()
+    d = fd.Distiller(student, teacher, pairs=[("2", "2")], alpha="auto", sample_input=torch.randn(2, 3, 8, 8))
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    rng = torch.get_rng_state()
+    d.eval()
+    d.calibrate_alpha(_batches(), _ce)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
+    assert not d.training  # the mode is restored too
+
+
+def test_forward_with_precomputed_teacher_features_is_the_same() -> None:
+    student, teacher = _nets()
+    d = fd.Distiller(student, teacher, pairs=[("2", "2")], alpha=1e-2, sample_input=torch.randn(2, 3, 8, 8))
+    x = torch.randn(4, 3, 8, 8)
+    plain = d(x)
+    shared = d(x, teacher_features=d.teacher_features(x))
+    assert torch.equal(plain.loss, shared.loss)
+
+
+def _config(tmp_path: Path, out: Path, **distill: object) -> Path:
+    cfg = {
+        "task": "classification",
+        "device": "cpu",
+        "data": {
+            "name": "synthetic",
+            "root": "-",
+            "limit": 128,
+            "val_limit": 32,
+            "batch_size": 32,
+            "image_size": 16,
+        },
+        "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
+        "distill": {"method": "cwt", "alpha": "auto", **distill},
+        "train": {"epochs": 2, "lr": 0.05, "log_every": 1},
+        "output": {"dir": str(out), "tensorboard": False, "progress": False},
+    }
+    path = tmp_path / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cli_records_the_calibrated_alpha_and_resume_reuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    cfg = _config(tmp_path, out, auto_ratio=3.0)
+    assert main(["train", str(cfg), "--set", "train.max_steps=4"]) == 0
+    printed = capsys.readouterr().out
+    assert "alpha auto chose cwt=" in printed and "ratio of 3" in printed
+    alpha = json.loads((out / "metrics.json").read_text())["alpha"]["cwt"]
+    assert alpha > 0
+    assert load_safely(out / "last.pt")["alpha"] == {"cwt": alpha}
+    assert f"cwt: {alpha:.6g}" in (out / "config.yaml").read_text().splitlines()[0]
+    assert yaml.safe_load((out / "config.yaml").read_text())["distill"]["alpha"] == "auto"
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a resume must not re-calibrate alpha")
+
+    monkeypatch.setattr(fd.Distiller, "measure_losses", refuse)
+    assert main(["train", str(cfg), "--resume", "auto"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["alpha"]["cwt"] == alpha
+    assert load_safely(out / "last.pt")["step"] == 8
+
+
+def test_a_zero_distillation_loss_cannot_be_calibrated() -> None:
+    student, teacher = _nets()
+    d = fd.Distiller(student, teacher, pairs=[("2", "2")], alpha="auto", sample_input=torch.randn(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="cannot be calibrated for method 'cwt'"):
+        d.set_auto_alpha({"task": 2.3, "cwt": 0.0})
+    with pytest.raises(ValueError, match="must be positive"):
+        d.set_auto_alpha({"task": 2.3, "cwt": 1.0}, ratio=0.0)
