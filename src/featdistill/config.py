@@ -251,3 +251,39 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"config file not found: {path}")
     tree = _safe_yaml(path.read_text(), str(path)) or {}
     return parse_config(apply_overrides(tree, overrides or []))
+
+
+def check_key(dotted: str) -> None:
+    """Raise a ``ConfigError`` unless ``dotted`` (e.g. ``distill.alpha``) is a key of the schema.
+
+    Keys inside a free-form mapping (``data.options.crop_size``, ``distill.options.cwt.tau``) are accepted.
+    """
+    cls: Any = RunConfig
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            prefix = ".".join(parts[:depth])
+            keys = [f"{prefix}.{k}" if prefix else k for k in hints]
+            close = difflib.get_close_matches(dotted, keys, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys here: {sorted(keys)}"
+            raise ConfigError(f"unknown config key '{dotted}'{hint}")
+        tp = hints[part]
+        last = depth == len(parts) - 1
+        if dataclasses.is_dataclass(tp):
+            if last:
+                raise ConfigError(
+                    f"'{dotted}' is a section, not a key; name one of its keys, e.g. '{dotted}.*'"
+                )
+            cls = tp
+        elif not last:
+            if _accepts_mapping(tp):
+                return
+            raise ConfigError(f"'{'.'.join(parts[: depth + 1])}' is a key, not a section; use it alone")
+
+
+def _accepts_mapping(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts_mapping(a) for a in typing.get_args(tp))
+    return origin is dict or tp is dict

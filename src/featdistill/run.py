@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -71,13 +72,27 @@ def fingerprint(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def build_teacher(task: Any) -> nn.Module:
+    """The task's teacher, built without drawing from the global RNG.
+
+    The student and the transforms then get the same initialisation whether a teacher is built for them
+    alone (``train``) or once for several students (``sweep``).
+    """
+    with torch.random.fork_rng(devices=[]):
+        return task.build_teacher()
+
+
 def build_model(
-    cfg: RunConfig, task: Any, device: torch.device, ctx: DistributedContext | None = None
+    cfg: RunConfig,
+    task: Any,
+    device: torch.device,
+    ctx: DistributedContext | None = None,
+    teacher: nn.Module | None = None,
 ) -> nn.Module:
     """The student alone (no teacher configured) or a Distiller around student and teacher.
 
     With ``ctx`` of several processes and ``train.sync_bn``, the student's BatchNorm layers become
-    SyncBatchNorm before the Distiller resolves its taps.
+    SyncBatchNorm before the Distiller resolves its taps. ``teacher`` is one already built (and shared).
     """
     ctx = ctx or DistributedContext(device=device)
     student = task.build_student()
@@ -85,7 +100,7 @@ def build_model(
         student = sync_batchnorm(student, ctx)
     if cfg.model.teacher is None:
         return student.to(device)
-    teacher = task.build_teacher()
+    teacher = teacher if teacher is not None else build_teacher(task)
     d = cfg.distill
     pairs = d.pairs if d.pairs is not None else task.default_pairs(student, teacher)
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(d.teacher_dtype or "")
@@ -104,21 +119,51 @@ def build_model(
     return distiller.to(device)
 
 
-def build_trainer(cfg: RunConfig) -> Trainer:
+def build_trainer(cfg: RunConfig, evaluate_on: str = "val") -> Trainer:
     """Everything a run needs, in the order that fails fastest (data before models before training)."""
-    ctx = init_distributed(select_device(cfg.device))  # one process, or one per GPU under torchrun
+    return build_trainers([cfg], evaluate_on)[0]
+
+
+def build_trainers(cfgs: list[RunConfig], evaluate_on: str = "val") -> list[Trainer]:
+    """Trainers that share one task, one pair of loaders and one teacher (``featdistill sweep``'s lockstep).
+
+    The configs may differ only in what ``featdistill.sweep.grid.LOCKSTEP_FREE`` lists (student, distillation,
+    optimiser, output); each trainer's student and transforms are initialised as in a run of its own.
+    ``evaluate_on``: ``"val"`` (the reported split) or ``"holdout"`` (``data.holdout``, for model selection).
+    """
+    first = cfgs[0]
+    ctx = init_distributed(select_device(first.device))  # one process, or one per GPU under torchrun
     device = ctx.device
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
-    task = get_task(cfg)
-    train_loader, val_loader = task.build_loaders(ctx.rank, ctx.world_size)
-    model = build_model(cfg, task, device, ctx)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if cfg.train.compile:
-        # In place (state_dict keys unchanged). The student is compiled whole, tap hooks included: dynamo
-        # traces the per-step hooks without recompiling. The teacher stays eager: its early stop raises
-        # inside a hook, which would break the graph.
-        (model.student if isinstance(model, Distiller) else model).compile()
-    model = wrap_ddp(model, ctx)  # the Distiller (student + transforms); the teacher is not a submodule
-    Path(cfg.output.dir).mkdir(parents=True, exist_ok=True)  # config.yaml is written by Trainer.fit
-    return Trainer(model, task, train_loader, val_loader, cfg, device, fingerprint(cfg))
+    seed_everything(first.train.seed, first.train.deterministic)
+    task = get_task(first)
+    if evaluate_on == "val":
+        train_loader, val_loader = task.build_loaders(ctx.rank, ctx.world_size)
+    else:
+        train_loader, val_loader = task.build_loaders(ctx.rank, ctx.world_size, evaluate_on=evaluate_on)
+    with_teacher = [cfg for cfg in cfgs if cfg.model.teacher is not None]
+    teacher = build_teacher(_variant_task(task, with_teacher[0])) if with_teacher else None
+    trainers = []
+    for cfg in cfgs:
+        seed_everything(cfg.train.seed, cfg.train.deterministic)
+        variant = _variant_task(task, cfg)
+        model = build_model(cfg, variant, device, ctx, teacher=teacher)
+        if cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if cfg.train.compile:
+            # In place (state_dict keys unchanged). The student is compiled whole, tap hooks included: dynamo
+            # traces the per-step hooks without recompiling. The teacher stays eager: its early stop raises
+            # inside a hook, which would break the graph.
+            (model.student if isinstance(model, Distiller) else model).compile()
+        model = wrap_ddp(model, ctx)  # the Distiller (student + transforms); the teacher is not a submodule
+        Path(cfg.output.dir).mkdir(parents=True, exist_ok=True)  # config.yaml is written by Trainer.fit
+        trainers.append(Trainer(model, variant, train_loader, val_loader, cfg, device, fingerprint(cfg)))
+    return trainers
+
+
+def _variant_task(task: Any, cfg: RunConfig) -> Any:
+    """The group's task (its loaders already read the data) answering for another variant's config."""
+    if cfg is task.cfg:
+        return task
+    variant = copy.copy(task)
+    variant.cfg = cfg
+    return variant

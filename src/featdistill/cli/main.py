@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import sweep as sweep_cli
+
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML run configuration")
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
     export.add_argument("--format", choices=["state_dict", "torchscript", "onnx"], default="state_dict")
     export.add_argument("--output", required=True, help="file to write")
+
+    sweep_cli.add_parser(sub, _add_config_args)
 
     demo = sub.add_parser("demo", help="offline demo: teacher, plain student, CWT student on generated data")
     demo.add_argument("--data", help="run on real data instead: an ImageFolder root or a torchvision root")
@@ -124,7 +128,7 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(out_dir=args.out, data=args.data, dataset=args.dataset, epochs=args.epochs)
 
 
-COMMANDS = {"train": _train, "eval": _eval, "export": _export, "demo": _demo}
+COMMANDS = {"train": _train, "eval": _eval, "export": _export, "sweep": sweep_cli.run, "demo": _demo}
 
 
 def _one_line(err: BaseException) -> str:

@@ -2,5 +2,6 @@
 
 from .distiller import Distiller, DistillOutput, Pair
 from .methods import METHODS, Method, get_method
+from .shared_teacher import SharedTeacher
 
-__all__ = ["METHODS", "DistillOutput", "Distiller", "Method", "Pair", "get_method"]
+__all__ = ["METHODS", "DistillOutput", "Distiller", "Method", "Pair", "SharedTeacher", "get_method"]

@@ -72,6 +72,22 @@ def default_teacher_forward(teacher: nn.Module, *args: Any, **kwargs: Any) -> An
     return teacher(*args, **kwargs)
 
 
+def run_teacher(
+    teacher: nn.Module,
+    taps: FeatureTaps,
+    teacher_forward: Callable[..., Any],
+    teacher_dtype: torch.dtype | None,
+    args: tuple,
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """The tapped teacher features for these inputs: no grad, optional autocast, stopped after the last tap."""
+    device = next(iter(teacher.parameters()), torch.empty(0)).device
+    autocast = torch.autocast(device.type, dtype=teacher_dtype, enabled=teacher_dtype is not None)
+    with torch.no_grad(), autocast, taps.capture(stop_early=True) as features:
+        teacher_forward(teacher, *args, **kwargs)
+    return features
+
+
 def parse_pairs(pairs: Sequence[PairSpec], method: str) -> list[Pair]:
     """Normalise ``(s, t)``, ``(s, t, method)`` or ``{"student", "teacher", "method"}`` entries."""
     parsed = []
@@ -381,13 +397,9 @@ class Distiller(nn.Module):
 
     def teacher_features(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The teacher's tapped features for these inputs, detached, without running past the last tap."""
-        device = next(iter(self.teacher.parameters()), torch.empty(0)).device
-        autocast = torch.autocast(
-            device.type, dtype=self.teacher_dtype, enabled=self.teacher_dtype is not None
+        return run_teacher(
+            self.teacher, self._teacher_taps, self.teacher_forward, self.teacher_dtype, args, kwargs
         )
-        with torch.no_grad(), autocast, self._teacher_taps.capture(stop_early=True) as features:
-            self.teacher_forward(self.teacher, *args, **kwargs)
-        return features
 
     def export(self) -> nn.Module:
         """The plain student: no hooks, no transforms, the same ``state_dict`` keys as the model you passed."""

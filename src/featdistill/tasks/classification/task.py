@@ -23,6 +23,7 @@ class ClassificationTask(ImageLabelBatches):
     """Image classification: ``(images, labels)`` batches, logits out."""
 
     name = "classification"
+    metric = "top1"  # what a sweep selects on (higher is better)
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg

@@ -124,6 +124,7 @@ class DetectionTask:
     """Object detection / instance segmentation: ``(images, targets)`` lists in, loss dicts out."""
 
     name = "detection"
+    metric = "bbox/AP"  # what a sweep selects on (higher is better)
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg

@@ -85,6 +85,7 @@ class SegmentationTask(ImageLabelBatches):
     """Semantic segmentation: ``(images, labels)`` batches, ``{"out", "aux"}`` logit dicts out."""
 
     name = "segmentation"
+    metric = "miou"  # what a sweep selects on (higher is better)
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg

@@ -1,0 +1,16 @@
+"""Sweeps: grid variants of one config trained in lockstep on one teacher forward, chosen on a holdout split."""
+
+from .grid import LOCKSTEP_FREE, Variant, expand, lockstep_groups, parse_grid
+from .lockstep import train_lockstep
+from .runner import Shard, run_sweep
+
+__all__ = [
+    "LOCKSTEP_FREE",
+    "Shard",
+    "Variant",
+    "expand",
+    "lockstep_groups",
+    "parse_grid",
+    "run_sweep",
+    "train_lockstep",
+]

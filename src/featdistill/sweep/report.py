@@ -1,0 +1,118 @@
+"""A sweep's record: ``sweep.md``, ``sweep.json``, ``sweep.png`` and ``best.yaml`` from the variants' results."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..engine.checkpoint import write_text_atomic
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The finished variant with the highest holdout metric (the first one on a tie)."""
+    done = [r for r in rows if r["status"] == "done" and _finite(r.get("metric"))]
+    return max(done, key=lambda r: r["metric"]) if done else None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def write_report(
+    out_dir: Path,
+    metric: str,
+    keys: list[str],
+    rows: list[dict[str, Any]],
+    refit: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the table, the JSON record and the plot; return the JSON record."""
+    best = best_row(rows)
+    record = {"metric": f"holdout {metric}", "grid": keys, "variants": rows, "best": best, "refit": refit}
+    write_text_atomic(json.dumps(record, indent=2), out_dir / "sweep.json")
+    header = [*keys, f"holdout {metric}", "steps", "seconds", "group", "status", ""]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        chosen = "**best**" if best is not None and row["index"] == best["index"] else ""
+        status = row["status"] + (f": {row['error']}" if row.get("error") else "")
+        cells = [
+            *(_cell(row["values"][k]) for k in keys),
+            f"{row['metric']:.2f}" if _finite(row.get("metric")) else "",
+            str(row.get("steps", "")),
+            f"{row['seconds']:.0f}" if _finite(row.get("seconds")) else "",
+            str(row.get("group", "")),
+            status,
+            chosen,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        f"# Sweep: holdout {metric} of {len(rows)} variants",
+        "",
+        "Chosen on the holdout split carved from the training data (`data.holdout`); the test split was not used.",
+        "Variants of one group trained in lockstep (one batch and one teacher forward per step for all), so their",
+        "seconds are the group's.",
+        "",
+        *lines,
+    ]
+    if best is not None:
+        notes += ["", f"Best: `{best['name']}` (`best.yaml`)."]
+    if refit is not None:
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in refit["metrics"].items() if _finite(v) and "/" not in k)
+        notes += [f"Refit on the whole training split, test split: {shown} (`{refit['dir']}`)."]
+    write_text_atomic("\n".join(notes) + "\n", out_dir / "sweep.md")
+    _plot(out_dir / "sweep.png", metric, keys, rows)
+    return record
+
+
+def write_best_config(path: Path, config: dict[str, Any]) -> None:
+    """``best.yaml``: the best variant's complete config, ready for ``featdistill train``."""
+    write_text_atomic(yaml.safe_dump(config, sort_keys=False), path)
+
+
+def _plot(path: Path, metric: str, keys: list[str], rows: list[dict[str, Any]]) -> None:
+    """Holdout metric against the first grid key (log axis for α and lr), one line per other combination."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("featdistill: matplotlib is not installed, so sweep.png is not drawn (pip install matplotlib)")
+        return
+    first, rest = keys[0], keys[1:]
+    xs = [row["values"][first] for row in rows]
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+    positions = {json.dumps(x): i for i, x in enumerate(dict.fromkeys(json.dumps(x) for x in xs))}
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        if not _finite(row.get("metric")):
+            continue
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(row['values'][k])}" for k in rest) or metric
+        x = row["values"][first]
+        lines.setdefault(label, []).append((x if numeric else positions[json.dumps(x)], row["metric"]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in lines.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    positive = numeric and all(x > 0 for x in xs)
+    if positive and (first.rsplit(".", 1)[-1] in ("alpha", "lr", "auto_ratio") or max(xs) / min(xs) >= 10):
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(list(positions.values()), [_cell(json.loads(k)) for k in positions], rotation=20)
+    ax.set_xlabel(first)
+    ax.set_ylabel(f"holdout {metric}")
+    ax.grid(alpha=0.3)
+    if rest:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,162 @@
+"""``featdistill sweep``: train every grid variant (lockstep where they share data and teacher), score each on
+the holdout split, choose the best, optionally refit it on the whole training split and test it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, _safe_yaml, apply_overrides, parse_config
+from ..engine.checkpoint import write_text_atomic
+from ..engine.distributed import is_main
+from .grid import Variant, expand, lockstep_groups, parse_grid
+from .lockstep import train_lockstep
+from .report import best_row, write_best_config, write_report
+
+DEFAULT_HOLDOUT = 0.1  # the share of training images scored when the config sets no data.holdout
+
+
+@dataclass(frozen=True)
+class Shard:
+    """``--shard I/N``: this process runs variants ``I, I+N, I+2N, ...`` (0-based)."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ConfigError(f"--shard expects I/N with integers, e.g. 0/4, got {text!r}") from None
+        if not 0 <= index < count:
+            raise ConfigError(f"--shard {text}: I must be in 0..N-1")
+        return cls(index, count)
+
+    def takes(self, variant: Variant) -> bool:
+        return variant.index % self.count == self.index
+
+
+def load_tree(config: str | Path, overrides: list[str]) -> dict[str, Any]:
+    """The config file with ``--set`` applied, validated once, as a plain dict."""
+    path = Path(config)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    tree = apply_overrides(_safe_yaml(path.read_text(), str(path)) or {}, overrides)
+    parse_config(tree)
+    return tree
+
+
+def run_sweep(
+    config: str | Path,
+    grid_specs: list[str],
+    overrides: list[str] | None = None,
+    refit: bool = False,
+    resume: bool = False,
+    shard: Shard | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the sweep; return the ``sweep.json`` record."""
+    from ..run import build_trainer, build_trainers, get_task
+
+    tree = load_tree(config, overrides or [])
+    grid = parse_grid(grid_specs)
+    data = tree.setdefault("data", {})
+    if data.get("holdout") is None and "data.holdout" not in grid:
+        data["holdout"] = DEFAULT_HOLDOUT
+        print(
+            f"featdistill sweep: data.holdout is not set; scoring on {DEFAULT_HOLDOUT:.0%} of the training images"
+        )
+    out_dir = Path(parse_config(tree).output.dir)
+    variants = expand(tree, grid, out_dir)
+    shard = shard or Shard()
+    mine = [v for v in variants if shard.takes(v)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume and is_main():  # a fresh sweep: results of an earlier one in this folder no longer count
+        for variant in mine:
+            (Path(variant.cfg.output.dir) / "result.json").unlink(missing_ok=True)
+    metric = get_task(variants[0].cfg).metric
+    groups = lockstep_groups(variants)
+    group_of = {v.index: g for g, members in enumerate(groups) for v in members}
+    print(
+        f"featdistill sweep: {len(variants)} variants in {len(groups)} lockstep group(s)"
+        + (f"; shard {shard.index}/{shard.count} runs {len(mine)}" if shard.count > 1 else "")
+        + f"; scored on holdout {metric}"
+    )
+    for number, members in enumerate(groups):
+        todo = [v for v in members if shard.takes(v) and not (resume and _result(v) is not None)]
+        if not todo:
+            continue
+        print(f"featdistill sweep: group {number} trains " + ", ".join(v.name for v in todo) + " in lockstep")
+        trainers = build_trainers([v.cfg for v in todo], evaluate_on="holdout")
+        last = [Path(v.cfg.output.dir) / "last.pt" for v in todo]
+        outcomes = train_lockstep(
+            trainers,
+            [f"v{v.index}" for v in todo],
+            [path if resume and path.is_file() else None for path in last],
+            progress=progress,
+        )
+        for variant, outcome in zip(todo, outcomes):
+            row = {
+                "index": variant.index,
+                "name": variant.name,
+                "values": variant.values,
+                "status": outcome.status,
+                "metric": outcome.metrics.get(metric),
+                "metrics": outcome.metrics,
+                "steps": outcome.steps,
+                "seconds": outcome.seconds,
+                "group": group_of[variant.index],
+                "error": outcome.error,
+            }
+            if is_main():
+                write_text_atomic(json.dumps(row, indent=2), Path(variant.cfg.output.dir) / "result.json")
+    rows = [_result(v) or _pending(v, group_of[v.index]) for v in variants]
+    best = best_row(rows)
+    refit_record = None
+    if best is not None and is_main():
+        write_best_config(out_dir / "best.yaml", _refit_config(variants[best["index"]], out_dir))
+    if refit:
+        if best is None:
+            raise ConfigError(
+                "--refit: no variant finished (see sweep.md for their status); fix the failures or widen the "
+                "grid, then run the sweep again with --resume auto"
+            )
+        refit_cfg = parse_config(_refit_config(variants[best["index"]], out_dir))
+        refit_last = Path(refit_cfg.output.dir) / "last.pt"
+        print(f"featdistill sweep: refitting {best['name']} on the whole training split")
+        metrics = build_trainer(refit_cfg).fit(resume=refit_last if resume and refit_last.is_file() else None)
+        refit_record = {"variant": best["name"], "dir": refit_cfg.output.dir, "metrics": metrics}
+    if not is_main():
+        return {}
+    record = write_report(out_dir, metric, list(grid), rows, refit_record)
+    print(f"featdistill sweep: wrote {out_dir / 'sweep.md'}" + (f"; best {best['name']}" if best else ""))
+    return record
+
+
+def _result(variant: Variant) -> dict[str, Any] | None:
+    path = Path(variant.cfg.output.dir) / "result.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _pending(variant: Variant, group: int) -> dict[str, Any]:
+    return {
+        "index": variant.index,
+        "name": variant.name,
+        "values": variant.values,
+        "status": "not run",
+        "metric": None,
+        "group": group,
+        "error": "",
+    }
+
+
+def _refit_config(variant: Variant, out_dir: Path) -> dict[str, Any]:
+    """The variant's config trained on the whole training split (no holdout), in ``out_dir/refit``."""
+    tree = variant.cfg.to_dict()
+    tree["data"]["holdout"] = None
+    tree["output"]["dir"] = str(out_dir / "refit")
+    tree["output"]["progress"] = True
+    return tree
