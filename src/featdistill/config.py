@@ -35,6 +35,9 @@ class DataConfig:
     val_split: str = "test"
     limit: int | None = None  # images per split (class-balanced for classification), for small runs
     val_limit: int | None = None
+    holdout: float | int | None = (
+        None  # fraction in (0, 1) or a count of training images kept out for model selection (sweep)
+    )
     image_size: int | None = None
     batch_size: int = 128
     eval_batch_size: int | None = None
@@ -43,6 +46,17 @@ class DataConfig:
     augment: bool = True
     on_bad_file: Literal["raise", "skip"] = "raise"
     options: dict[str, Any] = field(default_factory=dict)  # task-specific dataset options
+
+    def __post_init__(self) -> None:
+        if isinstance(self.holdout, float) and not 0 < self.holdout < 1:
+            raise ConfigError(
+                f"data.holdout {self.holdout} is a fraction and must be in (0, 1); for a count of images "
+                "write an integer (1, not 1.0)"
+            )
+        if isinstance(self.holdout, int) and self.holdout < 1:
+            raise ConfigError(
+                f"data.holdout {self.holdout} must be a count of at least 1 image, or a fraction"
+            )
 
 
 @dataclass

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Subset
 
 from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...distiller.distiller import default_teacher_forward
 from ...engine import ResumableLoader
 from ...engine.distributed import sum_across_ranks
+from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from .data import TensorBatchLoader, build_folder_loader, load_tensors
 from .models import build_classifier
@@ -75,46 +78,26 @@ class ClassificationTask(ImageLabelBatches):
                 f"{k} classes (model.num_classes); set model.num_classes to the number of classes in the data"
             )
 
-    def build_loaders(self, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
-        """Train and validation loaders: the in-memory batch path, or the per-image PIL path."""
+    def build_loaders(self, rank: int = 0, world_size: int = 1, evaluate_on: str = "val") -> tuple[Any, Any]:
+        """Train loader and evaluation loader: the in-memory batch path, or the per-image PIL path.
+
+        With ``data.holdout`` the training loader never holds the held-out images. ``evaluate_on`` picks the
+        second loader: ``val`` (``data.val_split``) or ``holdout`` (then ``data.val_split`` is never read).
+        """
         d, seed = self.cfg.data, self.cfg.train.seed
+        check_evaluate_on(evaluate_on, d.holdout)
         eval_bs = d.eval_batch_size or d.batch_size
         if not d.in_memory:
-            train = build_folder_loader(
-                d.root,
-                d.train_split,
-                train=True,
-                batch_size=d.batch_size,
-                num_workers=d.workers,
-                image_size=d.image_size or 224,
-                distributed=world_size > 1,
-                on_bad_file=d.on_bad_file,
-            )
-            val = build_folder_loader(
-                d.root,
-                d.val_split,
-                train=False,
-                batch_size=eval_bs,
-                num_workers=d.workers,
-                image_size=d.image_size or 224,
-                distributed=world_size > 1,
-                on_bad_file=d.on_bad_file,
-            )
-            for loader, split in ((train, d.train_split), (val, d.val_split)):
-                self._check_labels(torch.as_tensor(loader.dataset.targets), split)
-            return ResumableLoader(
-                train.dataset,
-                d.batch_size,
-                True,
-                seed=seed,
-                rank=rank,
-                world_size=world_size,
-                workers=d.workers,
-            ), val
+            return self._streaming_loaders(rank, world_size, evaluate_on)
         train_x, train_y = self._load(d.train_split, d.limit, seed=1000 * (seed // 1000))
-        val_x, val_y = self._load(d.val_split, d.val_limit, seed=1000 * (seed // 1000) + 1)
-        for y, split in ((train_y, d.train_split), (val_y, d.val_split)):
-            self._check_labels(y, split)
+        self._check_labels(train_y, d.train_split)
+        if d.holdout is not None:
+            keep, held = split_holdout(len(train_y), d.holdout, train_y)
+            val_x, val_y = train_x[held], train_y[held]
+            train_x, train_y = train_x[keep], train_y[keep]
+        if evaluate_on == "val":
+            val_x, val_y = self._load(d.val_split, d.val_limit, seed=1000 * (seed // 1000) + 1)
+            self._check_labels(val_y, d.val_split)
         if train_x.shape[1] == 1:  # gray datasets feed 3-channel models
             train_x, val_x = train_x.expand(-1, 3, -1, -1), val_x.expand(-1, 3, -1, -1)
         self.image_size = train_x.shape[-1]
@@ -140,6 +123,39 @@ class ClassificationTask(ImageLabelBatches):
             **common,
         )
         val = TensorBatchLoader(val_x, val_y, eval_bs, shuffle=False, augment=False, **common)
+        return train, val
+
+    def _streaming_loaders(self, rank: int, world_size: int, evaluate_on: str) -> tuple[Any, Any]:
+        """The per-image PIL path (``data.in_memory: false``) of :meth:`build_loaders`."""
+        d = self.cfg.data
+        eval_bs = d.eval_batch_size or d.batch_size
+        folder = partial(
+            build_folder_loader,
+            d.root,
+            num_workers=d.workers,
+            image_size=d.image_size or 224,
+            on_bad_file=d.on_bad_file,
+        )
+        train_set = folder(d.train_split, train=True, batch_size=d.batch_size).dataset
+        self._check_labels(torch.as_tensor(train_set.targets), d.train_split)
+        if d.holdout is not None:
+            keep, held = split_holdout(len(train_set), d.holdout, train_set.targets)
+            train_set = Subset(train_set, keep)
+        train = ResumableLoader(
+            train_set,
+            d.batch_size,
+            True,
+            seed=self.cfg.train.seed,
+            rank=rank,
+            world_size=world_size,
+            workers=d.workers,
+        )
+        if evaluate_on == "holdout":
+            unaugmented = folder(d.train_split, train=False, batch_size=eval_bs).dataset
+            shards = {"rank": rank, "world_size": world_size, "workers": d.workers}
+            return train, ResumableLoader(Subset(unaugmented, held), eval_bs, False, **shards)
+        val = folder(d.val_split, train=False, batch_size=eval_bs, distributed=world_size > 1)
+        self._check_labels(torch.as_tensor(val.dataset.targets), d.val_split)
         return train, val
 
     # -- training and evaluation ---------------------------------------------------------------------

@@ -24,7 +24,8 @@ Configuration (``task: detection``):
   (e.g. ``train2017`` / ``val2017``); the single-file layout ``root/annotations/instances.json`` with
   ``root/images`` (coco128). Relative option paths are relative to ``root``.
 - ``data.limit`` / ``data.val_limit``: the first N images (by id) of a split; ``data.augment: false``
-  turns training augmentation off; ``data.batch_size`` is per process.
+  turns training augmentation off; ``data.batch_size`` is per process. ``data.holdout``: a seeded random
+  subset of the training images (after ``skip_empty`` and ``limit``) left out of training, for selection.
 - ``data.options``: ``skip_empty`` (true: training leaves out images without instances; evaluation keeps
   all), ``flip_prob`` (0.5), ``scale_range`` (null = off; ``[low, high]`` with ``1 <= low <= high``: zoom in
   by a random factor at the detector's input scale, then crop back to the detector's input size, see
@@ -43,6 +44,7 @@ pycocotools on the results of all processes.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import inspect
@@ -56,6 +58,7 @@ from torch import Tensor, nn
 from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
 from ..classification.models import load_state_dict_file
+from ..holdout import check_evaluate_on, split_holdout
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, collate_fn, load_coco
 from .evaluate import CocoEvaluator
@@ -287,15 +290,30 @@ class DetectionTask:
             steps.append(ScaleJitter(low, high, sizes["min_size"], sizes["max_size"]))
         return Compose(steps) if steps else None
 
-    def build_loaders(self, rank: int = 0, world_size: int = 1) -> tuple[ResumableLoader, ResumableLoader]:
-        """A shuffled, resumable training loader and a validation loader, each sharded over processes."""
+    def build_loaders(
+        self, rank: int = 0, world_size: int = 1, evaluate_on: str = "val"
+    ) -> tuple[ResumableLoader, ResumableLoader]:
+        """A shuffled, resumable training loader and an evaluation loader, each sharded over processes.
+
+        With ``data.holdout`` the training loader never holds the held-out images. ``evaluate_on`` picks the
+        evaluation images: ``val`` (``data.val_split``) or ``holdout`` (then ``data.val_split`` is never
+        read): a ``CocoDetection`` of the training annotations, without augmentation, whose ``ids`` are the
+        held-out images, so COCO AP scores those alone.
+        """
         d, seed = self.cfg.data, self.cfg.train.seed
+        check_evaluate_on(evaluate_on, d.holdout)
         self._cat_ids = None  # both splits below must agree with each other
         train_set = self._dataset("train", d.limit)
-        val_set = self._dataset("val", d.val_limit)
+        if d.holdout is not None:
+            keep, held = split_holdout(len(train_set.ids), d.holdout)
+            held_set = copy.copy(train_set)  # shares the parsed annotations
+            held_set.transforms, held_set.masks = None, False
+            held_set.ids = [train_set.ids[i] for i in held]
+            train_set.ids = [train_set.ids[i] for i in keep]
+        eval_set = held_set if evaluate_on == "holdout" else self._dataset("val", d.val_limit)
         common = {"rank": rank, "world_size": world_size, "workers": d.workers, "collate_fn": collate_fn}
         train = ResumableLoader(train_set, d.batch_size, True, seed=seed, **common)
-        val = ResumableLoader(val_set, d.eval_batch_size or d.batch_size, False, **common)
+        val = ResumableLoader(eval_set, d.eval_batch_size or d.batch_size, False, **common)
         return train, val
 
     # -- training and evaluation ---------------------------------------------------------------------

@@ -13,7 +13,8 @@ Configuration (``task: segmentation``):
 - ``data.name`` (``camvid`` or ``cityscapes``), ``root``, ``train_split``, ``val_split``, ``limit`` and
   ``val_limit`` (that many evenly spaced images of the split), ``batch_size``, ``eval_batch_size``,
   ``workers``, ``in_memory`` (decode the whole split once; right for CamVid, not for Cityscapes),
-  ``augment`` (false: normalisation only, full images).
+  ``augment`` (false: normalisation only, full images), ``holdout`` (a seeded random subset of the
+  training images, after ``limit``, left out of training and evaluated like the validation split).
 - ``data.options``: ``crop_size`` (int or [h, w]; default ``data.image_size``, else 512), ``scale_range``
   ([0.5, 2.0]), ``flip_prob`` (0.5), ``photometric`` (true), ``eval_mode`` (``whole`` or ``slide``),
   ``window`` (slide window, default the crop size) and ``stride`` (default 2/3 of the window).
@@ -29,6 +30,7 @@ when the model returns it). Metrics, in percent (0-100): ``miou``, ``pixel_acc``
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +46,7 @@ from ...distiller.distiller import default_teacher_forward
 from ...engine import ResumableLoader
 from ...engine.distributed import sum_across_ranks
 from ..classification.models import load_state_dict_file
+from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from .augment import build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
@@ -163,15 +166,23 @@ class SegmentationTask(ImageLabelBatches):
         self.class_names = list(dataset.classes)
         return _evenly_spaced(dataset, limit)
 
-    def build_loaders(self, rank: int = 0, world_size: int = 1) -> tuple[ResumableLoader, DataLoader]:
-        """A resumable, shuffled training loader (incomplete batches dropped) and a validation loader.
+    def build_loaders(
+        self, rank: int = 0, world_size: int = 1, evaluate_on: str = "val"
+    ) -> tuple[ResumableLoader, DataLoader]:
+        """A resumable, shuffled training loader (incomplete batches dropped) and an evaluation loader.
 
-        With several processes each rank trains on its share of every epoch and validates on a disjoint
-        share of the validation split (``evaluate`` sums the confusion matrices of all ranks).
+        With several processes each rank trains on its share of every epoch and evaluates on a disjoint
+        share of the evaluation images (``evaluate`` sums the confusion matrices of all ranks). With
+        ``data.holdout`` the training loader never holds the held-out images. ``evaluate_on`` picks the
+        evaluation images: ``val`` (``data.val_split``) or ``holdout`` (then ``data.val_split`` is never
+        read): the held-out training images under the evaluation transform.
         """
         d = self.cfg.data
+        check_evaluate_on(evaluate_on, d.holdout)
         train_set = self._dataset(d.train_split, True, d.limit)
-        val_set = self._dataset(d.val_split, False, d.val_limit)
+        if d.holdout is not None:
+            train_set, held_set = self._hold_out(train_set)
+        val_set = held_set if evaluate_on == "holdout" else self._dataset(d.val_split, False, d.val_limit)
         train = ResumableLoader(
             train_set,
             d.batch_size,
@@ -191,6 +202,17 @@ class SegmentationTask(ImageLabelBatches):
             val_set = Subset(val_set, list(range(rank, len(val_set), world_size)))  # type: ignore[arg-type]
         val = DataLoader(val_set, batch_size=d.eval_batch_size or d.batch_size, num_workers=d.workers)
         return train, val
+
+    def _hold_out(self, train_set: Dataset) -> tuple[Dataset, Dataset]:
+        """``(training images without the holdout, held-out images under the evaluation transform)``."""
+        if isinstance(train_set, Subset):  # data.limit
+            base, positions = train_set.dataset, list(train_set.indices)
+        else:
+            base, positions = train_set, list(range(len(train_set)))  # type: ignore[arg-type]
+        keep, held = split_holdout(len(positions), self.cfg.data.holdout)  # type: ignore[arg-type]
+        unaugmented = copy.copy(base)  # shares the images decoded by data.in_memory
+        unaugmented.transform = build_eval_transform()
+        return Subset(base, [positions[i] for i in keep]), Subset(unaugmented, [positions[i] for i in held])
 
     # -- training and evaluation ---------------------------------------------------------------------
     def loss_terms(self, output: Any, batch: Any) -> dict[str, torch.Tensor]:
