@@ -321,7 +321,7 @@ class Trainer:
         chosen = core.set_auto_alpha(measured, d.auto_ratio)
         if self.is_main:
             print(
-                "featdistill: alpha auto chose "
+                f"featdistill: {self.out_dir.name}: alpha auto chose "
                 + ", ".join(
                     f"{name}={value:.4g} ({name} loss {measured[name]:.4g}, task loss {measured['task']:.4g})"
                     for name, value in chosen.items()

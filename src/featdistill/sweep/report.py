@@ -90,28 +90,44 @@ def _plot(path: Path, metric: str, keys: list[str], rows: list[dict[str, Any]]) 
         return
     first, rest = keys[0], keys[1:]
     xs = [row["values"][first] for row in rows]
-    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
-    positions = {json.dumps(x): i for i, x in enumerate(dict.fromkeys(json.dumps(x) for x in xs))}
-    lines: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
-        if not _finite(row.get("metric")):
-            continue
-        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(row['values'][k])}" for k in rest) or metric
-        x = row["values"][first]
-        lines.setdefault(label, []).append((x if numeric else positions[json.dumps(x)], row["metric"]))
+    numbers = [x for x in xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    categories = list(dict.fromkeys(_cell(x) for x in xs if x not in numbers))
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, points in lines.items():
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    positive = numeric and all(x > 0 for x in xs)
-    if positive and (first.rsplit(".", 1)[-1] in ("alpha", "lr", "auto_ratio") or max(xs) / min(xs) >= 10):
+    lines: dict[str, list[tuple[Any, float]]] = {}
+    for row in rows:
+        if _finite(row.get("metric")):
+            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(row['values'][k])}" for k in rest) or metric
+            lines.setdefault(label, []).append((row["values"][first], row["metric"]))
+    for number, (label, points) in enumerate(lines.items()):
+        color = f"C{number % 10}"
+        if numbers:  # numeric values on the axis; others (e.g. alpha "auto") as horizontal lines
+            on_axis = sorted(p for p in points if p[0] in numbers)
+            ax.plot([p[0] for p in on_axis], [p[1] for p in on_axis], marker="o", color=color, label=label)
+            for x, y in points:
+                if x not in numbers:
+                    ax.axhline(
+                        y, color=color, linestyle="--", label=f"{label}: {first.rsplit('.', 1)[-1]}={x}"
+                    )
+        else:
+            ax.plot(
+                [categories.index(_cell(p[0])) for p in points],
+                [p[1] for p in points],
+                "o-",
+                color=color,
+                label=label,
+            )
+    if (
+        numbers
+        and min(numbers) > 0
+        and (first.rsplit(".", 1)[-1] in ("alpha", "lr", "auto_ratio") or max(numbers) / min(numbers) >= 10)
+    ):
         ax.set_xscale("log")
-    if not numeric:
-        ax.set_xticks(list(positions.values()), [_cell(json.loads(k)) for k in positions], rotation=20)
+    if not numbers:
+        ax.set_xticks(range(len(categories)), categories, rotation=20)
     ax.set_xlabel(first)
     ax.set_ylabel(f"holdout {metric}")
     ax.grid(alpha=0.3)
-    if rest:
+    if rest or len(numbers) < len(xs):
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

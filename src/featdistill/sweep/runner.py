@@ -69,7 +69,8 @@ def run_sweep(
         print(
             f"featdistill sweep: data.holdout is not set; scoring on {DEFAULT_HOLDOUT:.0%} of the training images"
         )
-    out_dir = Path(parse_config(tree).output.dir)
+    base = parse_config(tree)
+    out_dir, progress = Path(base.output.dir), progress and base.output.progress
     variants = expand(tree, grid, out_dir)
     shard = shard or Shard()
     mine = [v for v in variants if shard.takes(v)]

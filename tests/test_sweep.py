@@ -1,0 +1,268 @@
+"""``featdistill sweep``: lockstep equals separate runs, failures, bad grids, holdout-only selection, resume, shards."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from featdistill.cli.main import main
+from featdistill.config import ConfigError
+from featdistill.sweep.grid import expand, lockstep_groups, parse_grid, split_values
+
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _config(tmp_path: Path, out: Path, **sections: dict[str, Any]) -> Path:
+    tree: dict[str, Any] = {
+        "task": "classification",
+        "device": "cpu",
+        "data": {
+            "name": "synthetic",
+            "root": "-",
+            "limit": 160,
+            "val_limit": 32,
+            "batch_size": 32,
+            "image_size": 16,
+            "holdout": 32,
+        },
+        "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
+        "distill": {"method": "cwt", "alpha": 1e-3},
+        "train": {"epochs": 2, "lr": 0.05, "log_every": 1},
+        "output": {"dir": str(out), "tensorboard": False, "progress": False},
+    }
+    for name, values in sections.items():
+        tree[name] = {**tree[name], **values}
+    path = tmp_path / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def _student(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "last.pt", weights_only=True)["student"]
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_grid_values_split_outside_brackets_and_keys_are_checked() -> None:
+    assert split_values("[[a, b]],[[c, d], [e, f]]") == ["[[a, b]]", "[[c, d], [e, f]]"]
+    assert parse_grid(["distill.alpha=1e-3,auto", "distill.options.cwt.hidden_channels=8,16"]) == {
+        "distill.alpha": [1e-3, "auto"],
+        "distill.options.cwt.hidden_channels": [8, 16],
+    }
+    with pytest.raises(ConfigError, match=r"did you mean 'distill\.alpha'"):
+        parse_grid(["distill.alpah=1,2"])
+    with pytest.raises(ConfigError, match="has no values"):
+        parse_grid(["distill.alpha="])
+    with pytest.raises(ConfigError, match="at least one --grid"):
+        parse_grid([])
+
+
+def test_lockstep_groups_share_data_and_teacher_only(tmp_path: Path) -> None:
+    base = yaml.safe_load(_config(tmp_path, tmp_path / "g").read_text())
+    grid = {"distill.alpha": [1e-3, 1e-2], "train.lr": [0.05, 0.1], "train.seed": [0, 1]}
+    groups = lockstep_groups(expand(base, grid, tmp_path / "g"))
+    assert [len(g) for g in groups] == [4, 4]  # the seed changes the batch order: two groups
+    plain = lockstep_groups(expand(base, {"model.teacher": [None, "resnet8"]}, tmp_path / "p"))
+    assert [len(g) for g in plain] == [1, 1]
+
+
+def test_lockstep_variants_equal_their_own_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "sweep"
+    cfg = _config(tmp_path, out)
+    assert main(["sweep", str(cfg), "--grid", "distill.alpha=1e-3,2e-2", "--grid", "train.lr=0.05,0.1"]) == 0
+    record = json.loads((out / "sweep.json").read_text())
+    assert [r["status"] for r in record["variants"]] == ["done"] * 4
+    assert {r["group"] for r in record["variants"]} == {0}  # one lockstep group: one teacher forward a step
+    for name, alpha, lr in (("v01_alpha=0.001_lr=0.1", 1e-3, 0.1), ("v02_alpha=0.02_lr=0.05", 2e-2, 0.05)):
+        alone = tmp_path / f"alone_{alpha}"
+        args = ["--set", f"distill.alpha={alpha}", "--set", f"train.lr={lr}", "--set", f"output.dir={alone}"]
+        assert main(["train", str(cfg), *args]) == 0
+        assert _same(_student(out / name), _student(alone)), name
+    best = max(record["variants"], key=lambda r: r["metric"])
+    assert record["best"]["name"] == best["name"]
+    best_cfg = yaml.safe_load((out / "best.yaml").read_text())
+    assert best_cfg["data"]["holdout"] is None and best_cfg["output"]["dir"] == str(out / "refit")
+    assert (out / "sweep.png").is_file()
+    table = (out / "sweep.md").read_text()
+    assert "**best**" in table and f"| {best['metric']:.2f} |" in table
+
+
+def test_a_diverging_variant_fails_alone(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "diverge"
+    cfg = _config(tmp_path, out, train={"epochs": 1})
+    assert main(["sweep", str(cfg), "--grid", "train.lr=0.05,1e12"]) == 0
+    rows = json.loads((out / "sweep.json").read_text())["variants"]
+    assert rows[0]["status"] == "done" and rows[0]["metric"] is not None
+    assert rows[1]["status"] == "failed" and "non-finite" in rows[1]["error"]
+    assert json.loads((out / "sweep.json").read_text())["best"]["index"] == 0
+    assert main(["sweep", str(cfg), "--grid", "train.lr=1e12", "--refit"]) == 2
+    err = capsys.readouterr().err
+    assert "--refit: no variant finished" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (["--grid", "distill.alpah=1e-3"], "did you mean 'distill.alpha'"),
+        (["--grid", "distill.alpha="], "has no values"),
+        (["--grid", "train.lr=fast,slow"], "config key 'train.lr' expects float"),
+        (["--grid", "distill.alpha=1e-3", "--set", "data.holdout=500"], "holdout"),
+    ],
+)
+def test_bad_sweeps_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, grid: list[str], message: str
+) -> None:
+    cfg = _config(tmp_path, tmp_path / "bad")
+    assert main(["sweep", str(cfg), *grid]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def _folder(root: Path) -> Path:
+    """An ImageFolder with only a train split: the test split does not exist at all."""
+    g = torch.Generator().manual_seed(0)
+    for label in range(2):
+        folder = root / "train" / f"class{label}"
+        folder.mkdir(parents=True)
+        for i in range(24):
+            pixels = (torch.rand(12, 12, 3, generator=g) * 100 + 120 * label).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_selection_never_reads_the_test_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = _folder(tmp_path / "images")
+    out = tmp_path / "folder"
+    data = {"name": "imagefolder", "root": str(root), "limit": None, "val_limit": None, "image_size": None}
+    cfg = _config(tmp_path, out, data={**data, "batch_size": 8, "holdout": 0.25}, model={"num_classes": 2})
+    assert main(["sweep", str(cfg), "--grid", "distill.alpha=1e-3,auto"]) == 0
+    rows = json.loads((out / "sweep.json").read_text())["variants"]
+    assert all(r["status"] == "done" and 0 <= r["metric"] <= 100 for r in rows)
+    capsys.readouterr()
+    # Only the refit, after the choice, opens the test split (here: absent, so it says so).
+    assert main(["sweep", str(cfg), "--grid", "distill.alpha=1e-3,auto", "--resume", "auto", "--refit"]) == 2
+    assert "test" in capsys.readouterr().err
+
+
+def test_shards_split_the_variants_and_report_them_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "sharded"
+    cfg = _config(tmp_path, out, train={"epochs": 1})
+    grid = ["--grid", "distill.alpha=1e-3,1e-2,auto"]
+    assert main(["sweep", str(cfg), *grid, "--shard", "1/2"]) == 0
+    rows = json.loads((out / "sweep.json").read_text())["variants"]
+    assert [r["status"] for r in rows] == ["not run", "done", "not run"]
+    assert main(["sweep", str(cfg), *grid, "--shard", "0/2", "--resume", "auto"]) == 0
+    rows = json.loads((out / "sweep.json").read_text())["variants"]
+    assert [r["status"] for r in rows] == ["done"] * 3
+    whole = tmp_path / "whole"
+    assert main(["sweep", str(_config(tmp_path, whole, train={"epochs": 1})), *grid]) == 0
+    unsharded = json.loads((whole / "sweep.json").read_text())["variants"]
+    assert [r["metric"] for r in rows] == [r["metric"] for r in unsharded]
+
+
+def _launch(cfg: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "featdistill", "sweep", str(cfg), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=SUBPROCESS_ENV,
+    )
+
+
+def _steps(out: Path) -> int:
+    total = 0
+    for log in out.glob("v*/log.csv"):
+        with contextlib.suppress(OSError):
+            total += sum(1 for line in log.read_text().splitlines()[1:] if line)
+    return total
+
+
+@pytest.mark.slow
+def test_sigkilled_sweep_resumes_to_the_same_numbers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    grid = ["--grid", "distill.alpha=1e-3,auto", "--grid", "train.lr=0.05,0.1"]
+    ref = tmp_path / "ref"
+    settings = {"train": {"epochs": 2, "checkpoint_every": 1}}
+    assert main(["sweep", str(_config(tmp_path, ref, **settings)), *grid, "--refit"]) == 0
+    out = tmp_path / "killed"
+    cfg = _config(tmp_path, out, **settings)
+    rng = random.Random(7)
+    for _ in range(3):
+        proc = _launch(cfg, *grid, "--resume", "auto", "--refit")
+        target = _steps(out) + rng.randint(2, 10)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and _steps(out) < target and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.1))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    proc = _launch(cfg, *grid, "--resume", "auto", "--refit")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    expected = json.loads((ref / "sweep.json").read_text())
+    got = json.loads((out / "sweep.json").read_text())
+    assert [r["metric"] for r in got["variants"]] == [r["metric"] for r in expected["variants"]]
+    assert got["refit"]["metrics"] == expected["refit"]["metrics"]
+    for row in expected["variants"]:
+        assert _same(_student(out / row["name"]), _student(ref / row["name"])), row["name"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["segmentation", "detection"])
+def test_sweep_and_alpha_auto_for_dense_tasks(
+    task: str, tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / task
+    if task == "segmentation":
+        config = "configs/segmentation/camvid_cpu_cwt.yaml"
+        settings = [
+            f"data.root={shared_data / 'camvid'}",
+            "data.limit=6",
+            "data.holdout=2",
+            "data.batch_size=2",
+            "data.in_memory=false",
+            "data.options.crop_size=64",
+            "model.teacher_weights=null",
+            "model.options.teacher.backbone=resnet18",
+        ]
+    else:
+        pytest.importorskip("pycocotools")
+        config = "configs/detection/coco128_cpu_faster_rcnn_cwt.yaml"
+        settings = [
+            f"data.root={shared_data / 'coco128'}",
+            "data.limit=4",
+            "data.holdout=2",
+            "data.batch_size=1",
+        ]
+        settings += ["model.teacher_weights=null", "train.lr=0.001"]
+    settings += ["train.epochs=1", "output.progress=false", f"output.dir={out}"]
+    args = [arg for item in settings for arg in ("--set", item)]
+    repo = Path(__file__).resolve().parents[1]
+    assert main(["sweep", str(repo / config), *args, "--grid", "distill.alpha=auto,1e-6"]) == 0
+    assert "alpha auto chose cwt=" in capsys.readouterr().out
+    record = json.loads((out / "sweep.json").read_text())
+    assert [r["status"] for r in record["variants"]] == ["done", "done"]
+    assert record["metric"] == ("holdout miou" if task == "segmentation" else "holdout bbox/AP")
+    assert json.loads((out / record["variants"][0]["name"] / "metrics.json").read_text())["alpha"]["cwt"] > 0
