@@ -182,6 +182,21 @@ def test_shards_split_the_variants_and_report_them_together(
     assert [r["metric"] for r in rows] == [r["metric"] for r in unsharded]
 
 
+def test_refit_seeds_report_the_test_mean_std_and_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "seeds"
+    cfg = _config(tmp_path, out, train={"epochs": 1})
+    assert main(["sweep", str(cfg), "--grid", "distill.alpha=1e-3", "--refit-seeds", "3,4"]) == 0
+    refit = json.loads((out / "sweep.json").read_text())["refit"]
+    tops = [json.loads((out / f"refit-seed{s}" / "metrics.json").read_text())["top1"] for s in (3, 4)]
+    assert [r["seed"] for r in refit["runs"]] == [3, 4]
+    assert refit["mean"] == pytest.approx(sum(tops) / 2)
+    assert refit["std"] == pytest.approx(abs(tops[0] - tops[1]) / 2**0.5)
+    assert refit["ci95"] == pytest.approx(12.706 * refit["std"] / 2**0.5)
+    assert "95 % interval" in (out / "sweep.md").read_text()
+
+
 def _launch(cfg: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "featdistill", "sweep", str(cfg), *extra],
@@ -224,7 +239,7 @@ def test_sigkilled_sweep_resumes_to_the_same_numbers(tmp_path: Path, capsys: pyt
     expected = json.loads((ref / "sweep.json").read_text())
     got = json.loads((out / "sweep.json").read_text())
     assert [r["metric"] for r in got["variants"]] == [r["metric"] for r in expected["variants"]]
-    assert got["refit"]["metrics"] == expected["refit"]["metrics"]
+    assert got["refit"]["runs"][0]["metrics"] == expected["refit"]["runs"][0]["metrics"]
     for row in expected["variants"]:
         assert _same(_student(out / row["name"]), _student(ref / row["name"])), row["name"]
 

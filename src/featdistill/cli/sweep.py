@@ -34,6 +34,11 @@ def add_parser(sub: argparse._SubParsersAction, add_config_args) -> None:
     sweep.add_argument(
         "--refit", action="store_true", help="train the best variant on all training data, then test"
     )
+    sweep.add_argument(
+        "--refit-seeds",
+        metavar="S1,S2,...",
+        help="refit the best variant once per seed and report the test mean, std and 95%% interval",
+    )
     sweep.add_argument("--resume", choices=["auto"], help="continue a killed sweep in the same output.dir")
     sweep.add_argument(
         "--shard", default="0/1", metavar="I/N", help="run only variants I, I+N, ... (0-based)"
@@ -48,6 +53,18 @@ def run(args: argparse.Namespace) -> None:
         args.grid,
         args.overrides,
         refit=args.refit,
+        refit_seeds=_seeds(args.refit_seeds),
         resume=args.resume == "auto",
         shard=Shard.parse(args.shard),
     )
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--refit-seeds expects integers separated by commas, e.g. 0,1,2, got {text!r}"
+        ) from None

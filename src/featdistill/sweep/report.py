@@ -66,8 +66,22 @@ def write_report(
     if best is not None:
         notes += ["", f"Best: `{best['name']}` (`best.yaml`)."]
     if refit is not None:
-        shown = ", ".join(f"{k} {v:.2f}" for k, v in refit["metrics"].items() if _finite(v) and "/" not in k)
-        notes += [f"Refit on the whole training split, test split: {shown} (`{refit['dir']}`)."]
+        notes += [
+            "",
+            f"Refit of `{refit['variant']}` on the whole training split, scored on the test split:",
+            "",
+        ]
+        notes += ["| seed | " + metric + " | folder |", "|---|---|---|"]
+        notes += [
+            f"| {r['seed']} | {r['metrics'].get(metric, float('nan')):.2f} | `{r['dir']}` |"
+            for r in refit["runs"]
+        ]
+        if refit.get("n", 0) > 1:
+            notes += [
+                "",
+                f"Test {metric}: {refit['mean']:.2f} ± {refit['std']:.2f} (mean ± std of {refit['n']} seeds; "
+                f"95 % interval of the mean ± {refit['ci95']:.2f}).",
+            ]
     write_text_atomic("\n".join(notes) + "\n", out_dir / "sweep.md")
     _plot(out_dir / "sweep.png", metric, keys, rows)
     return record

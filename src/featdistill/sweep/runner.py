@@ -4,6 +4,7 @@ the holdout split, choose the best, optionally refit it on the whole training sp
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,13 @@ def run_sweep(
     grid_specs: list[str],
     overrides: list[str] | None = None,
     refit: bool = False,
+    refit_seeds: list[int] | None = None,
     resume: bool = False,
     shard: Shard | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the sweep; return the ``sweep.json`` record."""
-    from ..run import build_trainer, build_trainers, get_task
+    from ..run import build_trainers, get_task
 
     tree = load_tree(config, overrides or [])
     grid = parse_grid(grid_specs)
@@ -119,17 +121,13 @@ def run_sweep(
     refit_record = None
     if best is not None and is_main():
         write_best_config(out_dir / "best.yaml", _refit_config(variants[best["index"]], out_dir))
-    if refit:
+    if refit or refit_seeds:
         if best is None:
             raise ConfigError(
                 "--refit: no variant finished (see sweep.md for their status); fix the failures or widen the "
                 "grid, then run the sweep again with --resume auto"
             )
-        refit_cfg = parse_config(_refit_config(variants[best["index"]], out_dir))
-        refit_last = Path(refit_cfg.output.dir) / "last.pt"
-        print(f"featdistill sweep: refitting {best['name']} on the whole training split")
-        metrics = build_trainer(refit_cfg).fit(resume=refit_last if resume and refit_last.is_file() else None)
-        refit_record = {"variant": best["name"], "dir": refit_cfg.output.dir, "metrics": metrics}
+        refit_record = _refit(variants[best["index"]], out_dir, metric, refit_seeds, resume)
     if not is_main():
         return {}
     record = write_report(out_dir, metric, list(grid), rows, refit_record)
@@ -154,10 +152,48 @@ def _pending(variant: Variant, group: int) -> dict[str, Any]:
     }
 
 
-def _refit_config(variant: Variant, out_dir: Path) -> dict[str, Any]:
-    """The variant's config trained on the whole training split (no holdout), in ``out_dir/refit``."""
+def _refit_config(variant: Variant, out_dir: Path, seed: int | None = None) -> dict[str, Any]:
+    """The variant's config trained on the whole training split (no holdout), in ``out_dir/refit[-seedS]``."""
     tree = variant.cfg.to_dict()
     tree["data"]["holdout"] = None
-    tree["output"]["dir"] = str(out_dir / "refit")
+    tree["output"]["dir"] = str(out_dir / ("refit" if seed is None else f"refit-seed{seed}"))
     tree["output"]["progress"] = True
+    if seed is not None:
+        tree["train"]["seed"] = seed
     return tree
+
+
+def _refit(
+    variant: Variant, out_dir: Path, metric: str, seeds: list[int] | None, resume: bool
+) -> dict[str, Any]:
+    """Train the chosen variant on the whole training split (once, or once per seed); test each run."""
+    from ..run import build_trainer
+
+    runs = []
+    for seed in seeds or [None]:
+        cfg = parse_config(_refit_config(variant, out_dir, seed))
+        last = Path(cfg.output.dir) / "last.pt"
+        print(
+            f"featdistill sweep: refitting {variant.name} on the whole training split"
+            + (f", seed {seed}" if seed is not None else "")
+        )
+        metrics = build_trainer(cfg).fit(resume=last if resume and last.is_file() else None)
+        runs.append({"seed": cfg.train.seed, "dir": cfg.output.dir, "metrics": metrics})
+    values = [run["metrics"][metric] for run in runs if metric in run["metrics"]]
+    return {"variant": variant.name, "runs": runs, "metric": metric, **mean_interval(values)}
+
+
+def mean_interval(values: list[float]) -> dict[str, float | int]:
+    """Mean, sample std and the half-width of the 95 % Student-t interval of the mean."""
+    n = len(values)
+    if n == 0:
+        return {"n": 0}
+    mean = sum(values) / n
+    if n == 1:
+        return {"n": 1, "mean": mean, "std": 0.0, "ci95": float("nan")}
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return {"n": n, "mean": mean, "std": std, "ci95": _T975.get(n - 1, 1.96) * std / math.sqrt(n)}
+
+
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (scipy.stats.t.ppf(0.975, df)).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
