@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from featdistill.cli.main import main
 from featdistill.config import ConfigError, parse_config
 from featdistill.tasks.classification.task import ClassificationTask
 from featdistill.tasks.holdout import HOLDOUT_SEED, holdout_size, split_holdout
@@ -181,6 +182,27 @@ def test_classification_holdout_counts_after_limit_and_shards_over_ranks(tmp_pat
     assert len(seen) == 4 and set(seen) == {0, 1, 2}  # each rank 2 of the 3 images padded to 4
     with pytest.raises(ValueError, match=r"keeps out 9 of the 9 training images"):
         _classification(root, True, limit=9, holdout=9).build_loaders()
+
+
+@pytest.mark.parametrize(
+    ("holdout", "message"),
+    [
+        ("15", "data.holdout 15 keeps out 15 of the 15 training images, leaving none to train on; set"),
+        (
+            "1.0",
+            "data.holdout 1.0 is a fraction and must be in (0, 1); for a count of images write an integer",
+        ),
+    ],
+)
+def test_bad_holdout_through_the_cli_is_one_line(tmp_path: Path, capsys, holdout: str, message: str) -> None:
+    root = _image_folder(tmp_path / "data")
+    config = tmp_path / "cfg.yaml"
+    config.write_text(json.dumps(_classification(root, True).cfg.to_dict()))  # JSON is YAML
+    out = tmp_path / "run"
+    code = main(["train", str(config), "--set", f"data.holdout={holdout}", "--set", f"output.dir={out}"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"featdistill: error: {message}")
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------- segmentation
