@@ -71,7 +71,7 @@ def step_times(config: str, overrides: list[str], rounds: int) -> tuple[float, f
     batches = list(itertools.islice(trainer.train_loader.iterate(0), 3))
     a, b = [], []
     for batch in itertools.islice(itertools.cycle(batches), rounds):
-        args, kwargs = trainer._prepare(batch)
+        args, kwargs = trainer.prepare(batch)
         start = time.perf_counter()
         features = core.teacher_features(*args, **kwargs)
         b.append(time.perf_counter() - start)

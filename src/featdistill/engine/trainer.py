@@ -220,7 +220,8 @@ class Trainer:
             )
 
     # -- training -----------------------------------------------------------------------------------
-    def _prepare(self, batch: Any) -> tuple[tuple, dict]:
+    def prepare(self, batch: Any) -> tuple[tuple, dict]:
+        """The model call's ``(args, kwargs)`` for ``batch``, on the device (channels-last if configured)."""
         args, kwargs = self.task.forward_args(self.task.to_device(batch, self.device))
         if self.cfg.train.channels_last:
             args = tuple(
@@ -250,7 +251,7 @@ class Trainer:
         ``teacher_features`` (a Distiller's ``teacher_features`` of this batch) lets several trainers share one
         teacher forward, as ``featdistill sweep`` does.
         """
-        args, kwargs = self._prepare(batch)
+        args, kwargs = self.prepare(batch)
         if teacher_features is not None:
             kwargs = {**kwargs, "teacher_features": teacher_features}
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
@@ -313,7 +314,7 @@ class Trainer:
                 task_loss=lambda output, batch: torch.stack(
                     [t.float() for t in self.task.loss_terms(output, batch).values()]
                 ).sum(),
-                call=self._prepare,
+                call=self.prepare,
             )
         names = list(measured)
         averaged = mean_across_ranks(torch.tensor([measured[k] for k in names], device=self.device))

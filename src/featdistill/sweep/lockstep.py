@@ -77,7 +77,7 @@ def train_lockstep(
                 batch = first.task.to_device(batch, first.device)
                 features = None
                 if teacher is not None and any(isinstance(trainers[i].core, Distiller) for i in stepping):
-                    args, kwargs = first._prepare(batch)
+                    args, kwargs = first.prepare(batch)
                     features = teacher.features(*args, **kwargs)
                 for i in stepping:
                     trainer = trainers[i]
