@@ -51,7 +51,9 @@ def main(root: Path) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     details = []
     for dataset in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        grid, auto, plain = (_load(root / dataset / part / "sweep.json") for part in ("grid", "auto", "plain"))
+        grid, auto, plain = (
+            _load(root / dataset / part / "sweep.json") for part in ("grid", "auto", "plain")
+        )
         if not (grid and auto and plain and grid.get("refit") and auto.get("refit") and plain.get("refit")):
             print(f"| {dataset} | (incomplete: not every sweep finished) | | | | | | | | |")
             continue

@@ -1,8 +1,13 @@
 """The README's own-loop example runs exactly as written, and CI runs the README's test command."""
 
 import re
+import shlex
+from pathlib import Path
+
+import torch
 
 from conftest import REPO
+from featdistill.cli.main import main
 
 
 def _readme() -> str:
@@ -23,3 +28,42 @@ def test_readme_example_runs_as_written():
 def test_ci_runs_the_readme_test_command():
     test_command = re.search(r"Run the tests:\n\n    (.+)\n", _readme()).group(1)
     assert test_command in (REPO / ".ci" / "run").read_text()
+
+
+def _pipeline(line: str) -> tuple[list[str], str | None, str | None]:
+    """The arguments of a README command line, and the FILE of its ``> FILE``, the WORD of its ``| grep WORD``."""
+    words = shlex.split(line, comments=True)[1:]
+    redirect = grep = None
+    if "|" in words:
+        words, (_, grep) = words[: words.index("|")], words[words.index("|") + 1 :]
+    if ">" in words:
+        words, (redirect,) = words[: words.index(">")], words[words.index(">") + 1 :]
+    return words, redirect, grep
+
+
+def test_every_command_in_the_command_line_section_runs(tmp_path, monkeypatch, capsys):
+    """Each ``featdistill ...`` line, in order, on tiny synthetic data (one step; the demo shows its help)."""
+    section = re.search(r"\n## Command line\n(.*?)\n## ", _readme(), flags=re.S).group(1)
+    commands = re.findall(r"^    (featdistill .+)$", section, flags=re.M)
+    assert len(commands) >= 8
+    tiny = ["data.name=synthetic", "data.limit=16", "data.val_limit=16", "data.batch_size=8"]
+    tiny += ["train.max_steps=1", "device=cpu", "output.progress=false"]
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+    for line in commands:
+        words, redirect, grep = _pipeline(line)
+        if words[0] in ("train", "eval", "export", "sweep"):
+            words += [arg for item in tiny for arg in ("--set", item)]
+        if words[0] == "demo":
+            words.append("--help")  # the demo itself takes minutes
+        try:
+            code = main(words)
+        except SystemExit as stop:  # --help, --version
+            code = stop.code
+        out = capsys.readouterr().out
+        assert code in (0, None), line
+        if redirect:
+            Path(redirect).write_text(out)
+        if grep:
+            assert any(grep in printed for printed in out.splitlines()), line
+        assert out, line

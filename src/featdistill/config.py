@@ -23,28 +23,27 @@ class ConfigError(ValueError):
 
 
 REQUIRED: Any = dataclasses.MISSING
+Alpha = float | Literal["auto"]  # a loss weight, or "auto": calibrated before training (see DistillConfig)
 
 
 @dataclass
 class DataConfig:
     """Where the data is and how it is batched. ``name`` and ``root`` are required."""
 
-    name: str = REQUIRED
-    root: str = REQUIRED
-    train_split: str = "train"
-    val_split: str = "test"
+    name: str = REQUIRED  # imagefolder, cifar10/100, mnist, fashionmnist, synthetic; coco; camvid, cityscapes
+    root: str = REQUIRED  # dataset folder (unused by synthetic)
+    train_split: str = "train"  # split (folder or torchvision split) to train on
+    val_split: str = "test"  # split to evaluate on
     limit: int | None = None  # images per split (class-balanced for classification), for small runs
-    val_limit: int | None = None
-    holdout: float | int | None = (
-        None  # fraction in (0, 1) or a count of training images kept out for model selection (sweep)
-    )
-    image_size: int | None = None
-    batch_size: int = 128
-    eval_batch_size: int | None = None
-    workers: int = 0
+    val_limit: int | None = None  # images of the evaluation split (null = all)
+    holdout: float | int | None = None  # training images kept out to choose on (sweep): fraction or count
+    image_size: int | None = None  # resize images to this side (null = as stored)
+    batch_size: int = 128  # training images per step and process
+    eval_batch_size: int | None = None  # evaluation batch size (null = batch_size)
+    workers: int = 0  # DataLoader worker processes
     in_memory: bool = True  # decode once into tensors and augment whole batches (CPU-fast path)
-    augment: bool = True
-    on_bad_file: Literal["raise", "skip"] = "raise"
+    augment: bool = True  # training augmentation (false: normalisation only)
+    on_bad_file: Literal["raise", "skip"] = "raise"  # an undecodable image: stop naming it, or skip it
     options: dict[str, Any] = field(default_factory=dict)  # task-specific dataset options
 
     def __post_init__(self) -> None:
@@ -63,11 +62,11 @@ class DataConfig:
 class ModelConfig:
     """Student and (optional) teacher by registry name; weights only from local files."""
 
-    student: str = REQUIRED
-    teacher: str | None = None
-    num_classes: int = 10
-    student_weights: str | None = None
-    teacher_weights: str | None = None
+    student: str = REQUIRED  # student model name (featdistill models lists them)
+    teacher: str | None = None  # teacher model name (null = train the student alone)
+    num_classes: int = 10  # classes of the model output
+    student_weights: str | None = None  # local checkpoint to start the student from
+    teacher_weights: str | None = None  # local checkpoint of the trained teacher
     options: dict[str, Any] = field(default_factory=dict)  # task-specific builder options
 
 
@@ -75,63 +74,59 @@ class ModelConfig:
 class DistillConfig:
     """What to distill: layer pairs (or ``auto``), the default method, α and per-method options."""
 
-    method: str = "cwt"
-    pairs: list[Any] | str | None = None  # None = the task's default pairs
-    alpha: float | Literal["auto"] | dict[str, float | Literal["auto"]] | None = (
-        None  # None = each method's default
-    )
-    auto_ratio: float | None = (
-        None  # alpha auto: each method's loss starts at this multiple of the task loss (None = the method's default)
-    )
+    method: str = "cwt"  # cwt, cwt_linear, l2, kd, fitnets, at, cwd or mgd
+    pairs: list[Any] | str | None = None  # [[student_layer, teacher_layer], ...], auto, null = task default
+    alpha: Alpha | dict[str, Alpha] | None = None  # loss weight or auto, or {method: one}; null = defaults
+    auto_ratio: float | None = None  # alpha auto: method loss / task loss at start (null = method's own)
     auto_batches: int = 4  # alpha auto: training batches measured before training
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    teacher_dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {method: {option: value}}
+    teacher_dtype: Literal["float32", "bfloat16", "float16"] | None = None  # teacher's dtype
 
 
 @dataclass
 class TrainConfig:
     """Optimisation and bookkeeping of one run."""
 
-    epochs: int = 1
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: Literal["cosine", "step", "poly", "constant"] = "cosine"
+    epochs: int = 1  # passes over the training split
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # optimizer of the student and the transforms
+    lr: float = 0.1  # peak learning rate
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False  # Nesterov momentum (SGD)
+    weight_decay: float = 5e-4  # L2 weight decay
+    schedule: Literal["cosine", "step", "poly", "constant"] = "cosine"  # learning-rate schedule after warm-up
     milestones: list[int] = field(default_factory=list)  # epochs, for schedule "step"
-    gamma: float = 0.1
-    poly_power: float = 0.9
-    warmup_epochs: float = 0.0
-    clip_grad: float | None = None
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = False
-    compile: bool = False
-    seed: int = 0
-    deterministic: bool = True
-    log_every: int = 20
+    gamma: float = 0.1  # lr factor at each milestone (schedule "step")
+    poly_power: float = 0.9  # exponent of schedule "poly"
+    warmup_epochs: float = 0.0  # linear warm-up length in epochs (fractions allowed)
+    clip_grad: float | None = None  # clip the gradient norm to this value (null = off)
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision autocast
+    channels_last: bool = False  # channels-last memory format (faster convolutions on GPUs)
+    compile: bool = False  # torch.compile the student
+    seed: int = 0  # seed of weights, data order and augmentation
+    deterministic: bool = True  # deterministic cuDNN kernels (reproducible, maybe slower)
+    log_every: int = 20  # log training losses every N steps
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0 = epoch ends only)
-    eval_every: int = 1
+    eval_every: int = 1  # evaluate every N epochs (and after the last)
     max_steps: int | None = None  # stop after this many steps in total (smoke runs)
-    sync_bn: bool = False
+    sync_bn: bool = False  # SyncBatchNorm in the student across processes (torchrun)
 
 
 @dataclass
 class OutputConfig:
     """Where logs and checkpoints go."""
 
-    dir: str = "runs/default"
-    tensorboard: bool = True
-    csv: bool = True
-    progress: bool = True
+    dir: str = "runs/default"  # folder for config.yaml, log.csv, last.pt, metrics.json
+    tensorboard: bool = True  # TensorBoard logs (when tensorboard is installed)
+    csv: bool = True  # log.csv
+    progress: bool = True  # progress bar
 
 
 @dataclass
 class RunConfig:
     """A whole run: ``task`` plus the sections above."""
 
-    task: Literal["classification", "detection", "segmentation"] = "classification"
-    device: str = "auto"
+    task: Literal["classification", "detection", "segmentation"] = "classification"  # which task plug-in runs
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)

@@ -1,4 +1,4 @@
-"""The ``featdistill`` command: train, eval, export, demo.
+"""The ``featdistill`` command line: the parser, the small commands, and the error handling of all of them.
 
 Errors end with one line ``featdistill: error: ...`` and exit code 2 (no traceback unless ``--debug``).
 """
@@ -11,7 +11,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import sweep as sweep_cli
+from .. import __version__
+from . import config as config_command
+from . import models as models_command
+from . import sweep as sweep_command
+
+_DEBUG_HELP = "show the full traceback on errors"
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: accepts --debug after the subcommand too, prints its example epilog as written."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: when absent here, the value given before the subcommand (or False) is kept
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+
+
+def _example(command: str) -> str:
+    return f"example:\n  featdistill {command}"
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -27,11 +46,22 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="featdistill", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="featdistill",
+        description="Feature distillation for vision models: train, evaluate and export distilled students.",
+        epilog="Run featdistill COMMAND --help for the options and an example of each command.",
+    )
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    parser.add_argument("--version", action="version", version=f"featdistill {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
 
-    train = sub.add_parser("train", help="train a student (distilled when model.teacher is set)")
+    about = "Train a student, distilled when model.teacher is set."
+    train = sub.add_parser(
+        "train",
+        help=about,
+        description=about,
+        epilog=_example("train CONFIG.yaml --set train.epochs=1 --set output.dir=runs/try"),
+    )
     _add_config_args(train)
     train.add_argument(
         "--resume",
@@ -39,23 +69,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from a checkpoint; 'auto' = <output.dir>/last.pt if it exists",
     )
 
-    evaluate = sub.add_parser("eval", help="evaluate a trained student")
+    about = "Evaluate a trained student on the validation split."
+    evaluate = sub.add_parser(
+        "eval",
+        help=about,
+        description=about,
+        epilog=_example("eval CONFIG.yaml --checkpoint runs/try/last.pt"),
+    )
     _add_config_args(evaluate)
     evaluate.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
 
-    export = sub.add_parser("export", help="export the plain student (state_dict, TorchScript, ONNX)")
+    about = "Export the plain student, without teacher or transforms, as a state_dict, TorchScript or ONNX."
+    export = sub.add_parser(
+        "export",
+        help=about,
+        description=about,
+        epilog=_example(
+            "export CONFIG.yaml --checkpoint runs/try/last.pt --format onnx --output student.onnx"
+        ),
+    )
     _add_config_args(export)
     export.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
     export.add_argument("--format", choices=["state_dict", "torchscript", "onnx"], default="state_dict")
     export.add_argument("--output", required=True, help="file to write")
 
-    sweep_cli.add_parser(sub, _add_config_args)
+    sweep_command.add_parser(sub, _add_config_args)
 
-    demo = sub.add_parser("demo", help="offline demo: teacher, plain student, CWT student on generated data")
+    about = "Run the offline demo: teacher, plain student and CWT student on generated data."
+    demo = sub.add_parser(
+        "demo",
+        help=about,
+        description=about,
+        epilog=_example("demo --data ../shared/data/cifar10 --out runs/demo_cifar10"),
+    )
     demo.add_argument("--data", help="run on real data instead: an ImageFolder root or a torchvision root")
     demo.add_argument("--dataset", default=None, help="with --data: imagefolder, cifar10, fashionmnist, ...")
     demo.add_argument("--out", default="runs/demo", help="output folder (table, plot, logs)")
     demo.add_argument("--epochs", type=int, default=None, help="epochs per model (default: sized for ~5 min)")
+
+    about = "Print the complete config as YAML: every key, its value and what it does."
+    config = sub.add_parser(
+        "config",
+        help=about,
+        description=f"{about}\nWithout CONFIG, the starter config of a task. The output is a valid config.",
+        epilog=_example("config --task detection > detection.yaml"),
+    )
+    config_command.add_arguments(config)
+
+    about = "List the model names each task accepts for model.student and model.teacher."
+    models = sub.add_parser(
+        "models", help=about, description=about, epilog=_example("models --task classification | grep resnet")
+    )
+    models_command.add_arguments(models)
     return parser
 
 
@@ -128,7 +193,15 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(out_dir=args.out, data=args.data, dataset=args.dataset, epochs=args.epochs)
 
 
-COMMANDS = {"train": _train, "eval": _eval, "export": _export, "sweep": sweep_cli.run, "demo": _demo}
+COMMANDS = {
+    "train": _train,
+    "eval": _eval,
+    "export": _export,
+    "sweep": sweep_command.run,
+    "demo": _demo,
+    "config": config_command.run,
+    "models": models_command.run,
+}
 
 
 def _one_line(err: BaseException) -> str:

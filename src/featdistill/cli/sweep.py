@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-EXAMPLE = """example:
-  featdistill sweep configs/classification/cifar10_cpu_cwt.yaml --grid distill.alpha=1e-3,3e-3,1e-2 --refit
-"""
+EXAMPLE = "example:\n  featdistill sweep my.yaml --grid distill.alpha=auto,1e-3,1e-2 --grid train.lr=0.05,0.1 --refit"
 
 
 def add_parser(sub: argparse._SubParsersAction, add_config_args) -> None:
     """Register ``sweep`` on the CLI's subparsers."""
     sweep = sub.add_parser(
         "sweep",
-        help="train a grid of variants, choose the best on a holdout split of the training data",
+        help="Train a grid of variants and choose the best on a holdout split of the training data.",
         description=(
             "Train every combination of the --grid values. Variants that share data and teacher train in "
             "lockstep: one batch and one teacher forward per step for all of them. Each is scored on "

@@ -360,17 +360,19 @@ class Trainer:
     def end_epoch(self) -> None:
         """After the epoch's last step (or a ``max_steps`` stop): checkpoint first, then evaluate.
 
+        The last epoch and a ``max_steps`` stop are always evaluated, so every run ends with metrics.
+
         The checkpoint is written before evaluation, so an evaluation that fails (a bad file, out of memory)
         never costs the trained epoch: ``--resume auto`` evaluates it again and goes on.
         """
-        if self.batch < len(self.train_loader):  # stopped inside the epoch by max_steps
-            self.save_checkpoint()
-            return
         tcfg = self.cfg.train
-        self.epoch, self.batch = self.epoch + 1, 0
-        self.pending_eval = self.val_loader is not None and (
-            self.epoch % tcfg.eval_every == 0 or self.epoch == tcfg.epochs
-        )
+        if self.batch < len(self.train_loader):  # stopped inside the epoch by max_steps: the run's end
+            self.pending_eval = self.val_loader is not None
+        else:
+            self.epoch, self.batch = self.epoch + 1, 0
+            self.pending_eval = self.val_loader is not None and (
+                self.epoch % tcfg.eval_every == 0 or self.epoch == tcfg.epochs or self.done
+            )
         self.save_checkpoint()
         if self.pending_eval:
             self._evaluate_epoch()
