@@ -198,6 +198,32 @@ def test_ground_truth_as_predictions_gives_ap_one(coco128: CocoDetection, tmp_pa
     assert len(saved) == sum(len(o["boxes"]) for o in outputs) and "segmentation" in saved[0]
 
 
+def test_background_label_detections_are_dropped(coco128: CocoDetection) -> None:
+    """RetinaNet/FCOS can output label 0 (their sigmoid slot for the background): scored as nothing."""
+    outputs, ids = _gt_outputs(coco128, [9, 25])
+    noisy = []
+    for out in outputs:
+        n = len(out["boxes"])
+        noisy.append(
+            {
+                "boxes": torch.cat([out["boxes"], out["boxes"]]),
+                "labels": torch.cat([out["labels"], torch.zeros(n, dtype=torch.int64)]),
+                "scores": torch.cat([out["scores"], torch.full((n,), 0.99)]),
+                "masks": torch.cat([out["masks"], out["masks"]]),
+            }
+        )
+    evaluator = CocoEvaluator.from_dataset(coco128, ("bbox", "segm"))
+    evaluator.update(noisy, ids)
+    assert len(evaluator.results) == 2 * sum(len(o["boxes"]) for o in outputs)  # bbox + segm, no label 0
+    assert {r["category_id"] for r in evaluator.results} <= set(coco128.cat_ids)
+    metrics = evaluator.summarize()
+    assert metrics["bbox/AP"] == pytest.approx(1.0) and metrics["segm/AP"] == pytest.approx(1.0)
+
+    beyond = {**outputs[0], "labels": torch.full_like(outputs[0]["labels"], coco128.num_classes)}
+    with pytest.raises(ValueError, match=f"model label {coco128.num_classes} has no category id"):
+        CocoEvaluator.from_dataset(coco128).update([beyond], ids[:1])
+
+
 def test_merge_and_rescale(coco128: CocoDetection) -> None:
     outputs, ids = _gt_outputs(coco128, [9, 25])
     rank0 = CocoEvaluator.from_dataset(coco128)

@@ -233,3 +233,83 @@ def test_recipes_load_and_validate(path: Path) -> None:
         assert cfg.train.epochs == 24 and cfg.train.milestones == [16, 22]
         assert 8 * cfg.data.batch_size == 16 and cfg.train.lr in (0.02, 0.01)
         assert cfg.distill.alpha == 5e-7 and task.distill_levels == 4
+
+
+def _one_category_coco(root: Path, images: int = 2) -> Path:
+    """Images of one bright rectangle on noise, in a COCO json with one category (id 7): labels 0 and 1 only."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    entries, annotations = [], []
+    for k in range(images):
+        pixels = torch.randint(0, 80, (48, 64, 3), dtype=torch.uint8, generator=generator)
+        x, y, w, h = 8 + 4 * k, 10, 30, 24
+        pixels[y : y + h, x : x + w] = 220
+        Image.fromarray(pixels.numpy()).save(root / "images" / f"{k}.png")
+        entries.append({"id": k + 1, "file_name": f"{k}.png", "width": 64, "height": 48})
+        polygon = [x, y, x + w, y, x + w, y + h, x, y + h]
+        annotations.append(
+            {
+                "id": k + 1,
+                "image_id": k + 1,
+                "category_id": 7,
+                "bbox": [x, y, w, h],
+                "area": w * h,
+                "iscrowd": 0,
+                "segmentation": [polygon],
+            }
+        )
+    categories = [{"id": 7, "name": "box"}]
+    ann = root / "ann.json"
+    ann.write_text(json.dumps({"images": entries, "annotations": annotations, "categories": categories}))
+    return ann
+
+
+@pytest.mark.parametrize("family", ["fasterrcnn", "maskrcnn", "retinanet", "fcos"])
+def test_every_detector_family_trains_and_evaluates(family: str, tmp_path: Path, monkeypatch) -> None:
+    """One step and a COCO evaluation per family; RetinaNet/FCOS output the background label 0 here."""
+    from featdistill.tasks.detection.evaluate import CocoEvaluator
+
+    labels: list[int] = []
+    update = CocoEvaluator.update
+
+    def spy(self, outputs, *args, **kwargs):
+        labels.extend(int(label) for out in outputs for label in out["labels"])
+        return update(self, outputs, *args, **kwargs)
+
+    monkeypatch.setattr(CocoEvaluator, "update", spy)
+    _one_category_coco(tmp_path / "data")
+    one_stage = family in ("retinanet", "fcos")
+    # Few candidates keep the heads cheap; score threshold 0 keeps even an untrained model's detections.
+    heads = (
+        "topk_candidates: 20, detections_per_img: 10, score_thresh: 0.0"
+        if one_stage
+        else "rpn_pre_nms_top_n_train: 50, rpn_post_nms_top_n_train: 20, rpn_pre_nms_top_n_test: 50, "
+        "rpn_post_nms_top_n_test: 20, box_batch_size_per_image: 16, box_detections_per_img: 10, "
+        "box_score_thresh: 0.0"
+    )
+    overrides = [
+        f"data.root={tmp_path / 'data'}",
+        "data.options={ann_file: ann.json, images: images}",
+        "data.limit=2",
+        "data.val_limit=2",
+        "data.batch_size=2",
+        "data.eval_batch_size=2",
+        f"model.student={family}",
+        "model.teacher=null",
+        f"model.options={{min_size: 64, max_size: 96, backbone: resnet18, {heads}}}",
+        "train.epochs=1",
+        "train.lr=1e-9",  # the step leaves the heads as initialised: both labels score alike
+        f"output.dir={tmp_path / 'run'}",
+        "output.progress=false",
+    ]
+    assert main(["train", str(CPU_CONFIG), *_args(*overrides)]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0.0 <= metrics["bbox/AP"] <= 1.0
+    assert ("segm/AP" in metrics) == (family == "maskrcnn")
+    assert labels and set(labels) <= {0, 1}
+    if one_stage:
+        assert 0 in labels  # the background slot was predicted, and evaluation went on without it
+    else:
+        assert 0 not in labels  # torchvision's R-CNN heads never output the background

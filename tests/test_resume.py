@@ -13,9 +13,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from featdistill.cli.main import main
 from featdistill.engine import CheckpointError, load_safely
@@ -211,3 +213,47 @@ def test_evaluation_failure_keeps_the_trained_epoch(
     with open(out / "log.csv", newline="") as f:
         evaluated = [int(float(r["step"])) for r in csv.DictReader(f) if r.get("val/top1")]
     assert evaluated == [STEPS // 2, STEPS]  # epoch 1 was evaluated on resume
+
+
+def test_sigkilled_run_leaves_its_folder_free_to_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The run folder's lock dies with the run, even while its forked DataLoader workers still live."""
+    for split in ("train", "val"):
+        for c in range(2):
+            (tmp_path / "images" / split / f"class{c}").mkdir(parents=True)
+            for i in range(8):
+                pixels = np.full((8, 8, 3), 40 * c + 4 * i, np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "images" / split / f"class{c}" / f"{i}.png")
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path, out)
+    tree = yaml.safe_load(cfg.read_text())
+    tree["data"] = {
+        "name": "imagefolder",
+        "root": str(tmp_path / "images"),
+        "val_split": "val",
+        "in_memory": False,  # read image by image in 2 forked DataLoader workers
+        "workers": 2,
+        "image_size": 8,
+        "batch_size": 4,
+    }
+    tree["model"] = {"student": "resnet8", "num_classes": 2}
+    cfg.write_text(yaml.safe_dump(tree))
+    steps = 8  # 16 images / 4 x 2 epochs
+
+    proc = launch(cfg)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and len(logged_steps(out)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert (out / ".lock").read_text() == f"{proc.pid}\n"  # left behind by the killed run, with its pid
+    assert workers and all(Path(f"/proc/{pid}").exists() for pid in workers)  # not gone yet
+    assert 0 < torch.load(out / "last.pt", weights_only=True)["step"] < steps
+
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--resume", "auto"]) == 0, capsys.readouterr().err
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == steps
+    assert logged_steps(out) == list(range(1, steps + 1))

@@ -127,20 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> None:
     from ..config import load_config
     from ..engine.distributed import cleanup, is_main
+    from ..engine.run_lock import run_lock
     from ..run import build_trainer
 
     cfg = load_config(args.config, args.overrides)
-    try:
-        trainer = build_trainer(cfg)  # joins the process group when started by torchrun
-        resume = args.resume
-        if resume == "auto":
-            last = Path(cfg.output.dir) / "last.pt"
-            resume = last if last.is_file() else None
-        metrics = trainer.fit(resume=resume)
-        if is_main():
-            print(json.dumps({"output": cfg.output.dir, **metrics}))
-    finally:
-        cleanup()
+    with run_lock(cfg.output.dir):  # one run per folder; under torchrun rank 0 holds it for all ranks
+        try:
+            trainer = build_trainer(cfg)  # joins the process group when started by torchrun
+            resume = args.resume
+            if resume == "auto":
+                last = Path(cfg.output.dir) / "last.pt"
+                resume = last if last.is_file() else None
+            metrics = trainer.fit(resume=resume)
+            if is_main():
+                print(json.dumps({"output": cfg.output.dir, **metrics}))
+        finally:
+            cleanup()
 
 
 def _load_student(args: argparse.Namespace):

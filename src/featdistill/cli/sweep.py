@@ -44,17 +44,26 @@ def add_parser(sub: argparse._SubParsersAction, add_config_args) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..sweep import Shard, run_sweep
+    from pathlib import Path
 
-    run_sweep(
-        args.config,
-        args.grid,
-        args.overrides,
-        refit=args.refit,
-        refit_seeds=_seeds(args.refit_seeds),
-        resume=args.resume == "auto",
-        shard=Shard.parse(args.shard),
-    )
+    from ..config import parse_config
+    from ..engine.run_lock import run_lock
+    from ..sweep import Shard, run_sweep
+    from ..sweep.runner import load_tree
+
+    shard = Shard.parse(args.shard)
+    out_dir = Path(parse_config(load_tree(args.config, args.overrides)).output.dir)
+    # One process per sweep folder, or per shard of it: shards own disjoint variants, so they may share it.
+    with run_lock(out_dir if shard.count == 1 else out_dir / f".shard-{shard.index}-of-{shard.count}"):
+        run_sweep(
+            args.config,
+            args.grid,
+            args.overrides,
+            refit=args.refit,
+            refit_seeds=_seeds(args.refit_seeds),
+            resume=args.resume == "auto",
+            shard=shard,
+        )
 
 
 def _seeds(text: str | None) -> list[int] | None:

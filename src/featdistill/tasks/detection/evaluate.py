@@ -21,9 +21,11 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .data import CocoDetection
 
-__all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator"]
+__all__ = ["BACKGROUND", "IOU_TYPES", "METRIC_NAMES", "CocoEvaluator"]
 
 IOU_TYPES = ("bbox", "segm")
+# The label torchvision detectors reserve for the background; it has no COCO category.
+BACKGROUND = 0
 # Order of COCOeval.stats; -1 means "no ground truth in that range" (COCO's convention).
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -35,6 +37,11 @@ class CocoEvaluator:
     regions as the COCO protocol wants. ``label_to_cat_id`` maps model labels back to category ids
     (``None``: labels already are category ids). Only images passed to ``update`` / ``merge`` are
     scored, so evaluating part of a data set gives that part's AP.
+
+    With a mapping, label 0 is the background and its detections are dropped: torchvision's RetinaNet
+    and FCOS keep a sigmoid output for label 0 (``num_classes`` counts the background for every family),
+    trained only as a negative, and a weak model can still score it above the threshold. Faster/Mask
+    R-CNN never output it. Any other label missing from the mapping is an error.
 
     Multi-process evaluation: gather ``results`` and ``image_ids`` from every rank (e.g. with
     ``torch.distributed.all_gather_object``) and ``merge`` them into one evaluator before ``summarize``.
@@ -122,11 +129,13 @@ class CocoEvaluator:
         if info is None:
             raise ValueError(f"image id {image_id} is not in the ground truth")
         height, width = info["height"], info["width"]
-        boxes = out["boxes"].detach().float().cpu()
+        labels = out["labels"].detach().cpu()
+        keep = labels != BACKGROUND if self.label_to_cat_id is not None else slice(None)
+        boxes = out["boxes"].detach().float().cpu()[keep]
         if size is not None and size != (height, width):
             boxes = boxes * torch.tensor([width / size[1], height / size[0]] * 2)
-        scores = out["scores"].detach().cpu().tolist()
-        cat_ids = [self._cat_id(int(label)) for label in out["labels"].detach().cpu()]
+        scores = out["scores"].detach().cpu()[keep].tolist()
+        cat_ids = [self._cat_id(int(label)) for label in labels[keep]]
         xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
         results: list[dict] = []
         if "bbox" in self.iou_types:
@@ -139,7 +148,11 @@ class CocoEvaluator:
                 raise ValueError("segm evaluation needs 'masks' in the model outputs")
             results += [
                 {"image_id": image_id, "category_id": c, "segmentation": rle, "score": s}
-                for c, rle, s in zip(cat_ids, self._encode_masks(out["masks"], height, width), scores)
+                for c, rle, s in zip(
+                    cat_ids,
+                    self._encode_masks(out["masks"].detach().cpu()[keep], height, width),
+                    scores,
+                )
             ]
         return results
 

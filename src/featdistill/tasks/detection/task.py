@@ -39,7 +39,8 @@ after its FPN, so its RPN and heads never run.
 Loss terms: torchvision's loss dict (``loss_classifier``, ``loss_box_reg``, ``loss_objectness``,
 ``loss_rpn_box_reg``, ``loss_mask``; ``classification``, ``bbox_regression``, ``bbox_ctrness``). Metrics:
 COCO ``bbox/AP``, ``bbox/AP50``, ... (and ``segm/...`` for a ``maskrcnn`` student) in 0-1, computed by
-pycocotools on the results of all processes.
+pycocotools on the results of all processes. Detections of label 0, which RetinaNet and FCOS can output
+(their sigmoid heads keep a slot for the background, trained only as a negative), are left out.
 """
 
 from __future__ import annotations
