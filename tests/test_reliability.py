@@ -440,7 +440,7 @@ def test_weight_loaders_of_every_task_refuse_pickled_code(tmp_path) -> None:
     loaders = [
         lambda: build_classifier("resnet8", 4, pretrained=evil),
         lambda: load_backbone_weights(DilatedResNet("resnet18"), evil),
-        lambda: detection_models._load_backbone_weights(torch.nn.Linear(1, 1), evil),
+        lambda: detection_models.build_detector("fcos", 3, backbone="resnet18", pretrained_backbone=evil),
     ]
     for load in loaders:
         with pytest.raises(CheckpointError, match="it holds pickled Python objects"):
