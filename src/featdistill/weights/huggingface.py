@@ -10,10 +10,13 @@ with nothing cached is one line naming what to download and where.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -21,6 +24,9 @@ from torch import nn
 from .errors import WeightsError
 
 HUB_EXTRA = "pip install 'featdistill[hub]'"
+CONNECT_TIMEOUT_S = 5.0
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
 class HFImageClassifier(nn.Module):
@@ -53,9 +59,44 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (OSError, EntryNotFoundError)
 
 
-def _not_available(what: str, repo: str, err: BaseException | None) -> WeightsError:
+def _cached(repo: str, files: tuple[str, ...]) -> bool:
+    """Whether ``repo`` has its config (when asked) and one weights file in the Hugging Face cache."""
+    hub = _hub()
+    have = {
+        name for name in (*files, *_WEIGHT_FILES) if isinstance(hub.try_to_load_from_cache(repo, name), str)
+    }
+    return set(files) <= have and bool(have & set(_WEIGHT_FILES))
+
+
+def _unreachable() -> str | None:
+    """Why the hub cannot be reached, or None. Checked before a download because the hub client retries
+    for about a minute before it gives up; skipped behind a proxy, which only the client knows how to use."""
+    hub = _hub()
+    if hub.constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    endpoint = urlparse(hub.constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        return f"cannot reach {endpoint.hostname}: {err}"
+    return None
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Use only the cache: cached files load without network, even where the network is slow to fail."""
+    constants = _hub().constants
+    previous, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+def _not_available(what: str, repo: str, reason: str) -> WeightsError:
     """One line: the repo expected in the cache, where the cache is, and how to fill it or go local."""
-    reason = "HF_HUB_OFFLINE is set" if err is None else " ".join(str(err).split())[:200]
     return WeightsError(
         f"{what}: {repo} is not in the Hugging Face cache {_cache_dir()} and cannot be downloaded "
         f"({reason}); run `hf download {repo}` once on a machine with network (HF_HOME sets the cache), "
@@ -118,7 +159,6 @@ def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = Fa
             "runs on this machine; set it only for repositories you trust",
             stacklevel=2,
         )
-    hub = _hub()
     if Path(ref).expanduser().is_dir():
         ref = str(Path(ref).expanduser())
         if not (Path(ref) / "config.json").is_file():
@@ -127,14 +167,14 @@ def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = Fa
             )
     elif ref.startswith((".", "/", "~")) or ref.count("/") > 1:
         raise WeightsError(f"hf:{ref}: no such directory; give a save_pretrained directory or a repo id")
-    elif (
-        not isinstance(hub.try_to_load_from_cache(ref, "config.json"), str)
-        and hub.constants.is_offline_mode()
-    ):
-        raise _not_available(f"hf:{ref}", ref, None)
+    local = Path(ref).is_dir() or _cached(ref, ("config.json",))
+    reason = None if local else _unreachable()
+    if reason:
+        raise _not_available(f"hf:{ref}", ref, reason)
     try:
-        _check_image_classifier(ref, trust_remote_code)
-        with _quiet_transformers():
+        with _hub_offline() if local else contextlib.nullcontext():
+            _check_image_classifier(ref, trust_remote_code)
+        with _quiet_transformers(), _hub_offline() if local else contextlib.nullcontext():
             model, info = AutoModelForImageClassification.from_pretrained(
                 ref,
                 num_labels=num_classes,
@@ -144,10 +184,10 @@ def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = Fa
                 weights_only=True,
             )
     except _hub_errors() as err:
+        first = " ".join(str(err).split())[:200]
         if Path(ref).is_dir():
-            first = " ".join(str(err).split())[:200]
             raise WeightsError(f"hf:{ref}: cannot load the model ({first})") from None
-        raise _not_available(f"hf:{ref}", ref, err) from None
+        raise _not_available(f"hf:{ref}", ref, first) from None
     left_out = [f"{key} {tuple(old)}" for key, old, _ in info.get("mismatched_keys", [])]
     left_out += list(info.get("missing_keys", []))
     if left_out:
@@ -176,14 +216,15 @@ def build_timm_classifier(name: str, num_classes: int, pretrained: bool, **kwarg
             f"timm has no pretrained weights for {name!r}; see timm.list_pretrained('{name}*')"
         )
     repo = cfg.hf_hub_id or cfg.url or name
-    if cfg.hf_hub_id and _hub().constants.is_offline_mode():
-        cached = [_hub().try_to_load_from_cache(repo, f) for f in ("model.safetensors", "pytorch_model.bin")]
-        if not any(isinstance(path, str) for path in cached):
-            raise _not_available(f"timm:{name}", repo, None)
+    local = bool(cfg.hf_hub_id) and _cached(repo, ())
+    reason = None if local or not cfg.hf_hub_id else _unreachable()
+    if reason:
+        raise _not_available(f"timm:{name}", repo, reason)
     try:
-        model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
+        with _hub_offline() if local else contextlib.nullcontext():
+            model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
     except _hub_errors() as err:
-        raise _not_available(f"timm:{name}", repo, err) from None
+        raise _not_available(f"timm:{name}", repo, " ".join(str(err).split())[:200]) from None
     if cfg.num_classes != num_classes and cfg.classifier:
         heads = [cfg.classifier] if isinstance(cfg.classifier, str) else list(cfg.classifier)
         warnings.warn(
