@@ -303,4 +303,6 @@ def test_hf_repo_offline_without_cache(
         f"google/vit-base-patch16-224 is not in the Hugging Face cache {no_network / 'hf_cache'} and cannot be downloaded ({reason}"
         in line
     )
-    assert "run `hf download google/vit-base-patch16-224` once on a machine with network" in line
+    assert (
+        "download it once on a machine with network (hf download google/vit-base-patch16-224; HF_HOME" in line
+    )

@@ -47,12 +47,12 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Student and (optional) teacher by registry name; weights only from local files."""
+    """Student and (optional) teacher by registry name, with weights from a file or by name."""
 
-    student: str = REQUIRED
+    student: str = REQUIRED  # registry name, timm:<name>[.<tag>] or hf:<repo id or directory>
     teacher: str | None = None
-    num_classes: int = 10
-    student_weights: str | None = None
+    num_classes: int = 10  # a pretrained head of another size is left out and trained anew
+    student_weights: str | None = None  # .pt/.pth/.bin/.safetensors file, torchvision[:<ENUM>] or timm
     teacher_weights: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # task-specific builder options
 

@@ -33,7 +33,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a model state_dict from a local file; nothing in it is ever run.
 
-    ``.safetensors`` files are read with safetensors; any other file with ``torch.load(weights_only=True)``
+    ``.safetensors`` files are read with safetensors; any other file with ``load_safely`` (``weights_only=True``)
     (a raw state_dict, or a dict holding it under ``"model"``, ``"state_dict"`` or ``"student"``). A DDP
     ``module.`` prefix is removed.
     """

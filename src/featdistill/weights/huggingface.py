@@ -72,7 +72,7 @@ def _unreachable() -> str | None:
     """Why the hub cannot be reached, or None. Checked before a download because the hub client retries
     for about a minute before it gives up; skipped behind a proxy, which only the client knows how to use."""
     hub = _hub()
-    if hub.constants.is_offline_mode():
+    if hub.constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
     if any(os.environ.get(name) for name in _PROXY_VARIABLES):
         return None
@@ -99,7 +99,7 @@ def _not_available(what: str, repo: str, reason: str) -> WeightsError:
     """One line: the repo expected in the cache, where the cache is, and how to fill it or go local."""
     return WeightsError(
         f"{what}: {repo} is not in the Hugging Face cache {_cache_dir()} and cannot be downloaded "
-        f"({reason}); run `hf download {repo}` once on a machine with network (HF_HOME sets the cache), "
+        f"({reason}); download it once on a machine with network (hf download {repo}; HF_HOME sets the cache), "
         "or use a local copy"
     )
 
