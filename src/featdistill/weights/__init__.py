@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .errors import WeightsError
@@ -27,7 +28,7 @@ from .torchvision_hub import TORCHVISION, torchvision_state_dict
 __all__ = ["WeightsError", "fit_state_dict", "load_weights", "read_weights"]
 
 
-def read_weights(spec: str | Path, model_name: str) -> tuple[dict, str]:
+def read_weights(spec: str | Path, model_name: str) -> tuple[dict[str, torch.Tensor], str]:
     """The state_dict that ``spec`` names for the model ``model_name``, and the file it came from."""
     text = str(spec)
     if text == TORCHVISION or text.startswith(f"{TORCHVISION}:"):
