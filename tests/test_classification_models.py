@@ -132,7 +132,7 @@ def test_unknown_name_suggests_close_names() -> None:
 
 def test_timm_missing_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "timm", None)
-    with pytest.raises(ImportError, match="featdistill\\[timm\\]"):
+    with pytest.raises(ImportError, match="featdistill\\[hub\\]"):
         build_classifier("timm:resnet18")
 
 

@@ -440,7 +440,7 @@ def test_weight_loaders_of_every_task_refuse_pickled_code(tmp_path) -> None:
     loaders = [
         lambda: build_classifier("resnet8", 4, pretrained=evil),
         lambda: load_backbone_weights(DilatedResNet("resnet18"), evil),
-        lambda: detection_models._load_backbone_weights(torch.nn.Linear(1, 1), evil),
+        lambda: detection_models.build_detector("fcos", 3, backbone="resnet18", pretrained_backbone=evil),
     ]
     for load in loaders:
         with pytest.raises(CheckpointError, match="it holds pickled Python objects"):
@@ -457,7 +457,8 @@ def test_all_file_reading_is_safe() -> None:
     torch_loads = [(name, line) for name, line in lines if "torch.load(" in line]
     assert len(torch_loads) == 1 and torch_loads[0][0] == "checkpoint.py", torch_loads
     assert "weights_only=True" in torch_loads[0][1]
-    for risky in ("pickle.load", "yaml.unsafe_load", "yaml.full_load", "allow_pickle=True", "yaml.Loader"):
+    risky_calls = ("pickle.load", "yaml.unsafe_load", "yaml.full_load", "allow_pickle=True", "yaml.Loader")
+    for risky in (*risky_calls, "load_state_dict_from_url", "trust_remote_code=True"):
         assert not [hit for hit in lines if risky in hit[1]], risky
     yaml_loads = [hit for hit in lines if "yaml.load(" in hit[1]]
     assert [name for name, _ in yaml_loads] == ["config.py"] and "Loader=_ConfigLoader" in yaml_loads[0][1]

@@ -60,13 +60,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Student and (optional) teacher by registry name; weights only from local files."""
+    """Student and (optional) teacher by registry name, with weights from a file or by name."""
 
-    student: str = REQUIRED  # student model name (featdistill models lists them)
-    teacher: str | None = None  # teacher model name (null = train the student alone)
-    num_classes: int = 10  # classes of the model output
-    student_weights: str | None = None  # local checkpoint to start the student from
-    teacher_weights: str | None = None  # local checkpoint of the trained teacher
+    student: str = REQUIRED  # model name (featdistill models lists them), timm:<name> or hf:<repo or dir>
+    teacher: str | None = None  # teacher model name, same forms (null = train the student alone)
+    num_classes: int = 10  # classes of the output; a pretrained head of another size is trained anew
+    student_weights: str | None = None  # .pt/.pth/.bin/.safetensors file, torchvision[:<ENUM>] or timm
+    teacher_weights: str | None = None  # the teacher's weights, same forms as student_weights
     options: dict[str, Any] = field(default_factory=dict)  # task-specific builder options
 
 

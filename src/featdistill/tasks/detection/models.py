@@ -28,7 +28,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from ...engine.checkpoint import load_safely
+from ...weights import load_weights
 
 __all__ = ["BACKBONES", "DETECTORS", "build_detector", "fpn_level_names", "match_transform"]
 
@@ -61,20 +61,6 @@ def _unknown(kind: str, name: str, choices: tuple[str, ...] | list[str]) -> Valu
     return ValueError(f"Unknown {kind} {name!r}.{hint} Available: {', '.join(choices)}.")
 
 
-def _load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a classification state dict (optionally wrapped in ``{"state_dict"|"model": ...}``)."""
-    state = load_safely(path)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise RuntimeError(
-            f"Backbone weights in {os.fspath(path)} do not fit {type(model).__name__}: {err}"
-        ) from err
-
-
 def _build_backbone(
     name: str, detector: str, trainable_layers: int, pretrained_backbone: str | os.PathLike | None
 ) -> BackboneWithFPN:
@@ -86,7 +72,7 @@ def _build_backbone(
     norm_layer: Callable[..., nn.Module] = misc_nn_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
     net = getattr(torchvision.models, name)(weights=None, norm_layer=norm_layer)
     if pretrained:
-        _load_backbone_weights(net, pretrained_backbone)
+        load_weights(net, pretrained_backbone, name)
     one_stage = detector in _ONE_STAGE
     all_layers = 6 if name == "mobilenet_v3_large" else 5
     if not 0 <= trainable_layers <= all_layers:
@@ -119,7 +105,8 @@ def build_detector(
     ``name`` is one of ``fasterrcnn``, ``maskrcnn``, ``retinanet``, ``fcos``; ``backbone`` any name in
     ``BACKBONES``. ``num_classes`` counts the background (label 0), i.e. number of categories + 1.
     ``min_size`` must be a single int so that train and eval preprocessing are identical (module doc).
-    ``pretrained_backbone`` is a local file with the classification network's state dict; with it the
+    ``pretrained_backbone`` names the classification network's weights: a local file (a state dict, also
+    ``.safetensors``) or ``torchvision`` / ``torchvision:<ENUM>`` (:mod:`featdistill.weights`); with it the
     backbone uses frozen BatchNorm and only the last ``trainable_layers`` stages train. Without it the
     backbone is trained from scratch: BatchNorm2d, every stage trainable, ``trainable_layers`` unused.
     Extra keyword arguments go to the torchvision detector class (e.g. ``box_detections_per_img``).

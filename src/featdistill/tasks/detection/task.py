@@ -58,7 +58,7 @@ from torch import Tensor, nn
 
 from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
-from ..classification.models import load_state_dict_file
+from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, collate_fn, load_coco
@@ -194,14 +194,7 @@ class DetectionTask:
         except TypeError as err:
             raise ValueError(f"model.options for the {role} ({family}): {err}") from None
         if weights is not None:
-            result = model.load_state_dict(load_state_dict_file(weights), strict=False)
-            # A backbone trained with FrozenBatchNorm2d has no num_batches_tracked; nothing else may differ.
-            missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-            if missing or result.unexpected_keys:
-                raise ValueError(
-                    f"model.{role}_weights {weights} does not fit the {role} {family}: missing keys "
-                    f"{missing[:5]}, unexpected keys {result.unexpected_keys[:5]}"
-                )
+            load_weights(model, weights, family)
         return model
 
     def build_student(self) -> nn.Module:

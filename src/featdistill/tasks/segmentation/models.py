@@ -28,7 +28,7 @@ from torchvision.models.segmentation import (
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
-from ...engine.checkpoint import load_safely
+from ...weights import fit_state_dict, read_weights
 
 __all__ = [
     "SEGMENTERS",
@@ -207,21 +207,16 @@ def _strip_prefixes(key: str, prefixes: Sequence[str]) -> str:
     return key
 
 
-def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
-    """Load backbone weights from a local checkpoint (``weights_only``; nothing is downloaded).
+def load_backbone_weights(backbone: nn.Module, weights: str | Path, arch: str = "resnet18") -> None:
+    """Load backbone weights named as in :mod:`featdistill.weights` (a local file or ``torchvision[:ENUM]``).
 
-    Accepts a plain state dict or one nested under ``"state_dict"``/``"model"``. Leading ``module.``,
-    ``backbone.`` and ``features.`` prefixes are stripped so that torchvision classification checkpoints
-    and full segmenter checkpoints both fit; keys the backbone does not have (e.g. ``fc.*``) are ignored.
-    Raises ValueError when backbone tensors are missing from the file.
+    ``arch`` is the torchvision name of the backbone (for ``torchvision`` weights). Accepts a plain state
+    dict or one nested under ``"state_dict"``/``"model"``. Leading ``module.``, ``backbone.`` and
+    ``features.`` prefixes are stripped so that torchvision classification checkpoints and full segmenter
+    checkpoints both fit; keys the backbone does not have (e.g. ``fc.*``) are ignored. Raises
+    ``WeightsError`` when backbone tensors are missing from the file or have other shapes.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained backbone checkpoint not found: {path}")
-    state = load_safely(path)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
+    state, source = read_weights(weights, arch)
     own = backbone.state_dict()
     prefixes = ("module.", "backbone.", "features.")
     remapped = {}
@@ -229,12 +224,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
         name = key if key in own else _strip_prefixes(key, prefixes)
         if name in own:
             remapped[name] = value
-    missing = sorted(k for k in own if k not in remapped and not k.endswith("num_batches_tracked"))
-    if missing:
-        raise ValueError(
-            f"{path}: checkpoint lacks {len(missing)} of {len(own)} backbone tensors (e.g. {missing[:3]})"
-        )
-    backbone.load_state_dict(remapped, strict=False)
+    fit_state_dict(backbone, remapped, source, f"{arch} backbone")
 
 
 def _closest(value: str, valid: Sequence[str]) -> str:
@@ -276,7 +266,8 @@ def build_segmenter(
       :class:`DilatedResNet`; ``kw``: ``aux_in_eval``.
 
     Torchvision models are built with ``weights=None, weights_backbone=None`` and return ``"aux"`` in
-    eval mode too when ``aux`` is set. ``pretrained_backbone`` is a local checkpoint path only.
+    eval mode too when ``aux`` is set. ``pretrained_backbone`` names weights of the backbone network: a
+    local file, or ``torchvision`` / ``torchvision:<ENUM>`` (see :mod:`featdistill.weights`).
     Unknown names or backbones raise ValueError naming the closest valid ones.
     """
     if name not in SEGMENTERS:
@@ -302,5 +293,5 @@ def build_segmenter(
             raise TypeError(f"torchvision {name} {backbone} takes no extra options, got: {', '.join(kw)}")
         model = _torchvision_segmenter(name, backbone, num_classes, aux)
     if pretrained_backbone is not None:
-        load_backbone_weights(model.backbone, pretrained_backbone)
+        load_backbone_weights(model.backbone, pretrained_backbone, backbone)
     return model

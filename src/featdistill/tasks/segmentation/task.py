@@ -8,8 +8,10 @@ Configuration (``task: segmentation``):
   ``aux``, ``channels``, ``pretrained_backbone``, ...). The nested mappings ``student`` and ``teacher`` add
   or override keys for one side only, e.g.
   ``options: {aux: true, student: {backbone: resnet18}, teacher: {backbone: resnet101}}``.
-- ``model.student_weights`` / ``model.teacher_weights``: local whole-model checkpoints (a state_dict, or a
-  featdistill checkpoint, whose ``student`` entry is loaded: a teacher trained by featdistill loads directly).
+- ``model.student_weights`` / ``model.teacher_weights``: local whole-model checkpoints (``.pt``/``.pth``/
+  ``.bin``/``.safetensors``: a state_dict, or a featdistill checkpoint, whose ``student`` entry is loaded: a
+  teacher trained by featdistill loads directly). Heads of another class count are left out (a warning says
+  so). ImageNet weights by name (``torchvision``) go in ``model.options.pretrained_backbone``.
 - ``data.name`` (``camvid`` or ``cityscapes``), ``root``, ``train_split``, ``val_split``, ``limit`` and
   ``val_limit`` (that many evenly spaced images of the split), ``batch_size``, ``eval_batch_size``,
   ``workers``, ``in_memory`` (decode the whole split once; right for CamVid, not for Cityscapes),
@@ -45,7 +47,7 @@ from ...distiller.auto_pairs import auto_pairs
 from ...distiller.distiller import default_teacher_forward
 from ...engine import ResumableLoader
 from ...engine.distributed import sum_across_ranks
-from ..classification.models import load_state_dict_file
+from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from .augment import build_eval_transform, build_train_transform
@@ -118,7 +120,7 @@ class SegmentationTask(ImageLabelBatches):
     def _build(self, name: str, role: str, weights: str | None) -> nn.Module:
         model = build_segmenter(name, self.num_classes, **self._model_options(role))
         if weights is not None:
-            model.load_state_dict(load_state_dict_file(weights))
+            load_weights(model, weights, name, self.num_classes)
         return model
 
     def build_student(self) -> nn.Module:

@@ -1,17 +1,18 @@
-"""Classification model zoo: CIFAR ResNets, Wide ResNets, MobileNetV1, torchvision and timm models by name."""
+"""Classification model zoo: CIFAR ResNets, Wide ResNets, MobileNetV1, torchvision, timm and Hugging Face models by name."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 import torchvision
 from torch import nn
 
-from ....engine.checkpoint import load_safely
+from ....weights import load_weights
+from ....weights.files import load_state_dict_file
+from ....weights.huggingface import build_hf_classifier, build_timm_classifier
 from .cifar_resnet import (
     CifarResNet,
     resnet8,
@@ -55,11 +56,9 @@ _LOCAL: dict[str, Callable[..., nn.Module]] = {
     "mobilenet_v1": mobilenet_v1,
 }
 
-_CHECKPOINT_KEYS = ("model", "state_dict", "student")
-
 
 def list_classifiers() -> list[str]:
-    """Names accepted by :func:`build_classifier` (``timm:<name>`` models are accepted too but not listed)."""
+    """Names accepted by :func:`build_classifier` (``timm:<name>`` and ``hf:<repo>`` are accepted too but not listed)."""
     torchvision_names = torchvision.models.list_models(module=torchvision.models)
     return sorted(_LOCAL) + sorted(set(torchvision_names) - set(_LOCAL))
 
@@ -67,29 +66,33 @@ def list_classifiers() -> list[str]:
 def build_classifier(
     name: str, num_classes: int = 10, pretrained: str | Path | None = None, **kwargs: Any
 ) -> nn.Module:
-    """Build a classifier by name, randomly initialised or from a local checkpoint.
+    """Build a classifier by name, randomly initialised or with pretrained weights.
 
     Args:
         name: a name from :func:`list_classifiers` (local CIFAR/WRN/MobileNetV1 models first, then any
-            torchvision classification model, built with ``weights=None``) or ``timm:<name>``.
-        num_classes: size of the classifier output.
-        pretrained: path of a local checkpoint (never downloaded): a raw state_dict, or a dict holding it
-            under ``"model"``, ``"state_dict"`` or ``"student"``. A DDP ``module.`` prefix is removed.
-        **kwargs: passed to the model constructor.
+            torchvision classification model), ``timm:<name>[.<tag>]``, or ``hf:<repo id or directory>``
+            (a transformers image classifier with its own weights, returning logits).
+        num_classes: size of the classifier output. A pretrained head of another size is left out and
+            newly initialised (one warning names it): the fine-tuning case.
+        pretrained: weights by name (:mod:`featdistill.weights`): a local ``.pt``/``.pth``/``.bin``/
+            ``.safetensors`` file (a raw state_dict, or a dict holding it under ``"model"``,
+            ``"state_dict"`` or ``"student"``), ``torchvision`` / ``torchvision:<ENUM>``, or ``timm``.
+        **kwargs: passed to the model constructor; ``trust_remote_code`` is for ``hf:`` models only.
 
     Raises:
         ValueError: unknown name (the message suggests close names).
-        ImportError: a ``timm:`` name without timm installed.
-        FileNotFoundError: ``pretrained`` does not exist.
+        ImportError: a ``timm:`` or ``hf:`` name without its package installed.
+        FileNotFoundError: ``pretrained`` names a file that does not exist.
+        WeightsError: weights not available offline, or not fitting the model.
     """
-    if name.startswith("timm:"):
-        try:
-            import timm
-        except ImportError as err:
-            raise ImportError(
-                f"model {name!r} needs timm, which is not installed: pip install 'featdistill[timm]'"
-            ) from err
-        model = timm.create_model(name[len("timm:") :], pretrained=False, num_classes=num_classes, **kwargs)
+    trust_remote_code = bool(kwargs.pop("trust_remote_code", False))
+    if name.startswith("hf:"):
+        if kwargs:
+            raise TypeError(f"{name} takes no model.options but trust_remote_code, got: {', '.join(kwargs)}")
+        model: nn.Module = build_hf_classifier(name[len("hf:") :], num_classes, trust_remote_code)
+    elif name.startswith("timm:"):
+        model = build_timm_classifier(name[len("timm:") :], num_classes, pretrained == "timm", **kwargs)
+        pretrained = None if pretrained == "timm" else pretrained
     elif name in _LOCAL:
         model = _LOCAL[name](num_classes=num_classes, **kwargs)
     elif name in torchvision.models.list_models(module=torchvision.models):
@@ -99,27 +102,5 @@ def build_classifier(
         hint = f"; did you mean {', '.join(close)}?" if close else "; see list_classifiers()"
         raise ValueError(f"unknown classifier {name!r}{hint}")
     if pretrained is not None:
-        model.load_state_dict(load_state_dict_file(pretrained))
+        load_weights(model, pretrained, name, num_classes)
     return model
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a model state_dict from a local checkpoint file (safe ``weights_only`` loading)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
-    checkpoint = load_safely(path)
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"{path}: expected a state_dict or a dict of them, got {type(checkpoint).__name__}")
-    for key in _CHECKPOINT_KEYS:
-        if isinstance(checkpoint.get(key), Mapping):
-            checkpoint = checkpoint[key]
-            break
-    if not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise ValueError(
-            f"{path}: not a state_dict (no tensor mapping at the top level or under "
-            f"{', '.join(repr(k) for k in _CHECKPOINT_KEYS)}); top-level keys: {list(checkpoint)[:10]}"
-        )
-    if checkpoint and all(k.startswith("module.") for k in checkpoint):
-        return {k[len("module.") :]: v for k, v in checkpoint.items()}
-    return dict(checkpoint)

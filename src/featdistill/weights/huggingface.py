@@ -1,0 +1,235 @@
+"""Models whose weights live in the Hugging Face cache: ``hf:<repo or dir>`` (transformers) and timm.
+
+``hf:`` builds ``AutoModelForImageClassification`` and wraps it so that it returns its logits tensor (the
+task losses take tensors); its layers are tapped as ``hf.<transformers module path>``. No code from a
+model repository runs unless ``trust_remote_code`` is set (then a warning says so), and weights are read
+as safetensors or with ``weights_only`` loading. Files come from ``$HF_HOME/hub`` when cached; offline
+with nothing cached is one line naming what to download and where.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from .errors import WeightsError
+
+HUB_EXTRA = "pip install 'featdistill[hub]'"
+CONNECT_TIMEOUT_S = 5.0
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+class HFImageClassifier(nn.Module):
+    """A transformers image classifier (``self.hf``) called on an image tensor, returning its logits."""
+
+    def __init__(self, hf: nn.Module) -> None:
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(N, num_classes)`` of images ``(N, 3, H, W)``."""
+        return self.hf(pixel_values=images).logits
+
+
+def _hub() -> Any:
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise ImportError(f"Hugging Face models need huggingface-hub: {HUB_EXTRA}") from None
+    return huggingface_hub
+
+
+def _cache_dir() -> str:
+    return str(_hub().constants.HF_HUB_CACHE)
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    return (OSError, EntryNotFoundError)
+
+
+def _cached(repo: str, files: tuple[str, ...]) -> bool:
+    """Whether ``repo`` has its config (when asked) and one weights file in the Hugging Face cache."""
+    hub = _hub()
+    have = {
+        name for name in (*files, *_WEIGHT_FILES) if isinstance(hub.try_to_load_from_cache(repo, name), str)
+    }
+    return set(files) <= have and bool(have & set(_WEIGHT_FILES))
+
+
+def _unreachable() -> str | None:
+    """Why the hub cannot be reached, or None. Checked before a download because the hub client retries
+    for about a minute before it gives up; skipped behind a proxy, which only the client knows how to use."""
+    hub = _hub()
+    if hub.constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    endpoint = urlparse(hub.constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        return f"cannot reach {endpoint.hostname}: {err}"
+    return None
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Use only the cache: cached files load without network, even where the network is slow to fail."""
+    constants = _hub().constants
+    previous, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+def _not_available(what: str, repo: str, reason: str) -> WeightsError:
+    """One line: the repo expected in the cache, where the cache is, and how to fill it or go local."""
+    return WeightsError(
+        f"{what}: {repo} is not in the Hugging Face cache {_cache_dir()} and cannot be downloaded "
+        f"({reason}); download it once on a machine with network (hf download {repo}; HF_HOME sets the cache), "
+        "or use a local copy"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' own load report and progress bars: featdistill warns once itself."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _check_image_classifier(ref: str, trust_remote_code: bool) -> None:
+    """Refuse a config that AutoModelForImageClassification cannot build, naming its model type."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(ref, trust_remote_code=trust_remote_code)
+    except ValueError as err:
+        first = str(err).strip().splitlines()[0]
+        raise WeightsError(
+            f"hf:{ref}: unreadable config.json ({first}); use an image classification model"
+        ) from None
+    remote = "AutoModelForImageClassification" in (getattr(config, "auto_map", None) or {})
+    if config.model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES and not (
+        trust_remote_code and remote
+    ):
+        known = ", ".join(sorted(MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES)[:8])
+        raise WeightsError(
+            f"hf:{ref} is a {config.model_type!r} model, not an image classifier that transformers' "
+            f"AutoModelForImageClassification builds (types such as {known}, …); use an image "
+            "classification checkpoint"
+        )
+
+
+def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = False) -> HFImageClassifier:
+    """``AutoModelForImageClassification`` from a repo id or a local ``save_pretrained`` directory.
+
+    A classifier of another class count is replaced by a new one (warning once with the keys left out).
+    """
+    try:
+        from transformers import AutoModelForImageClassification
+    except ImportError:
+        raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
+    if trust_remote_code:
+        warnings.warn(
+            f"hf:{ref}: model.options.trust_remote_code is true, so Python code from that model repository "
+            "runs on this machine; set it only for repositories you trust",
+            stacklevel=2,
+        )
+    if Path(ref).expanduser().is_dir():
+        ref = str(Path(ref).expanduser())
+        if not (Path(ref) / "config.json").is_file():
+            raise WeightsError(
+                f"hf:{ref} has no config.json; give a directory written by save_pretrained, or a repo id"
+            )
+    elif ref.startswith((".", "/", "~")) or ref.count("/") > 1:
+        raise WeightsError(f"hf:{ref}: no such directory; give a save_pretrained directory or a repo id")
+    local = Path(ref).is_dir() or _cached(ref, ("config.json",))
+    reason = None if local else _unreachable()
+    if reason:
+        raise _not_available(f"hf:{ref}", ref, reason)
+    try:
+        with _hub_offline() if local else contextlib.nullcontext():
+            _check_image_classifier(ref, trust_remote_code)
+        with _quiet_transformers(), _hub_offline() if local else contextlib.nullcontext():
+            model, info = AutoModelForImageClassification.from_pretrained(
+                ref,
+                num_labels=num_classes,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
+                trust_remote_code=trust_remote_code,
+                weights_only=True,
+            )
+    except _hub_errors() as err:
+        first = " ".join(str(err).split())[:200]
+        if Path(ref).is_dir():
+            raise WeightsError(f"hf:{ref}: cannot load the model ({first})") from None
+        raise _not_available(f"hf:{ref}", ref, first) from None
+    left_out = [f"{key} {tuple(old)}" for key, old, _ in info.get("mismatched_keys", [])]
+    left_out += list(info.get("missing_keys", []))
+    if left_out:
+        warnings.warn(
+            f"hf:{ref}: left out {', '.join(sorted(left_out))} (model.num_classes is {num_classes}); "
+            "newly initialised (fine-tuning)",
+            stacklevel=2,
+        )
+    return HFImageClassifier(model)
+
+
+def build_timm_classifier(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
+    """A timm model, with timm's pretrained weights (Hugging Face cache) when ``pretrained``.
+
+    A pretrained classifier of another class count is left out by timm; one warning names it.
+    """
+    try:
+        import timm
+    except ImportError:
+        raise ImportError(f"model 'timm:{name}' needs timm, which is not installed: {HUB_EXTRA}") from None
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise WeightsError(
+            f"timm has no pretrained weights for {name!r}; see timm.list_pretrained('{name}*')"
+        )
+    repo = cfg.hf_hub_id or cfg.url or name
+    local = bool(cfg.hf_hub_id) and _cached(repo, ())
+    reason = None if local or not cfg.hf_hub_id else _unreachable()
+    if reason:
+        raise _not_available(f"timm:{name}", repo, reason)
+    try:
+        with _hub_offline() if local else contextlib.nullcontext():
+            model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
+    except _hub_errors() as err:
+        raise _not_available(f"timm:{name}", repo, " ".join(str(err).split())[:200]) from None
+    if cfg.num_classes != num_classes and cfg.classifier:
+        heads = [cfg.classifier] if isinstance(cfg.classifier, str) else list(cfg.classifier)
+        warnings.warn(
+            f"timm:{name}: left out the pretrained classifier {', '.join(heads)} ({cfg.num_classes} classes, "
+            f"model.num_classes is {num_classes}); it starts from a random initialisation (fine-tuning)",
+            stacklevel=2,
+        )
+    return model
