@@ -72,7 +72,7 @@ def _small(data: Path, out: Path) -> list[str]:
 
 
 def _run_recipe(tmp_path: Path, teacher: list[str], teacher_name: str) -> dict[str, torch.Tensor]:
-    """The README's three commands with the given teacher settings; returns the distilled student."""
+    """The README's three commands (train, sweep, export) with the given teacher settings; returns the student."""
     data = _image_folder(tmp_path / "data")
     teacher_run, cwt_run = tmp_path / "teacher", tmp_path / "cwt"
     with pytest.warns(UserWarning, match="left out"):  # the pretrained head of another class count
@@ -83,13 +83,24 @@ def _run_recipe(tmp_path: Path, teacher: list[str], teacher_name: str) -> dict[s
         "--set",
         f"model.teacher_weights={teacher_run}/last.pt",
     ]
+    sweep = [
+        "sweep",
+        str(CWT_CFG),
+        *_small(data, cwt_run),
+        *distill,
+        "--grid",
+        "distill.alpha=auto,1e-4",
+        "--refit",
+    ]
     with pytest.warns(UserWarning, match=r"left out the classifier head classifier\.3\.weight"):
-        assert main(["train", str(CWT_CFG), *_small(data, cwt_run), *distill]) == 0
+        assert main(sweep) == 0
+    refit = cwt_run / "refit"
+    assert (cwt_run / "best.yaml").is_file() and (refit / "metrics.json").is_file()
     onnx_file = tmp_path / "student.onnx"
-    export = ["export", str(CWT_CFG), *_small(data, cwt_run), "--checkpoint", str(cwt_run / "last.pt")]
+    export = ["export", str(CWT_CFG), *_small(data, cwt_run), "--checkpoint", str(refit / "last.pt")]
     assert main([*export, "--format", "onnx", "--output", str(onnx_file)]) == 0
     assert onnx_file.stat().st_size > 1_000_000
-    checkpoint = torch.load(cwt_run / "last.pt", weights_only=True)
+    checkpoint = torch.load(refit / "last.pt", weights_only=True)
     assert any(name.startswith("0.") for name in checkpoint["transforms"])  # one CWT pair was trained
     return checkpoint["student"]
 
