@@ -115,7 +115,7 @@ def test_a_diverging_variant_fails_alone(tmp_path: Path, capsys: pytest.CaptureF
     assert rows[0]["status"] == "done" and rows[0]["metric"] is not None
     assert rows[1]["status"] == "failed" and "non-finite" in rows[1]["error"]
     assert json.loads((out / "sweep.json").read_text())["best"]["index"] == 0
-    assert main(["sweep", str(cfg), "--grid", "train.lr=1e12", "--refit"]) == 2
+    assert main(["sweep", str(cfg), "--grid", "train.lr=1e12,1e13", "--refit"]) == 2
     err = capsys.readouterr().err
     assert "--refit: no variant finished" in err and len(err.strip().splitlines()) == 1
 
@@ -195,6 +195,9 @@ def test_refit_seeds_report_the_test_mean_std_and_interval(
     assert refit["std"] == pytest.approx(abs(tops[0] - tops[1]) / 2**0.5)
     assert refit["ci95"] == pytest.approx(12.706 * refit["std"] / 2**0.5)
     assert "95 % interval" in (out / "sweep.md").read_text()
+    only = json.loads((out / "sweep.json").read_text())["variants"][0]
+    assert only["status"].startswith("only variant")  # nothing to choose: no holdout run was trained
+    assert not (out / only["name"] / "last.pt").exists()
 
 
 def _launch(cfg: Path, *extra: str) -> subprocess.Popen:

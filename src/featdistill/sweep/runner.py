@@ -88,9 +88,10 @@ def run_sweep(
         + (f"; shard {shard.index}/{shard.count} runs {len(mine)}" if shard.count > 1 else "")
         + f"; scored on holdout {metric}"
     )
+    only = len(variants) == 1 and bool(refit or refit_seeds)  # nothing to choose: refit it directly
     for number, members in enumerate(groups):
         todo = [v for v in members if shard.takes(v) and not (resume and _result(v) is not None)]
-        if not todo:
+        if not todo or only:
             continue
         print(f"featdistill sweep: group {number} trains " + ", ".join(v.name for v in todo) + " in lockstep")
         trainers = build_trainers([v.cfg for v in todo], evaluate_on="holdout")
@@ -116,8 +117,11 @@ def run_sweep(
             }
             if is_main():
                 write_text_atomic(json.dumps(row, indent=2), Path(variant.cfg.output.dir) / "result.json")
-    rows = [_result(v) or _pending(v, group_of[v.index]) for v in variants]
-    best = best_row(rows)
+    rows = [
+        _result(v) or _pending(v, group_of[v.index], "only variant: refit without scoring" if only else "")
+        for v in variants
+    ]
+    best = rows[0] if only else best_row(rows)
     refit_record = None
     if best is not None and is_main():
         write_best_config(out_dir / "best.yaml", _refit_config(variants[best["index"]], out_dir))
@@ -140,12 +144,12 @@ def _result(variant: Variant) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _pending(variant: Variant, group: int) -> dict[str, Any]:
+def _pending(variant: Variant, group: int, why: str = "") -> dict[str, Any]:
     return {
         "index": variant.index,
         "name": variant.name,
         "values": variant.values,
-        "status": "not run",
+        "status": why or "not run",
         "metric": None,
         "group": group,
         "error": "",
