@@ -11,11 +11,12 @@ from torch import nn
 from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...distiller.distiller import default_teacher_forward
-from ...engine import ResumableLoader
 from ...engine.distributed import sum_across_ranks
 from ..image_batches import ImageLabelBatches
-from .data import TensorBatchLoader, build_folder_loader, load_tensors
+from ..ingest import SplitStats, check_not_constant
+from .data import TensorBatchLoader, channel_stats, load_tensors
 from .models import build_classifier
+from .streaming import streaming_loader
 from .synthetic import make_synthetic
 
 
@@ -27,6 +28,7 @@ class ClassificationTask(ImageLabelBatches):
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.image_size: int | None = cfg.data.image_size
+        self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
     def build_student(self) -> nn.Module:
@@ -49,21 +51,94 @@ class ClassificationTask(ImageLabelBatches):
         return torch.randn(2, 3, size, size)
 
     # -- data ---------------------------------------------------------------------------------------
+    def _stats(self, split: str) -> SplitStats:
+        self.data_stats[split] = SplitStats(split, f"{self.cfg.data.root}/{split}")
+        return self.data_stats[split]
+
     def _load(self, split: str, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.cfg.data
+        d, stats = self.cfg.data, self._stats(split)
         if d.name == "synthetic":
             n = limit or 5000
-            return make_synthetic(n, self.cfg.model.num_classes, d.image_size or 32, seed=seed)
-        images, labels, _ = load_tensors(
-            d.name,
-            d.root,
-            split,
-            image_size=d.image_size,
-            limit=limit,
-            on_bad_file=d.on_bad_file,
-            cache_dir=d.options.get("cache_dir"),
-        )
+            images, labels = make_synthetic(n, self.cfg.model.num_classes, d.image_size or 32, seed=seed)
+            stats.root, stats.images = "generated", n
+            stats.classes.update(str(c) for c in labels.tolist())
+            stats.sizes[f"{images.shape[-1]}x{images.shape[-2]}"] = n
+            stats.formats["RGB"] = n
+        else:
+            images, labels, _ = load_tensors(
+                d.name,
+                d.root,
+                split,
+                image_size=d.image_size,
+                limit=limit,
+                on_bad_file=d.on_bad_file,
+                cache_dir=d.options.get("cache_dir"),
+                bits=d.bits,
+                stats=stats,
+            )
+        check_not_constant(images, split, stats.root)
         return images, labels
+
+    def _normalization(self, images: torch.Tensor | None) -> tuple[list[float] | None, list[float] | None]:
+        """``data.options.mean``/``std`` if given, else the training images' statistics (None: estimate)."""
+        options = self.cfg.data.options
+        if "mean" in options and "std" in options:
+            return [float(v) for v in options["mean"]], [float(v) for v in options["std"]]
+        return channel_stats(images) if images is not None else (None, None)
+
+    def _streaming_loaders(self, rank: int, world_size: int) -> tuple[Any, Any]:
+        """The per-image loaders: same files, limits, sizes, decoding and augmentation as in memory."""
+        d = self.cfg.data
+        if d.name != "imagefolder":
+            raise ValueError(
+                f"data.in_memory: false reads ImageFolder trees (data.name: imagefolder); {d.name!r} is read "
+                "in memory: set data.in_memory: true"
+            )
+        mean, std = self._normalization(None)
+        common = {
+            "image_size": d.image_size,
+            "crop": d.crop,
+            "augment": d.augment,
+            "pad": d.options.get("pad"),
+            "bits": d.bits,
+            "on_bad_file": d.on_bad_file,
+            "workers": d.workers,
+            "rank": rank,
+            "world_size": world_size,
+        }
+        train = streaming_loader(
+            d.root,
+            d.train_split,
+            train=True,
+            batch_size=d.batch_size,
+            limit=d.limit,
+            mean=mean,
+            std=std,
+            seed=self.cfg.train.seed,
+            stats=self._stats(d.train_split),
+            **common,
+        )
+        val = streaming_loader(
+            d.root,
+            d.val_split,
+            train=False,
+            batch_size=d.eval_batch_size or d.batch_size,
+            limit=d.val_limit,
+            mean=train.dataset.mean,
+            std=train.dataset.std,
+            stats=self._stats(d.val_split),
+            **common,
+        )
+        for loader, split in ((train, d.train_split), (val, d.val_split)):
+            self._check_labels(torch.as_tensor(loader.dataset.targets), split)
+        self.image_size = train.dataset.size[1]
+        return train, val
+
+    def data_report(self) -> dict[str, Any]:
+        """The ingest report of the train and validation splits (reads them if not loaded yet)."""
+        if not self.data_stats:
+            self.build_loaders()
+        return {"task": self.name, "splits": [stats.to_dict() for stats in self.data_stats.values()]}
 
     def _check_labels(self, labels: torch.Tensor, split: str) -> None:
         k = self.cfg.model.num_classes
@@ -78,38 +153,13 @@ class ClassificationTask(ImageLabelBatches):
         """Train and validation loaders: the in-memory batch path, or the per-image PIL path."""
         d, seed = self.cfg.data, self.cfg.train.seed
         eval_bs = d.eval_batch_size or d.batch_size
+        self.data_stats = {}
         if not d.in_memory:
-            train = build_folder_loader(
-                d.root,
-                d.train_split,
-                train=True,
-                batch_size=d.batch_size,
-                num_workers=d.workers,
-                image_size=d.image_size or 224,
-                distributed=world_size > 1,
-                on_bad_file=d.on_bad_file,
+            return self._streaming_loaders(rank, world_size)
+        if d.crop != "pad":
+            raise ValueError(
+                f"data.crop: {d.crop} needs data.in_memory: false; in-memory batches use pad crops (crop: pad)"
             )
-            val = build_folder_loader(
-                d.root,
-                d.val_split,
-                train=False,
-                batch_size=eval_bs,
-                num_workers=d.workers,
-                image_size=d.image_size or 224,
-                distributed=world_size > 1,
-                on_bad_file=d.on_bad_file,
-            )
-            for loader, split in ((train, d.train_split), (val, d.val_split)):
-                self._check_labels(torch.as_tensor(loader.dataset.targets), split)
-            return ResumableLoader(
-                train.dataset,
-                d.batch_size,
-                True,
-                seed=seed,
-                rank=rank,
-                world_size=world_size,
-                workers=d.workers,
-            ), val
         train_x, train_y = self._load(d.train_split, d.limit, seed=1000 * (seed // 1000))
         val_x, val_y = self._load(d.val_split, d.val_limit, seed=1000 * (seed // 1000) + 1)
         for y, split in ((train_y, d.train_split), (val_y, d.val_split)):
@@ -117,8 +167,7 @@ class ClassificationTask(ImageLabelBatches):
         if train_x.shape[1] == 1:  # gray datasets feed 3-channel models
             train_x, val_x = train_x.expand(-1, 3, -1, -1), val_x.expand(-1, 3, -1, -1)
         self.image_size = train_x.shape[-1]
-        scaled = train_x.float().div_(255)
-        mean, std = scaled.mean(dim=(0, 2, 3)).tolist(), scaled.std(dim=(0, 2, 3)).tolist()
+        mean, std = self._normalization(train_x)
         common = {
             "mean": mean,
             "std": std,
