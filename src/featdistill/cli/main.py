@@ -1,4 +1,4 @@
-"""The ``featdistill`` command: train, eval, export, demo.
+"""The ``featdistill`` command: train, eval, export, demo, data.
 
 Errors end with one line ``featdistill: error: ...`` and exit code 2 (no traceback unless ``--debug``).
 """
@@ -10,6 +10,8 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from . import data as data_command
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["state_dict", "torchscript", "onnx"], default="state_dict")
     export.add_argument("--output", required=True, help="file to write")
 
+    data_command.add_parser(sub, _add_config_args)
+
     demo = sub.add_parser("demo", help="offline demo: teacher, plain student, CWT student on generated data")
     demo.add_argument("--data", help="run on real data instead: an ImageFolder root or a torchvision root")
     demo.add_argument("--dataset", default=None, help="with --data: imagefolder, cifar10, fashionmnist, ...")
@@ -67,6 +71,7 @@ def _train(args: argparse.Namespace) -> None:
         if resume == "auto":
             last = Path(cfg.output.dir) / "last.pt"
             resume = last if last.is_file() else None
+        data_command.announce_data(trainer.task, cfg.output.dir, resuming=resume is not None)
         metrics = trainer.fit(resume=resume)
         if is_main():
             print(json.dumps({"output": cfg.output.dir, **metrics}))
@@ -102,6 +107,7 @@ def _eval(args: argparse.Namespace) -> None:
     cfg, task, student = _load_student(args)
     device = select_device(cfg.device)
     _, val_loader = task.build_loaders()
+    data_command.announce_data(task, stream=sys.stderr)  # stdout stays one JSON line
     metrics = task.evaluate(student.to(device), val_loader, device)
     print(json.dumps(metrics))
 
@@ -124,7 +130,7 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(out_dir=args.out, data=args.data, dataset=args.dataset, epochs=args.epochs)
 
 
-COMMANDS = {"train": _train, "eval": _eval, "export": _export, "demo": _demo}
+COMMANDS = {"train": _train, "eval": _eval, "export": _export, "demo": _demo, "data": data_command.run}
 
 
 def _one_line(err: BaseException) -> str:

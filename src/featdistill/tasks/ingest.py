@@ -22,6 +22,7 @@ __all__ = [
     "UNSUPPORTED",
     "SplitStats",
     "check_not_constant",
+    "evenly_spaced",
     "format_report",
     "warn_alpha",
 ]
@@ -75,6 +76,12 @@ class SplitStats:
         }
 
 
+def evenly_spaced(n: int, k: int) -> list[int]:
+    """``min(n, k)`` indices spread evenly over ``range(n)``, first and last included."""
+    k = min(n, k)
+    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
+
+
 def warn_alpha(stats: SplitStats) -> None:
     """Say once per split that alpha channels were dropped."""
     if stats.alpha_dropped:
@@ -117,10 +124,13 @@ def format_report(report: dict[str, Any]) -> str:
         for reason, entry in split["skipped"].items():
             more = ", ..." if entry["count"] > len(entry["first"]) else ""
             lines.append(f"    skipped, {reason}: {entry['count']} ({', '.join(entry['first'])}{more})")
-        for key in ("without_annotations", "crowd_only"):
+        for key, what in (
+            ("without_annotations", "without annotations"),
+            ("crowd_only", "with only crowd regions"),
+        ):
             if key in split:
                 entry = split[key]
                 more = ", ..." if entry["count"] > len(entry["first"]) else ""
                 names = f" ({', '.join(map(str, entry['first']))}{more})" if entry["count"] else ""
-                lines.append(f"    images {key.replace('_', ' ')}: {entry['count']}{names}")
+                lines.append(f"    images {what}: {entry['count']}{names}")
     return "\n".join(lines)

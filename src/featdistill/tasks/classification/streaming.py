@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from ...engine import ResumableLoader
 from ..decode import BadImageError, decode_image, max_level, resize_pixels
-from ..ingest import SplitStats, check_not_constant, warn_alpha
+from ..ingest import SplitStats, check_not_constant, evenly_spaced, warn_alpha
 from .augment import crop_flip, crop_flip_params, normalize
 from .data import bad_file, scan_imagefolder, select_balanced
 
@@ -154,10 +154,8 @@ def inspect_samples(
     samples: Sequence[tuple[Path, int]], bits: int, on_bad_file: str, stats: SplitStats
 ) -> list[Tensor]:
     """Decode up to :data:`INSPECT` evenly spaced samples; record sizes and formats in ``stats``."""
-    n = len(samples)
-    picks = sorted({round(i * (n - 1) / max(INSPECT - 1, 1)) for i in range(min(n, INSPECT))})
     pixels = []
-    for i in picks:
+    for i in evenly_spaced(len(samples), INSPECT):
         path = samples[i][0]
         try:
             decoded = decode_image(path, bits)
