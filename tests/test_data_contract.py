@@ -109,7 +109,7 @@ def test_streaming_randomness_is_seeded_per_sample_without_manual_seed(tmp_path:
 def test_resized_crop_is_streaming_only(tmp_path: Path) -> None:
     root = _folder(tmp_path / "data", per_class=2)
     task = ClassificationTask(parse_config(_config(root, tmp_path / "run", crop="resized", image_size=8)))
-    with pytest.raises(ValueError, match="data.crop: resized needs data.in_memory: false"):
+    with pytest.raises(ValueError, match=r"data\.crop: resized needs data\.in_memory: false"):
         task.build_loaders()
     streaming = _config(root, tmp_path / "run", crop="resized", image_size=8, in_memory=False)
     train, val = ClassificationTask(parse_config(streaming)).build_loaders()
@@ -164,3 +164,15 @@ def test_report_is_printed_written_and_counts_skipped_files(tmp_path: Path, caps
     assert "train: 25 images from" in printed and "skipped, unsupported extension: 1" in printed
     written = json.loads((tmp_path / "run" / "data.json").read_text())
     assert written == report
+
+
+def test_resumed_run_keeps_its_data_json_and_warns_when_data_changed(tmp_path: Path, capsys) -> None:
+    root = _folder(tmp_path / "data", per_class=4)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(_config(root, tmp_path / "run", limit=None, val_limit=None)))
+    assert main(["train", str(path), "--set", "train.max_steps=1"]) == 0
+    written = (tmp_path / "run" / "data.json").read_text()
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(root / "train" / "c0" / "new.png")
+    with pytest.warns(UserWarning, match="the data read now differ from .*data.json"):
+        assert main(["train", str(path), "--resume", "auto", "--set", "train.max_steps=2"]) == 0
+    assert (tmp_path / "run" / "data.json").read_text() == written
