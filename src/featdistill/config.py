@@ -41,12 +41,8 @@ class DataConfig:
     workers: int = 0
     in_memory: bool = True  # decode once into tensors and augment whole batches (CPU-fast path)
     augment: bool = True
-    crop: Literal["pad", "resized"] = (
-        "pad"  # classification: pad (zero-pad, random crop, flip) or resized (ImageNet RandomResizedCrop; streaming only)
-    )
-    bits: Literal[8, 16] = (
-        8  # decoded pixel depth kept in memory; 16 keeps every level of 16-bit images (2x memory)
-    )
+    crop: Literal["pad", "resized"] = "pad"  # pad: zero-pad, crop, flip; resized: ImageNet crops (streaming)
+    bits: Literal[8, 16] = 8  # pixel depth kept after decoding; 16 keeps every level of 16-bit images
     on_bad_file: Literal["raise", "skip"] = "raise"
     options: dict[str, Any] = field(default_factory=dict)  # task-specific dataset options
 

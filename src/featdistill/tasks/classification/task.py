@@ -159,7 +159,7 @@ class ClassificationTask(ImageLabelBatches):
             )
 
     def build_loaders(self, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
-        """Train and validation loaders: the in-memory batch path, or the per-image PIL path."""
+        """Train and validation loaders: the in-memory batch path, or the per-image streaming path."""
         d, seed = self.cfg.data, self.cfg.train.seed
         eval_bs = d.eval_batch_size or d.batch_size
         self.data_stats = {}
