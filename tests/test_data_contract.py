@@ -176,3 +176,26 @@ def test_resumed_run_keeps_its_data_json_and_warns_when_data_changed(tmp_path: P
     with pytest.warns(UserWarning, match="the data read now differ from .*data.json"):
         assert main(["train", str(path), "--resume", "auto", "--set", "train.max_steps=2"]) == 0
     assert (tmp_path / "run" / "data.json").read_text() == written
+
+
+def test_16_bit_data_both_ways(tmp_path: Path) -> None:
+    """``data.bits: 16``: uint16 batches in memory, the same normalised pixels streaming; levels 1000 and
+    1100 (one 8-bit level apart at most) stay apart."""
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        for c, level in enumerate((1000, 1100)):
+            (root / split / f"c{c}").mkdir(parents=True)
+            for i in range(2):
+                pixels = np.full((SIZE, SIZE), level + 7 * i, np.uint16)
+                Image.fromarray(pixels).save(root / split / f"c{c}" / f"{i}.png")
+    batches = {}
+    for in_memory in (True, False):
+        cfg = _config(root, tmp_path / "run", in_memory=in_memory, bits=16, limit=None, val_limit=None)
+        task = ClassificationTask(parse_config(cfg))
+        train, val = task.build_loaders()
+        if in_memory:
+            assert train.images.dtype == torch.uint16
+        batches[in_memory] = next(iter(val))[0]
+    torch.testing.assert_close(batches[True], batches[False], atol=1e-4, rtol=0)
+    per_image = batches[True][:, 0, 0, 0]
+    assert per_image.unique().numel() == 4  # 1000, 1007, 1100, 1107: every level kept

@@ -134,3 +134,18 @@ def test_skipped_files_are_counted_by_reason(tmp_path: Path) -> None:
     }
     assert report["skipped"][UNSUPPORTED]["first"] == [str(cat / "labels.csv"), str(cat / "notes.txt")]
     assert report["formats"] == {"RGB": 3, "P": 1} and report["sizes"] == {"10x6": 4}
+
+
+def test_cached_split_keeps_its_report(tmp_path: Path) -> None:
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    Image.fromarray(RGB).save(tmp_path / "train" / "a" / "0.png")
+    Image.fromarray(np.dstack([RGB, RGB[..., 0]])).save(tmp_path / "train" / "a" / "1.png")
+    (tmp_path / "train" / "a" / "x.txt").write_text("x")
+    reports = []
+    for _ in range(2):  # decoded, then read from the cache
+        stats = SplitStats("train", str(tmp_path / "train"))
+        with pytest.warns(UserWarning, match="alpha channel"):
+            load_tensors("imagefolder", tmp_path, "train", cache_dir=tmp_path / "cache", stats=stats)
+        reports.append(stats.to_dict())
+    assert reports[0] == reports[1] and reports[0]["alpha_dropped"] == 1
+    assert reports[0]["skipped"][UNSUPPORTED]["count"] == 1

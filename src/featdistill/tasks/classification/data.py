@@ -216,6 +216,7 @@ def _load_imagefolder(
         if cache_path.is_file():
             with np.load(cache_path, allow_pickle=False) as cached:
                 _restore_stats(stats, json.loads(str(cached["stats"])))
+                warn_alpha(stats)
                 return (
                     torch.from_numpy(cached["images"]),
                     torch.from_numpy(cached["labels"]),
