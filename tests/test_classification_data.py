@@ -15,9 +15,9 @@ from featdistill.tasks.classification.augment import crop_flip, crop_flip_params
 from featdistill.tasks.classification.data import (
     NORMALIZATION,
     TensorBatchLoader,
-    build_folder_loader,
     load_tensors,
 )
+from featdistill.tasks.classification.streaming import streaming_loader
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -258,24 +258,15 @@ def test_missing_and_empty_folders(tmp_path: Path) -> None:
         load_tensors("svhn", tmp_path, "train")
 
 
-def test_build_folder_loader_eval_and_distributed(tmp_path: Path) -> None:
+def test_streaming_loader_eval_and_distributed(tmp_path: Path) -> None:
     _write_folder(tmp_path / "val", {"a": [(20, 24)] * 3, "b": [(30, 18)] * 2})
-    loader = build_folder_loader(tmp_path, "val", batch_size=2, train=False, image_size=16, num_workers=0)
+    loader = streaming_loader(tmp_path, "val", batch_size=2, train=False, image_size=16)
     images, labels = next(iter(loader))
     assert images.shape == (2, 3, 16, 16) and labels.tolist() == [0, 0]
-    sharded = build_folder_loader(
-        tmp_path,
-        "val",
-        batch_size=2,
-        train=True,
-        image_size=8,
-        num_workers=0,
-        distributed=True,
-        rank=1,
-        world_size=2,
-        drop_last=False,
+    sharded = streaming_loader(
+        tmp_path, "val", batch_size=2, train=True, image_size=8, rank=1, world_size=2, crop="resized"
     )
-    assert len(sharded.sampler) == 3
+    assert sharded.sampler.per_rank == 3 and len(sharded) == 1
     assert next(iter(sharded))[0].shape == (2, 3, 8, 8)
 
 

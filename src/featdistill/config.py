@@ -43,6 +43,8 @@ class DataConfig:
     workers: int = 0  # DataLoader worker processes
     in_memory: bool = True  # decode once into tensors and augment whole batches (CPU-fast path)
     augment: bool = True  # training augmentation (false: normalisation only)
+    crop: Literal["pad", "resized"] = "pad"  # pad: zero-pad, crop, flip; resized: ImageNet crops (streaming)
+    bits: Literal[8, 16] = 8  # pixel depth kept after decoding; 16 keeps every level of 16-bit images
     on_bad_file: Literal["raise", "skip"] = "raise"  # an undecodable image: stop naming it, or skip it
     options: dict[str, Any] = field(default_factory=dict)  # task-specific dataset options
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import __version__
 from . import config as config_command
+from . import data as data_command
 from . import models as models_command
 from . import sweep as sweep_command
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="file to write")
 
     sweep_command.add_parser(sub, _add_config_args)
+    data_command.add_parser(sub, _add_config_args)
 
     about = "Run the offline demo: teacher, plain student and CWT student on generated data."
     demo = sub.add_parser(
@@ -138,6 +140,7 @@ def _train(args: argparse.Namespace) -> None:
             if resume == "auto":
                 last = Path(cfg.output.dir) / "last.pt"
                 resume = last if last.is_file() else None
+            data_command.announce_data(trainer.task, cfg.output.dir, resuming=resume is not None)
             metrics = trainer.fit(resume=resume)
             if is_main():
                 print(json.dumps({"output": cfg.output.dir, **metrics}))
@@ -173,6 +176,7 @@ def _eval(args: argparse.Namespace) -> None:
     cfg, task, student = _load_student(args)
     device = select_device(cfg.device)
     _, val_loader = task.build_loaders()
+    data_command.announce_data(task, stream=sys.stderr)  # stdout stays one JSON line
     metrics = task.evaluate(student.to(device), val_loader, device)
     print(json.dumps(metrics))
 
@@ -203,6 +207,7 @@ COMMANDS = {
     "demo": _demo,
     "config": config_command.run,
     "models": models_command.run,
+    "data": data_command.run,
 }
 
 

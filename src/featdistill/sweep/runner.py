@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cli.data import announce_data
 from ..config import ConfigError, _safe_yaml, apply_overrides, parse_config
 from ..engine.checkpoint import write_text_atomic
 from ..engine.distributed import is_main
@@ -88,6 +89,7 @@ def run_sweep(
         + (f"; shard {shard.index}/{shard.count} runs {len(mine)}" if shard.count > 1 else "")
         + f"; scored on holdout {metric}"
     )
+    announced = False
     only = len(variants) == 1 and bool(refit or refit_seeds)  # nothing to choose: refit it directly
     for number, members in enumerate(groups):
         todo = [v for v in members if shard.takes(v) and not (resume and _result(v) is not None)]
@@ -95,6 +97,9 @@ def run_sweep(
             continue
         print(f"featdistill sweep: group {number} trains " + ", ".join(v.name for v in todo) + " in lockstep")
         trainers = build_trainers([v.cfg for v in todo], evaluate_on="holdout")
+        if not announced:  # the ingest report, once per sweep (every group reads the same data)
+            announce_data(trainers[0].task, out_dir, resuming=resume)
+            announced = True
         last = [Path(v.cfg.output.dir) / "last.pt" for v in todo]
         outcomes = train_lockstep(
             trainers,

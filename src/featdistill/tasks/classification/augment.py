@@ -1,4 +1,4 @@
-"""Vectorised batch augmentation of uint8 image tensors: random crop with zero padding, flip, normalisation.
+"""Vectorised batch augmentation of uint8 / uint16 image tensors: random crop with zero padding, flip, normalisation.
 
 Everything works on a whole ``[B, C, H, W]`` batch at once (one gather, no per-sample Python loop), so
 augmenting a CIFAR batch costs a fraction of a millisecond instead of a PIL pipeline per image.
@@ -63,9 +63,9 @@ def normalize(
     std: Sequence[float] | None = None,
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """Convert a uint8 batch to float32 ``(x / 255 - mean) / std`` (mean/std per channel, in 0..1 units).
+    """Convert a uint8 / uint16 batch to float32 ``(x / white - mean) / std`` (white = 255 / 65535).
 
-    Without mean/std the result is just scaled to ``[0, 1]``. The scale and shift are fused into one
+    mean/std are per channel, in 0..1 units. Without mean/std the result is just scaled to ``[0, 1]``. The scale and shift are fused into one
     multiply-subtract on the fresh float tensor.
     """
     channels = batch.shape[1]
@@ -77,6 +77,7 @@ def normalize(
         )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     out = batch.to(dtype=torch.float32, memory_format=memory_format, copy=True)
-    scale = (1.0 / (255.0 * std_t)).view(1, channels, 1, 1)
+    white = 65535.0 if batch.dtype == torch.uint16 else 255.0
+    scale = (1.0 / (white * std_t)).view(1, channels, 1, 1)
     shift = (mean_t / std_t).view(1, channels, 1, 1)
     return out.mul_(scale).sub_(shift)

@@ -1,10 +1,11 @@
-"""Classification data: decode once into uint8 tensors and augment whole batches, or stream with PIL workers.
+"""Classification data: list ImageFolder trees, decode once into pixel tensors, augment whole batches.
 
 Small datasets (CIFAR, (Fashion-)MNIST, small ImageFolders) are decoded once by :func:`load_tensors` into a
-``uint8 [N, C, H, W]`` tensor and served by :class:`TensorBatchLoader`, which augments each batch with a few
-vectorised tensor ops (crop, flip, normalise); on a CPU this keeps data time a small fraction of a training
-step. Large datasets (ImageNet) use :func:`build_folder_loader`, the per-image PIL pipeline in DataLoader
-workers.
+``uint8`` (or, with ``bits=16``, ``uint16``) ``[N, C, H, W]`` tensor and served by :class:`TensorBatchLoader`,
+which augments each batch with a few vectorised tensor ops (crop, flip, normalise); on a CPU this keeps data
+time a small fraction of a training step. Large datasets (ImageNet) use the per-image pipeline of
+:mod:`.streaming`, which lists, selects and decodes files with the functions here, so both paths read the
+same images the same way (decoding rules: :mod:`featdistill.tasks.decode`).
 """
 
 from __future__ import annotations
@@ -21,22 +22,28 @@ from typing import Literal
 import numpy as np
 import torch
 import torchvision
-from PIL import Image
-from torch.utils.data import DataLoader, DistributedSampler
-from torchvision import transforms
 from torchvision.transforms.v2.functional import resize as resize_tensor
 
+from ..decode import (
+    IMAGE_EXTENSIONS,
+    BadImageError,
+    decode_image,
+    is_hidden_or_system,
+    max_level,
+    resize_pixels,
+)
+from ..ingest import HIDDEN, UNDECODABLE_SKIPPED, UNSUPPORTED, SplitStats, warn_alpha
 from .augment import crop_flip, crop_flip_params, normalize
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "NORMALIZATION",
     "TensorBatchLoader",
-    "build_folder_loader",
+    "channel_stats",
     "load_tensors",
+    "scan_imagefolder",
+    "select_balanced",
 ]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 #: Per-channel (mean, std) in 0..1 units, for ``normalize`` / the loaders.
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -53,6 +60,7 @@ _TORCHVISION = {
     "mnist": (torchvision.datasets.MNIST, "MNIST/raw"),
     "fashionmnist": (torchvision.datasets.FashionMNIST, "FashionMNIST/raw"),
 }
+_CACHE_VERSION = 2  # bump when decoding changes, so older cached arrays are not reused
 
 Size = int | tuple[int, int]
 
@@ -67,15 +75,18 @@ def load_tensors(
     on_bad_file: Literal["raise", "skip"] = "raise",
     cache_dir: str | Path | None = None,
     download: bool = False,
+    bits: int = 8,
+    stats: SplitStats | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode a whole dataset split into memory.
 
     Args:
-        name: ``imagefolder`` (``root/<split>/<class>/<image>``, decoded with PIL as RGB), ``cifar10``,
-            ``cifar100``, ``mnist`` or ``fashionmnist`` (torchvision layouts under ``root``, e.g. ``root``
-            containing ``FashionMNIST/raw``; split ``train`` or ``test``; MNIST-style sets have 1 channel).
-        image_size: resize every image to ``(H, W)`` (an int means square). Required for an ImageFolder
-            whose images differ in size.
+        name: ``imagefolder`` (``root/<split>/<class>/<image>``, every format Pillow reads, decoded by
+            :func:`~featdistill.tasks.decode.decode_image` to RGB), ``cifar10``, ``cifar100``, ``mnist`` or
+            ``fashionmnist`` (torchvision layouts under ``root``, e.g. ``root`` containing
+            ``FashionMNIST/raw``; split ``train`` or ``test``; MNIST-style sets have 1 channel).
+        image_size: resize every image to ``(H, W)`` (an int means square; bilinear, antialiased).
+            Required for an ImageFolder whose images differ in size.
         limit: keep a deterministic class-balanced subset of at most ``limit`` images: the first
             ``limit // num_classes`` images of each class in sorted (file or index) order, one more for
             the first ``limit % num_classes`` classes, so small runs still see every class.
@@ -84,24 +95,28 @@ def load_tensors(
         cache_dir: ImageFolder only: store the decoded arrays as ``.npz`` here, keyed by the arguments
             and the folder's file count and newest mtime, so the next call only reads one array file.
         download: let torchvision download the torchvision datasets (off by default).
+        bits: ImageFolder only: 8 (``uint8``) or 16 (``uint16``, keeps every level of 16-bit images).
+        stats: filled with what was read and skipped (for the ingest report).
 
     Returns:
-        ``(images uint8 [N, C, H, W], labels int64 [N], class names)``.
+        ``(images uint8/uint16 [N, C, H, W], labels int64 [N], class names)``.
     """
     if on_bad_file not in ("raise", "skip"):
         raise ValueError(f"on_bad_file must be 'raise' or 'skip', got {on_bad_file!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of images, got {limit}")
-    size = _as_size(image_size)
+    size = as_size(image_size)
+    stats = stats if stats is not None else SplitStats(split, str(Path(root) / split))
     key = name.lower()
     if key == "imagefolder":
-        return _load_imagefolder(Path(root), split, size, limit, on_bad_file, cache_dir)
+        return _load_imagefolder(Path(root), split, size, limit, on_bad_file, cache_dir, bits, stats)
     if key in _TORCHVISION:
-        return _load_torchvision(key, Path(root), split, size, limit, download)
+        return _load_torchvision(key, Path(root), split, size, limit, download, stats)
     raise ValueError(f"unknown dataset {name!r}; expected one of: imagefolder, {', '.join(_TORCHVISION)}")
 
 
-def _as_size(image_size: Size | None) -> tuple[int, int] | None:
+def as_size(image_size: Size | None) -> tuple[int, int] | None:
+    """``image_size`` as ``(H, W)``; an int means square."""
     if image_size is None:
         return None
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -122,23 +137,61 @@ def _class_names(folder: Path) -> list[str]:
     """Sorted class sub-folders of an ImageFolder split, with a one-line error when there are none."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder} (expected {folder}/<class>/<image files>)")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not is_hidden_or_system(p))
     if not classes:
         raise ValueError(f"no class folders in {folder} (expected {folder}/<class>/<image files>)")
     return classes
 
 
-def _list_imagefolder(folder: Path) -> tuple[list[str], list[list[Path]]]:
+def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[list[str], list[list[Path]]]:
+    """Class names and each class's image files (sorted) of ``folder/<class>/...``.
+
+    Files of no image format Pillow reads, and hidden or system files (``.DS_Store``, ``._x.jpg``,
+    ``Thumbs.db``, anything under a dot or ``__MACOSX`` folder), are left out and recorded in ``stats``.
+    """
     classes = _class_names(folder)
     files = []
     for cls in classes:
-        found = sorted(
-            p for p in (folder / cls).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
+        found = []
+        for path in sorted((folder / cls).rglob("*")):
+            if not path.is_file():
+                continue
+            parts = path.relative_to(folder / cls).parts
+            if any(is_hidden_or_system(Path(part)) for part in parts):
+                reason = HIDDEN
+            elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+                reason = UNSUPPORTED
+            else:
+                found.append(path)
+                continue
+            if stats is not None:
+                stats.skip(reason, path)
         if not found:
-            raise ValueError(f"no images in class folder {folder / cls} (extensions {IMAGE_EXTENSIONS})")
+            raise ValueError(
+                f"no images in class folder {folder / cls} (no file of an image format Pillow reads)"
+            )
         files.append(found)
     return classes, files
+
+
+def select_balanced(files: list[list[Path]], limit: int | None) -> list[tuple[Path, int]]:
+    """``(path, label)`` of the class-balanced first-``limit`` selection (see :func:`load_tensors`)."""
+    return [
+        (path, label)
+        for label, (per_class, quota) in enumerate(zip(files, _balanced_quota(len(files), limit)))
+        for path in per_class[:quota]
+    ]
+
+
+def bad_file(err: BadImageError, on_bad_file: str, stats: SplitStats | None, path: Path) -> None:
+    """Raise the one-line error for an undecodable file, or warn and record it when skipping."""
+    if on_bad_file == "raise":
+        raise ValueError(
+            f"cannot decode image {err}; delete or replace it, or set data.on_bad_file: skip"
+        ) from None
+    warnings.warn(f"skipping undecodable image {err}", stacklevel=3)
+    if stats is not None:
+        stats.skip(UNDECODABLE_SKIPPED, path)
 
 
 def _load_imagefolder(
@@ -148,70 +201,84 @@ def _load_imagefolder(
     limit: int | None,
     on_bad_file: str,
     cache_dir: str | Path | None,
+    bits: int,
+    stats: SplitStats,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     folder = root / split
-    classes, files = _list_imagefolder(folder)
+    classes, files = scan_imagefolder(folder, stats)
     cache_path = None
     if cache_dir is not None:
         all_files = [f for per_class in files for f in per_class]
         fingerprint = [len(all_files), max(f.stat().st_mtime_ns for f in all_files)]
-        spec = [str(folder.resolve()), size, limit, on_bad_file, fingerprint]
+        spec = [str(folder.resolve()), size, limit, on_bad_file, fingerprint, bits, _CACHE_VERSION]
         digest = hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:16]
         cache_path = Path(cache_dir) / f"imagefolder-{split}-{digest}.npz"
         if cache_path.is_file():
             with np.load(cache_path, allow_pickle=False) as cached:
+                _restore_stats(stats, json.loads(str(cached["stats"])))
+                warn_alpha(stats)
                 return (
                     torch.from_numpy(cached["images"]),
                     torch.from_numpy(cached["labels"]),
                     [str(c) for c in cached["classes"]],
                 )
-    selected = [
-        (path, label)
-        for label, (per_class, quota) in enumerate(zip(files, _balanced_quota(len(classes), limit)))
-        for path in per_class[:quota]
-    ]
-    arrays, labels = [], []
-    for path, label in selected:
+    pixels, labels = [], []
+    for path, label in select_balanced(files, limit):
         try:
-            array = _decode(path, size)
-        except (OSError, ValueError, SyntaxError) as err:
-            if on_bad_file == "raise":
-                raise ValueError(
-                    f"cannot decode image {path}: {err}; delete or replace it, or set data.on_bad_file: skip"
-                ) from err
-            warnings.warn(f"skipping undecodable image {path}: {err}", stacklevel=3)
+            decoded = decode_image(path, bits)
+        except BadImageError as err:
+            bad_file(err, on_bad_file, stats, path)
             continue
-        if arrays and array.shape != arrays[0].shape:
+        image = decoded.pixels
+        stats.saw(image.shape[2], image.shape[1], decoded.mode, decoded.alpha)
+        if size is not None:
+            image = resize_pixels(image, size)
+        elif pixels and image.shape != pixels[0].shape:
             raise ValueError(
-                f"image {path} is {array.shape[1]}x{array.shape[0]} but earlier images are "
-                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass image_size= to resize them all"
+                f"image {path} is {image.shape[2]}x{image.shape[1]} but earlier images are "
+                f"{pixels[0].shape[2]}x{pixels[0].shape[1]}; set data.image_size (image_size=) to resize them all"
             )
-        arrays.append(array)
+        pixels.append(image)
         labels.append(label)
-    if not arrays:
+        stats.classes[classes[label]] += 1
+    if not pixels:
         raise ValueError(f"no decodable images in {folder}")
-    images = np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2))
-    label_array = np.asarray(labels, dtype=np.int64)
+    stats.images = len(pixels)
+    warn_alpha(stats)
+    images = torch.stack(pixels)
+    label_tensor = torch.tensor(labels, dtype=torch.int64)
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_path.with_name(f"{cache_path.stem}.{os.getpid()}.tmp")
         with open(tmp, "wb") as handle:
-            np.savez(handle, images=images, labels=label_array, classes=np.asarray(classes, dtype=str))
+            np.savez(
+                handle,
+                images=images.numpy(),
+                labels=label_tensor.numpy(),
+                classes=np.asarray(classes, dtype=str),
+                stats=np.asarray(json.dumps(stats.to_dict() | {"skipped_all": stats.skipped})),
+            )
         os.replace(tmp, cache_path)
-    return torch.from_numpy(images), torch.from_numpy(label_array), classes
+    return images, label_tensor, classes
 
 
-def _decode(path: Path, size: tuple[int, int] | None) -> np.ndarray:
-    """Decode one image file to an RGB ``uint8 [H, W, 3]`` array, resized to ``size`` if given."""
-    with Image.open(path) as image:
-        rgb = image.convert("RGB")
-    if size is not None and rgb.size != (size[1], size[0]):
-        rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+def _restore_stats(stats: SplitStats, saved: dict) -> None:
+    stats.images = saved["images"]
+    stats.classes.update(saved["classes"])
+    stats.sizes.update(saved["sizes"])
+    stats.formats.update(saved["formats"])
+    stats.alpha_dropped = saved["alpha_dropped"]
+    stats.skipped = {reason: list(paths) for reason, paths in saved["skipped_all"].items()}
 
 
 def _load_torchvision(
-    name: str, root: Path, split: str, size: tuple[int, int] | None, limit: int | None, download: bool
+    name: str,
+    root: Path,
+    split: str,
+    size: tuple[int, int] | None,
+    limit: int | None,
+    download: bool,
+    stats: SplitStats,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     if split not in ("train", "test"):
         raise ValueError(f"{name} split must be 'train' or 'test', got {split!r}")
@@ -234,13 +301,40 @@ def _load_torchvision(
         ]
         index = torch.cat(keep).sort().values
         images, labels = images[index], labels[index]
+    stats.root = str(root / subdir)
+    stats.images = images.shape[0]
+    stats.classes.update(
+        {classes[c]: n for c, n in enumerate(labels.bincount(minlength=len(classes)).tolist())}
+    )
+    stats.sizes[f"{images.shape[-1]}x{images.shape[-2]}"] = images.shape[0]
+    stats.formats["L" if images.shape[1] == 1 else "RGB"] = images.shape[0]
     if size is not None and tuple(images.shape[-2:]) != size:
         images = resize_tensor(images, list(size), antialias=True)
     return images.contiguous(), labels, classes
 
 
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (0..1 units) of uint8/uint16 ``[N, C, H, W]`` images, for normalisation.
+
+    A channel that never changes (a constant dataset, a blank channel) would have std 0 and turn every
+    normalised pixel into NaN; its std is floored at one storage level (1/255 or 1/65535), which leaves
+    every real dataset's statistics unchanged and maps a constant channel to 0.
+    """
+    floor = 1.0 / max_level(images.dtype)
+    sums = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(sums)
+    for chunk in images.split(4096):  # float64 statistics without a float copy of the whole set
+        values = chunk.to(torch.float64).mul_(floor)
+        sums += values.sum(dim=(0, 2, 3))
+        squares += values.square_().sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = sums / count
+    var = (squares - count * mean.square()).clamp_(min=0) / max(count - 1, 1)
+    return mean.tolist(), var.sqrt().clamp_(min=floor).tolist()
+
+
 class TensorBatchLoader:
-    """Batches of an in-memory uint8 dataset, augmented and normalised as whole tensors.
+    """Batches of an in-memory uint8 / uint16 dataset, augmented and normalised as whole tensors.
 
     Each epoch draws, from ``torch.Generator().manual_seed(seed + epoch)``, one permutation of the dataset
     and one set of crop/flip parameters per sample position, so an epoch is fully determined by
@@ -253,7 +347,7 @@ class TensorBatchLoader:
     rank gets the same number of non-empty batches.
 
     Args:
-        images: ``uint8 [N, C, H, W]``.
+        images: ``uint8`` or ``uint16`` ``[N, C, H, W]`` (white = 255 or 65535).
         labels: ``[N]`` targets, returned as given.
         batch_size: per-rank batch size.
         augment: random crop (zero padding ``pad``) and, if ``flip``, horizontal flip with p = 0.5.
@@ -279,8 +373,10 @@ class TensorBatchLoader:
         world_size: int = 1,
         channels_last: bool = False,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        if images.dtype not in (torch.uint8, torch.uint16) or images.dim() != 4:
+            raise ValueError(
+                f"images must be uint8 or uint16 [N, C, H, W], got {images.dtype} {tuple(images.shape)}"
+            )
         if labels.shape[:1] != images.shape[:1]:
             raise ValueError(f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}")
         if batch_size < 1 or pad < 0:
@@ -337,93 +433,3 @@ class TensorBatchLoader:
                 dy, dx, flips = (p[start : start + per_rank] for p in params)
                 images = crop_flip(images, self.pad, dy, dx, flips)
             yield normalize(images, self.mean, self.std, self.channels_last), self.labels[index]
-
-
-class _BadImage(Exception):
-    """An image file PIL cannot decode (raised by the loader so that only decoding errors are caught)."""
-
-
-def _pil_rgb(path: str) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as err:
-        raise _BadImage(f"{path}: {err}") from err
-
-
-class _CheckedImageFolder(torchvision.datasets.ImageFolder):
-    """``ImageFolder`` that names an undecodable file: a ValueError (``raise``) or a warning and the next
-    decodable sample in its place (``skip``), so an epoch never dies on an anonymous decoding error."""
-
-    def __init__(
-        self, root: str, transform: transforms.Compose, on_bad_file: Literal["raise", "skip"]
-    ) -> None:
-        super().__init__(root, transform=transform, loader=_pil_rgb)
-        self.on_bad_file = on_bad_file
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        for offset in range(len(self.samples)):
-            try:
-                return super().__getitem__((index + offset) % len(self.samples))
-            except _BadImage as err:
-                if self.on_bad_file == "raise":
-                    raise ValueError(
-                        f"cannot decode image {err}; delete or replace it, or set data.on_bad_file: skip"
-                    ) from None
-                warnings.warn(f"skipping undecodable image {err}", stacklevel=2)
-        raise ValueError(f"no decodable images in {self.root}")
-
-
-def build_folder_loader(
-    root: str | Path,
-    split: str,
-    *,
-    batch_size: int,
-    train: bool,
-    image_size: int = 224,
-    resize_size: int | None = None,
-    mean: Sequence[float] = NORMALIZATION["imagenet"][0],
-    std: Sequence[float] = NORMALIZATION["imagenet"][1],
-    num_workers: int = 4,
-    distributed: bool = False,
-    rank: int | None = None,
-    world_size: int | None = None,
-    seed: int = 0,
-    drop_last: bool | None = None,
-    pin_memory: bool = False,
-    on_bad_file: Literal["raise", "skip"] = "raise",
-) -> DataLoader:
-    """Per-image PIL pipeline over ``root/<split>/<class>/<image>`` for datasets too large for memory.
-
-    Train: RandomResizedCrop(image_size) + horizontal flip; eval: Resize(resize_size, default
-    ``image_size / 0.875``) + CenterCrop(image_size); both then ToTensor + Normalize. With ``distributed``
-    a ``DistributedSampler`` (rank/world_size from the process group unless given) shards the data; call
-    ``loader.sampler.set_epoch(epoch)`` each epoch. ``drop_last`` defaults to ``train``. An undecodable
-    file raises a ValueError naming it, or with ``on_bad_file="skip"`` is replaced by the next good one.
-    """
-    folder = Path(root) / split
-    _class_names(folder)
-    if train:
-        pipeline = [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]
-    else:
-        resize = resize_size if resize_size is not None else round(image_size / 0.875)
-        pipeline = [transforms.Resize(resize), transforms.CenterCrop(image_size)]
-    transform = transforms.Compose([*pipeline, transforms.ToTensor(), transforms.Normalize(mean, std)])
-    dataset = _CheckedImageFolder(str(folder), transform, on_bad_file)
-    drop_last = train if drop_last is None else drop_last
-    sampler = None
-    if distributed:
-        sampler = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=seed, drop_last=drop_last
-        )
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=train if sampler is None else None,
-        sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        drop_last=drop_last,
-        persistent_workers=num_workers > 0,
-        generator=torch.Generator().manual_seed(seed),
-    )

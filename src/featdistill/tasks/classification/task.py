@@ -1,24 +1,32 @@
-"""The classification plug-in: builds classifiers and in-memory loaders, gives cross-entropy, top-1/top-5."""
+"""The classification plug-in: builds classifiers and loaders, gives cross-entropy, top-1/top-5.
+
+Data (``task: classification``): ``data.in_memory`` (default) decodes a split once and augments whole
+batches; ``false`` streams ImageFolder files through DataLoader workers. Both read the same files
+(``limit``/``val_limit``: class-balanced first images), decode them alike (``data.bits``), keep the native
+size unless ``image_size`` is set, and with ``data.crop: pad`` augment alike (zero-padded random crop by
+``data.options.pad``, default ``image_size // 8``, and flip). ``data.options.mean``/``std`` fix the
+normalisation; otherwise it is estimated from the training images (streaming: up to 1000 of them).
+``data.options.cache_dir`` caches decoded in-memory ImageFolder splits.
+"""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Subset
 
 from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...distiller.distiller import default_teacher_forward
-from ...engine import ResumableLoader
 from ...engine.distributed import sum_across_ranks
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
-from .data import TensorBatchLoader, build_folder_loader, load_tensors
+from ..ingest import SplitStats, check_not_constant
+from .data import TensorBatchLoader, channel_stats, load_tensors
 from .models import build_classifier
+from .streaming import streaming_loader
 from .synthetic import make_synthetic
 
 
@@ -31,6 +39,7 @@ class ClassificationTask(ImageLabelBatches):
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.image_size: int | None = cfg.data.image_size
+        self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
     def build_student(self) -> nn.Module:
@@ -53,21 +62,100 @@ class ClassificationTask(ImageLabelBatches):
         return torch.randn(2, 3, size, size)
 
     # -- data ---------------------------------------------------------------------------------------
+    def _stats(self, split: str) -> SplitStats:
+        self.data_stats[split] = SplitStats(split, f"{self.cfg.data.root}/{split}")
+        return self.data_stats[split]
+
     def _load(self, split: str, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.cfg.data
+        d, stats = self.cfg.data, self._stats(split)
         if d.name == "synthetic":
             n = limit or 5000
-            return make_synthetic(n, self.cfg.model.num_classes, d.image_size or 32, seed=seed)
-        images, labels, _ = load_tensors(
-            d.name,
-            d.root,
-            split,
-            image_size=d.image_size,
-            limit=limit,
-            on_bad_file=d.on_bad_file,
-            cache_dir=d.options.get("cache_dir"),
-        )
+            images, labels = make_synthetic(n, self.cfg.model.num_classes, d.image_size or 32, seed=seed)
+            stats.root, stats.images = "generated", n
+            stats.classes.update(str(c) for c in labels.tolist())
+            stats.sizes[f"{images.shape[-1]}x{images.shape[-2]}"] = n
+            stats.formats["RGB"] = n
+        else:
+            images, labels, _ = load_tensors(
+                d.name,
+                d.root,
+                split,
+                image_size=d.image_size,
+                limit=limit,
+                on_bad_file=d.on_bad_file,
+                cache_dir=d.options.get("cache_dir"),
+                bits=d.bits,
+                stats=stats,
+            )
+        check_not_constant(images, split, stats.root)
         return images, labels
+
+    def _normalization(self, images: torch.Tensor | None) -> tuple[list[float] | None, list[float] | None]:
+        """``data.options.mean``/``std`` if given, else the training images' statistics (None: estimate)."""
+        options = self.cfg.data.options
+        if "mean" in options and "std" in options:
+            return [float(v) for v in options["mean"]], [float(v) for v in options["std"]]
+        return channel_stats(images) if images is not None else (None, None)
+
+    def _streaming_loaders(self, rank: int, world_size: int, evaluate_on: str) -> tuple[Any, Any]:
+        """The per-image loaders: same files, limits, holdout, sizes, decoding and augmentation as in memory."""
+        d = self.cfg.data
+        if d.name != "imagefolder":
+            raise ValueError(
+                f"data.in_memory: false reads ImageFolder trees (data.name: imagefolder); {d.name!r} is read "
+                "in memory: set data.in_memory: true"
+            )
+        mean, std = self._normalization(None)
+        common = {
+            "image_size": d.image_size,
+            "crop": d.crop,
+            "augment": d.augment,
+            "pad": d.options.get("pad"),
+            "bits": d.bits,
+            "on_bad_file": d.on_bad_file,
+            "workers": d.workers,
+            "rank": rank,
+            "world_size": world_size,
+        }
+        train = streaming_loader(
+            d.root,
+            d.train_split,
+            train=True,
+            batch_size=d.batch_size,
+            limit=d.limit,
+            holdout=d.holdout,
+            mean=mean,
+            std=std,
+            seed=self.cfg.train.seed,
+            stats=self._stats(d.train_split),
+            **common,
+        )
+        self._check_labels(torch.as_tensor(train.dataset.targets), d.train_split)
+        evaluation = {
+            "train": False,
+            "batch_size": d.eval_batch_size or d.batch_size,
+            "mean": train.dataset.mean,
+            "std": train.dataset.std,
+            **common,
+        }
+        if evaluate_on == "holdout":  # the held-out training images; data.val_split is never read
+            held = streaming_loader(
+                d.root, d.train_split, limit=d.limit, holdout=d.holdout, held_out=True, **evaluation
+            )
+            self.image_size = train.dataset.size[1]
+            return train, held
+        val = streaming_loader(
+            d.root, d.val_split, limit=d.val_limit, stats=self._stats(d.val_split), **evaluation
+        )
+        self._check_labels(torch.as_tensor(val.dataset.targets), d.val_split)
+        self.image_size = train.dataset.size[1]
+        return train, val
+
+    def data_report(self) -> dict[str, Any]:
+        """The ingest report of the train and validation splits (reads them if not loaded yet)."""
+        if not self.data_stats:
+            self.build_loaders()
+        return {"task": self.name, "splits": [stats.to_dict() for stats in self.data_stats.values()]}
 
     def _check_labels(self, labels: torch.Tensor, split: str) -> None:
         k = self.cfg.model.num_classes
@@ -79,7 +167,7 @@ class ClassificationTask(ImageLabelBatches):
             )
 
     def build_loaders(self, rank: int = 0, world_size: int = 1, evaluate_on: str = "val") -> tuple[Any, Any]:
-        """Train loader and evaluation loader: the in-memory batch path, or the per-image PIL path.
+        """Train loader and evaluation loader: the in-memory batch path, or the per-image streaming path.
 
         With ``data.holdout`` the training loader never holds the held-out images. ``evaluate_on`` picks the
         second loader: ``val`` (``data.val_split``) or ``holdout`` (then ``data.val_split`` is never read).
@@ -87,8 +175,13 @@ class ClassificationTask(ImageLabelBatches):
         d, seed = self.cfg.data, self.cfg.train.seed
         check_evaluate_on(evaluate_on, d.holdout)
         eval_bs = d.eval_batch_size or d.batch_size
+        self.data_stats = {}
         if not d.in_memory:
             return self._streaming_loaders(rank, world_size, evaluate_on)
+        if d.crop != "pad":
+            raise ValueError(
+                f"data.crop: {d.crop} needs data.in_memory: false; in-memory batches use pad crops (crop: pad)"
+            )
         train_x, train_y = self._load(d.train_split, d.limit, seed=1000 * (seed // 1000))
         self._check_labels(train_y, d.train_split)
         if d.holdout is not None:
@@ -101,8 +194,7 @@ class ClassificationTask(ImageLabelBatches):
         if train_x.shape[1] == 1:  # gray datasets feed 3-channel models
             train_x, val_x = train_x.expand(-1, 3, -1, -1), val_x.expand(-1, 3, -1, -1)
         self.image_size = train_x.shape[-1]
-        scaled = train_x.float().div_(255)
-        mean, std = scaled.mean(dim=(0, 2, 3)).tolist(), scaled.std(dim=(0, 2, 3)).tolist()
+        mean, std = self._normalization(train_x)
         common = {
             "mean": mean,
             "std": std,
@@ -123,39 +215,6 @@ class ClassificationTask(ImageLabelBatches):
             **common,
         )
         val = TensorBatchLoader(val_x, val_y, eval_bs, shuffle=False, augment=False, **common)
-        return train, val
-
-    def _streaming_loaders(self, rank: int, world_size: int, evaluate_on: str) -> tuple[Any, Any]:
-        """The per-image PIL path (``data.in_memory: false``) of :meth:`build_loaders`."""
-        d = self.cfg.data
-        eval_bs = d.eval_batch_size or d.batch_size
-        folder = partial(
-            build_folder_loader,
-            d.root,
-            num_workers=d.workers,
-            image_size=d.image_size or 224,
-            on_bad_file=d.on_bad_file,
-        )
-        train_set = folder(d.train_split, train=True, batch_size=d.batch_size).dataset
-        self._check_labels(torch.as_tensor(train_set.targets), d.train_split)
-        if d.holdout is not None:
-            keep, held = split_holdout(len(train_set), d.holdout, train_set.targets)
-            train_set = Subset(train_set, keep)
-        train = ResumableLoader(
-            train_set,
-            d.batch_size,
-            True,
-            seed=self.cfg.train.seed,
-            rank=rank,
-            world_size=world_size,
-            workers=d.workers,
-        )
-        if evaluate_on == "holdout":
-            unaugmented = folder(d.train_split, train=False, batch_size=eval_bs).dataset
-            shards = {"rank": rank, "world_size": world_size, "workers": d.workers}
-            return train, ResumableLoader(Subset(unaugmented, held), eval_bs, False, **shards)
-        val = folder(d.val_split, train=False, batch_size=eval_bs, distributed=world_size > 1)
-        self._check_labels(torch.as_tensor(val.dataset.targets), d.val_split)
         return train, val
 
     # -- training and evaluation ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..decode import BadImageError, decode_image
+from ..ingest import FIRST_NAMES, SplitStats, evenly_spaced
 from .augment import remove_small_boxes
 
-__all__ = ["CocoDetection", "collate_fn", "load_coco"]
+__all__ = ["CocoDetection", "coco_split_stats", "collate_fn", "load_coco"]
 
 _REQUIRED_KEYS = ("images", "annotations", "categories")
 _MAX_LISTED = 5
@@ -123,14 +126,16 @@ class CocoDetection(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
         image_id = self.ids[index]
         info = self.coco.imgs[image_id]
-        with Image.open(self.root / info["file_name"]) as pil:
-            array = np.array(pil.convert("RGB"))
-        h, w = array.shape[:2]
+        try:
+            pixels = decode_image(self.root / info["file_name"]).pixels
+        except BadImageError as err:
+            raise ValueError(f"cannot decode image {err}; delete or replace it") from None
+        h, w = pixels.shape[1:]
         if (h, w) != (info["height"], info["width"]):
             raise ValueError(
                 f"{info['file_name']} is {w}x{h} but {self.ann_file} says {info['width']}x{info['height']}"
             )
-        image = torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
+        image = pixels.float().div_(255)
         target = self._target(image_id, h, w)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
@@ -156,6 +161,34 @@ class CocoDetection(Dataset):
                 torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8)
             )
         return remove_small_boxes(target)
+
+
+def coco_split_stats(dataset: CocoDetection, split: str, inspect: int = 1000) -> SplitStats:
+    """The ingest report of a COCO split: images used, images per category, sizes (from the json), pixel
+    formats (file headers of up to ``inspect`` evenly spaced images), images without annotations of a
+    known category and images whose only annotations are crowd regions."""
+    stats = SplitStats(split, str(dataset.root))
+    stats.images = len(dataset.ids)
+    empty, crowd_only = [], []
+    for image_id in dataset.ids:
+        info = dataset.coco.imgs[image_id]
+        stats.sizes[f"{info['width']}x{info['height']}"] += 1
+        anns = [a for a in dataset.coco.imgToAnns[image_id] if a["category_id"] in dataset.cat_id_to_label]
+        if not anns:
+            empty.append(info["file_name"])
+        elif all(a.get("iscrowd", 0) for a in anns):
+            crowd_only.append(info["file_name"])
+        for cat_id in {a["category_id"] for a in anns if not a.get("iscrowd", 0)}:
+            stats.classes[dataset.class_names[dataset.cat_id_to_label[cat_id] - 1]] += 1
+    picks = evenly_spaced(len(dataset.ids), inspect)
+    for i in picks:
+        with Image.open(dataset.root / dataset.coco.imgs[dataset.ids[i]]["file_name"]) as image:
+            stats.formats[image.mode] += 1
+    stats.inspected = len(picks)
+    stats.classes = Counter(dict(stats.classes.most_common()))
+    stats.extra["without_annotations"] = {"count": len(empty), "first": empty[:FIRST_NAMES]}
+    stats.extra["crowd_only"] = {"count": len(crowd_only), "first": crowd_only[:FIRST_NAMES]}
+    return stats
 
 
 def collate_fn(

@@ -60,8 +60,9 @@ from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
 from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
+from ..ingest import SplitStats
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
-from .data import CocoDetection, collate_fn, load_coco
+from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
 from .models import build_detector, fpn_level_names, match_transform
 
@@ -156,6 +157,7 @@ class DetectionTask:
         self._num_classes: int | None = None
         self._cat_ids: list[int] | None = None
         self._student: nn.Module | None = None
+        self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
     @property
@@ -265,10 +267,16 @@ class DetectionTask:
             transforms=self._train_transforms() if train and d.augment else None,
         )
         self._set_categories(dataset.cat_ids, ann)
+        left_out = sorted(set(dataset.coco.getImgIds()) - set(dataset.ids))  # skip_empty's choice
         if limit is not None:
             if limit < 1:
                 raise ValueError(f"data.limit and data.val_limit must be at least 1, got {limit}")
             dataset.ids = dataset.ids[:limit]
+        stats = self.data_stats[split] = coco_split_stats(dataset, split)
+        for image_id in left_out:
+            stats.skip(
+                "no usable annotation (data.options.skip_empty)", dataset.coco.imgs[image_id]["file_name"]
+            )
         return dataset
 
     def _train_transforms(self) -> Compose | None:
@@ -284,6 +292,12 @@ class DetectionTask:
             steps.append(ScaleJitter(low, high, sizes["min_size"], sizes["max_size"]))
         return Compose(steps) if steps else None
 
+    def data_report(self) -> dict[str, Any]:
+        """The ingest report of the train and validation splits (reads them if not loaded yet)."""
+        if not self.data_stats:
+            self.build_loaders()
+        return {"task": self.name, "splits": [stats.to_dict() for stats in self.data_stats.values()]}
+
     def build_loaders(
         self, rank: int = 0, world_size: int = 1, evaluate_on: str = "val"
     ) -> tuple[ResumableLoader, ResumableLoader]:
@@ -296,6 +310,7 @@ class DetectionTask:
         """
         d, seed = self.cfg.data, self.cfg.train.seed
         check_evaluate_on(evaluate_on, d.holdout)
+        self.data_stats = {}
         self._cat_ids = None  # both splits below must agree with each other
         train_set = self._dataset("train", d.limit)
         if d.holdout is not None:

@@ -18,6 +18,9 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..decode import IMAGE_EXTENSIONS, BadImageError, decode_image, is_hidden_or_system
+from ..ingest import HIDDEN, UNSUPPORTED, SplitStats, evenly_spaced
+
 __all__ = [
     "CAMVID_CLASSES",
     "CITYSCAPES_CLASSES",
@@ -30,6 +33,8 @@ __all__ = [
 ]
 
 IGNORE_INDEX = 255
+#: Streaming (not in-memory) datasets decode this many evenly spaced pairs up front for the report.
+INSPECT = 200
 
 CAMVID_CLASSES = (
     "Sky",
@@ -92,6 +97,11 @@ CITYSCAPES_ID_TO_TRAINID = {
     33: 18,
 }
 
+#: Raw CamVid label of the void (unlabelled) pixels, unless ``classes.json`` gives ``void_label``.
+CAMVID_VOID = 11
+#: Cityscapes labelIds that are not evaluated (ignored), and 255.
+CITYSCAPES_VOID = (*(i for i in range(34) if i not in CITYSCAPES_ID_TO_TRAINID), IGNORE_INDEX)
+
 Transform = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
@@ -103,10 +113,15 @@ def _lookup_table(mapping: dict[int, int]) -> Tensor:
     return lut
 
 
-def _read_rgb(path: Path) -> Tensor:
-    """Decode an image to a uint8 ``[3, H, W]`` tensor."""
-    with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+def _read_rgb(path: Path, stats: SplitStats | None = None) -> Tensor:
+    """Decode an image to a uint8 ``[3, H, W]`` tensor (:func:`~featdistill.tasks.decode.decode_image`)."""
+    try:
+        decoded = decode_image(path)
+    except BadImageError as err:
+        raise ValueError(f"cannot decode image {err}; delete or replace it") from None
+    if stats is not None:
+        stats.saw(decoded.pixels.shape[2], decoded.pixels.shape[1], decoded.mode, decoded.alpha)
+    return decoded.pixels
 
 
 def _read_ids(path: Path) -> Tensor:
@@ -131,6 +146,8 @@ class SegmentationFolder(Dataset):
         transform: Transform | None = None,
         *,
         in_memory: bool = False,
+        void: Sequence[int] = (IGNORE_INDEX,),
+        stats: SplitStats | None = None,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} label files")
@@ -141,14 +158,37 @@ class SegmentationFolder(Dataset):
         self.ignore_index = IGNORE_INDEX
         self.transform = transform
         self._lut = _lookup_table(label_map)
-        self._cache = [self._decode(i) for i in range(len(self.images))] if in_memory else None
+        self._known = torch.zeros(256, dtype=torch.bool)  # raw values that are a class or void
+        self._known[list(label_map) + list(void)] = True
+        self._void = sorted(void)
+        self.stats = stats
+        if stats is not None:
+            stats.images = len(self.images)
+        if in_memory:
+            self._cache = [self._decode(i, stats) for i in range(len(self.images))]
+            if stats is not None:
+                stats.inspected = len(self.images)
+        else:
+            self._cache = None
+            if stats is not None:  # decode an evenly spaced sample for the report and the label check
+                picks = evenly_spaced(len(self.images), INSPECT)
+                for i in picks:
+                    self._decode(i, stats)
+                stats.inspected = len(picks)
 
-    def _decode(self, index: int) -> tuple[Tensor, Tensor]:
-        image = _read_rgb(self.images[index])
+    def _decode(self, index: int, stats: SplitStats | None = None) -> tuple[Tensor, Tensor]:
+        image = _read_rgb(self.images[index], stats)
         raw = _read_ids(self.labels[index])
         if raw.shape != image.shape[1:]:
             raise ValueError(
                 f"label {self.labels[index]} is {tuple(raw.shape)} but image is {tuple(image.shape[1:])}"
+            )
+        unknown = raw[~self._known[raw.long()]]
+        if unknown.numel():
+            raise ValueError(
+                f"label {self.labels[index]} has value {int(unknown[0])}, which is neither a class id "
+                f"({self.num_classes} classes) nor void ({', '.join(map(str, self._void))}); fix the label "
+                "file or the dataset's class list"
             )
         return image, self._lut[raw.long()]
 
@@ -184,15 +224,27 @@ def _image_label_pairs(
     pattern: str,
     label_of: Callable[[Path], Path],
     layout: str,
+    stats: SplitStats | None = None,
 ) -> tuple[list[Path], list[Path]]:
-    """The checked ``(images, labels)`` paths of one split; a wrong split, folder or file names itself."""
+    """The checked ``(images, labels)`` paths of one split; a wrong split, folder or file names itself.
+
+    Hidden or system files, and files of the image folder that do not match ``pattern``, are left out
+    and recorded in ``stats``.
+    """
     if split not in ("train", "val", "test"):
         raise ValueError(f"{dataset} split must be train, val or test, got {split!r}")
     _require_dir(root, f"{dataset} root", layout)
     image_dir, label_dir = dirs
     _require_dir(image_dir, f"{dataset} image", layout)
     _require_dir(label_dir, f"{dataset} label", layout)
-    images = sorted(image_dir.glob(pattern))
+    matching = set(image_dir.glob(pattern))
+    images = sorted(p for p in matching if not is_hidden_or_system(p))
+    if stats is not None:
+        for path in sorted(image_dir.rglob("*")):
+            if path.is_file() and (path not in matching or is_hidden_or_system(path)):
+                hidden = any(is_hidden_or_system(Path(part)) for part in path.relative_to(image_dir).parts)
+                unreadable = path.suffix.lower() not in IMAGE_EXTENSIONS
+                stats.skip(HIDDEN if hidden else UNSUPPORTED if unreadable else f"not {pattern}", path)
     if not images:
         raise ValueError(f"no {pattern} images in {image_dir} (expected layout: {layout})")
     labels = [label_of(p) for p in images]
@@ -203,8 +255,9 @@ def _image_label_pairs(
 class CamVid(SegmentationFolder):
     """CamVid in the SegNet layout: ``root/{split}/*.png`` with labels in ``root/{split}annot/*.png``.
 
-    11 classes; raw label 11 (void) and anything above maps to 255. Class names come from
-    ``root/classes.json`` (``{"classes": [...], "void_label": 11}``) when present.
+    11 classes; raw label 11 (void) or 255 maps to 255, any other value is an error naming the file. Class
+    names and the void value come from ``root/classes.json`` (``{"classes": [...], "void_label": 11}``)
+    when present.
     """
 
     LAYOUT = "root/{train,val,test}/*.png with labels of the same name in root/{train,val,test}annot/"
@@ -216,6 +269,7 @@ class CamVid(SegmentationFolder):
         transform: Transform | None = None,
         *,
         in_memory: bool = False,
+        stats: SplitStats | None = None,
     ) -> None:
         root = Path(root)
         label_dir = root / f"{split}annot"
@@ -227,20 +281,31 @@ class CamVid(SegmentationFolder):
             "*.png",
             lambda p: label_dir / p.name,
             self.LAYOUT,
+            stats,
         )
         classes: Sequence[str] = CAMVID_CLASSES
+        void = CAMVID_VOID
         meta = root / "classes.json"
         if meta.is_file():
-            classes = json.loads(meta.read_text())["classes"]
+            info = json.loads(meta.read_text())
+            classes, void = info["classes"], int(info.get("void_label", CAMVID_VOID))
         super().__init__(
-            images, labels, {i: i for i in range(len(classes))}, classes, transform, in_memory=in_memory
+            images,
+            labels,
+            {i: i for i in range(len(classes))},
+            classes,
+            transform,
+            in_memory=in_memory,
+            void=(void, IGNORE_INDEX),
+            stats=stats,
         )
 
 
 class Cityscapes(SegmentationFolder):
     """Cityscapes fine annotations: ``root/leftImg8bit/{split}/{city}/*_leftImg8bit.png`` with
     ``root/gtFine/{split}/{city}/*_gtFine_labelIds.png``; labelIds are mapped to the 19 trainIds
-    (:data:`CITYSCAPES_ID_TO_TRAINID`), everything else to 255.
+    (:data:`CITYSCAPES_ID_TO_TRAINID`), the other official labelIds (0..33) and 255 to 255; any other value
+    is an error naming the file.
     """
 
     LAYOUT = (
@@ -255,6 +320,7 @@ class Cityscapes(SegmentationFolder):
         transform: Transform | None = None,
         *,
         in_memory: bool = False,
+        stats: SplitStats | None = None,
     ) -> None:
         root = Path(root)
         label_dir = root / "gtFine" / split
@@ -267,9 +333,17 @@ class Cityscapes(SegmentationFolder):
             f"*/*{suffix}",
             lambda p: label_dir / p.parent.name / (p.name[: -len(suffix)] + "_gtFine_labelIds.png"),
             self.LAYOUT,
+            stats,
         )
         super().__init__(
-            images, labels, CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_CLASSES, transform, in_memory=in_memory
+            images,
+            labels,
+            CITYSCAPES_ID_TO_TRAINID,
+            CITYSCAPES_CLASSES,
+            transform,
+            in_memory=in_memory,
+            void=CITYSCAPES_VOID,
+            stats=stats,
         )
 
 
@@ -283,9 +357,10 @@ def build_dataset(
     transform: Transform | None = None,
     *,
     in_memory: bool = False,
+    stats: SplitStats | None = None,
 ) -> SegmentationFolder:
-    """Build a segmentation dataset by name (``camvid`` or ``cityscapes``)."""
+    """Build a segmentation dataset by name (``camvid`` or ``cityscapes``); ``stats`` gets the report."""
     key = name.lower()
     if key not in _DATASETS:
         raise ValueError(f"unknown segmentation dataset {name!r}; valid: {', '.join(_DATASETS)}")
-    return _DATASETS[key](root, split, transform, in_memory=in_memory)
+    return _DATASETS[key](root, split, transform, in_memory=in_memory, stats=stats)

@@ -50,6 +50,7 @@ from ...engine.distributed import sum_across_ranks
 from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
+from ..ingest import SplitStats
 from .augment import build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
@@ -106,6 +107,7 @@ class SegmentationTask(ImageLabelBatches):
         self.stride = _pair(options.get("stride", tuple(max(1, 2 * w // 3) for w in self.window)))
         self.num_classes = cfg.model.num_classes
         self.class_names: list[str] = [str(i) for i in range(self.num_classes)]
+        self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
     def _model_options(self, role: str) -> dict[str, Any]:
@@ -159,14 +161,17 @@ class SegmentationTask(ImageLabelBatches):
             )
         else:
             transform = build_eval_transform()
-        dataset = build_dataset(d.name, d.root, split, transform, in_memory=d.in_memory)
+        stats = self.data_stats[split] = SplitStats(split, f"{d.root}/{split}")
+        dataset = build_dataset(d.name, d.root, split, transform, in_memory=d.in_memory, stats=stats)
         if dataset.num_classes != self.num_classes:
             raise ValueError(
                 f"{d.name} has {dataset.num_classes} classes but model.num_classes is {self.num_classes}; "
                 f"set model.num_classes: {dataset.num_classes}"
             )
         self.class_names = list(dataset.classes)
-        return _evenly_spaced(dataset, limit)
+        chosen = _evenly_spaced(dataset, limit)
+        stats.images = len(chosen)  # type: ignore[arg-type]
+        return chosen
 
     def build_loaders(
         self, rank: int = 0, world_size: int = 1, evaluate_on: str = "val"
@@ -181,6 +186,7 @@ class SegmentationTask(ImageLabelBatches):
         """
         d = self.cfg.data
         check_evaluate_on(evaluate_on, d.holdout)
+        self.data_stats = {}
         train_set = self._dataset(d.train_split, True, d.limit)
         if d.holdout is not None:
             train_set, held_set = self._hold_out(train_set)
@@ -204,6 +210,12 @@ class SegmentationTask(ImageLabelBatches):
             val_set = Subset(val_set, list(range(rank, len(val_set), world_size)))  # type: ignore[arg-type]
         val = DataLoader(val_set, batch_size=d.eval_batch_size or d.batch_size, num_workers=d.workers)
         return train, val
+
+    def data_report(self) -> dict[str, Any]:
+        """The ingest report of the train and validation splits (reads them if not loaded yet)."""
+        if not self.data_stats:
+            self.build_loaders()
+        return {"task": self.name, "splits": [stats.to_dict() for stats in self.data_stats.values()]}
 
     def _hold_out(self, train_set: Dataset) -> tuple[Dataset, Dataset]:
         """``(training images without the holdout, held-out images under the evaluation transform)``."""

@@ -1,0 +1,140 @@
+"""The ingest report: what a run reads from each data split and what it leaves out, and why.
+
+Every task fills one :class:`SplitStats` per split while it lists and decodes files; ``data_report()``
+turns them into a plain dict (written as ``data.json``) and :func:`format_report` into the lines printed at
+the start of ``train`` / ``eval`` and by ``featdistill data``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "FIRST_NAMES",
+    "HIDDEN",
+    "UNDECODABLE_SKIPPED",
+    "UNSUPPORTED",
+    "SplitStats",
+    "check_not_constant",
+    "evenly_spaced",
+    "format_report",
+    "warn_alpha",
+]
+
+#: How many file names the report lists per reason.
+FIRST_NAMES = 5
+UNSUPPORTED = "unsupported extension"
+HIDDEN = "hidden or system file"
+UNDECODABLE_SKIPPED = "undecodable (on_bad_file: skip)"
+
+
+@dataclass
+class SplitStats:
+    """What one split holds: images used, files skipped by reason, classes, sizes, pixel formats."""
+
+    name: str
+    root: str
+    images: int = 0
+    classes: Counter = field(default_factory=Counter)  # class name -> images used
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> file paths
+    sizes: Counter = field(default_factory=Counter)  # "WxH" -> images (as stored, before resizing)
+    formats: Counter = field(default_factory=Counter)  # pixel format (Pillow mode) -> images
+    alpha_dropped: int = 0
+    inspected: int | None = None  # images whose size/format were read (None: all used images)
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific counts
+
+    def skip(self, reason: str, path: str | Path) -> None:
+        self.skipped.setdefault(reason, []).append(str(path))
+
+    def saw(self, width: int, height: int, mode: str, alpha: bool) -> None:
+        """Record one decoded image's stored size and pixel format."""
+        self.sizes[f"{width}x{height}"] += 1
+        self.formats[mode] += 1
+        self.alpha_dropped += int(alpha)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.name,
+            "root": self.root,
+            "images": self.images,
+            "classes": dict(self.classes),
+            "skipped": {
+                reason: {"count": len(paths), "first": paths[:FIRST_NAMES]}
+                for reason, paths in self.skipped.items()
+            },
+            "sizes": dict(self.sizes.most_common()),
+            "formats": dict(self.formats.most_common()),
+            "alpha_dropped": self.alpha_dropped,
+            "inspected": self.images if self.inspected is None else self.inspected,
+            **self.extra,
+        }
+
+
+def evenly_spaced(n: int, k: int) -> list[int]:
+    """``min(n, k)`` indices spread evenly over ``range(n)``, first and last included."""
+    k = min(n, k)
+    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
+
+
+def warn_alpha(stats: SplitStats) -> None:
+    """Say once per split that alpha channels were dropped."""
+    if stats.alpha_dropped:
+        warnings.warn(
+            f"{stats.alpha_dropped} images of split {stats.name!r} ({stats.root}) have an alpha channel "
+            "(transparency); it was dropped and their colours kept as stored",
+            stacklevel=2,
+        )
+
+
+def check_not_constant(images: torch.Tensor, split: str, root: str) -> None:
+    """Raise when every image of a split is the same (a blank export, levels clipped by a decoder)."""
+    if images.shape[0] < 2:
+        return
+    for chunk in images[1:].split(1024):  # real data differ in the first chunk: stop there
+        if not bool((chunk == images[:1]).all()):
+            return
+    raise ValueError(
+        f"all {images.shape[0]} images of split {split!r} ({root}) are identical: the data look "
+        "constant, so there is nothing to learn; check the files (e.g. blank or clipped exports)"
+    )
+
+
+def _counts(counter: dict[str, int], limit: int = 6) -> str:
+    items = list(counter.items())
+    shown = ", ".join(f"{k} {v}" for k, v in items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "") or "-"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Human-readable lines of a ``data_report()`` dict."""
+    lines = [f"data ({report['task']}):"]
+    for split in report["splits"]:
+        inspected = split["inspected"]
+        sample = "" if inspected == split["images"] else f" (sizes/formats from {inspected} sampled images)"
+        lines.append(f"  {split['split']}: {split['images']} images from {split['root']}{sample}")
+        if split["classes"]:
+            lines.append(f"    classes ({len(split['classes'])}): {_counts(split['classes'], 10)}")
+        lines.append(f"    sizes: {_counts(split['sizes'])}; formats: {_counts(split['formats'])}")
+        if split["alpha_dropped"]:
+            lines.append(
+                f"    alpha channel dropped (colours kept as stored) in {split['alpha_dropped']} images"
+            )
+        for reason, entry in split["skipped"].items():
+            more = ", ..." if entry["count"] > len(entry["first"]) else ""
+            lines.append(f"    skipped, {reason}: {entry['count']} ({', '.join(entry['first'])}{more})")
+        for key, what in (
+            ("without_annotations", "without annotations"),
+            ("crowd_only", "with only crowd regions"),
+        ):
+            if key in split:
+                entry = split[key]
+                more = ", ..." if entry["count"] > len(entry["first"]) else ""
+                names = f" ({', '.join(map(str, entry['first']))}{more})" if entry["count"] else ""
+                lines.append(f"    images {what}: {entry['count']}{names}")
+    return "\n".join(lines)
