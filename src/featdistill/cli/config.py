@@ -14,6 +14,7 @@ import yaml
 
 from ..config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
 from ..config_docs import field_docs
+from .arguments import add_config_args
 from .starters import starter, teacher_overrides
 
 TASKS = ("classification", "detection", "segmentation")
@@ -22,20 +23,7 @@ _COMMENT_COLUMN_MAX = 40  # longer keys/values push their comment further right 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``config`` command's arguments."""
-    parser.add_argument(
-        "config",
-        nargs="?",
-        metavar="CONFIG",
-        help="YAML run configuration (default: the task's starter config)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.lr=0.05 (repeatable; values parsed as YAML)",
-    )
+    add_config_args(parser, optional_config="default: the task's starter config")
     parser.add_argument(
         "--task", choices=TASKS, help="the task of the starter config (default: classification)"
     )

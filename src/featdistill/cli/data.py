@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
+from .arguments import add_config_args
+
 DATA_JSON = "data.json"
 
 
@@ -48,7 +50,7 @@ def announce_data(
     return report
 
 
-def add_parser(sub: argparse._SubParsersAction, add_config_args: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``data`` subcommand's arguments."""
     about = "Print what the config's data holds and skips, without training."
     data = sub.add_parser(

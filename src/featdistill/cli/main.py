@@ -16,6 +16,7 @@ from . import config as config_command
 from . import data as data_command
 from . import models as models_command
 from . import sweep as sweep_command
+from .arguments import add_config_args
 
 _DEBUG_HELP = "show the full traceback on errors"
 
@@ -32,18 +33,6 @@ class _CommandParser(argparse.ArgumentParser):
 
 def _example(command: str) -> str:
     return f"example:\n  featdistill {command}"
-
-
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="YAML run configuration")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.lr=0.05 (repeatable; values parsed as YAML)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=about,
         epilog=_example("train CONFIG.yaml --set train.epochs=1 --set output.dir=runs/try"),
     )
-    _add_config_args(train)
+    add_config_args(train)
     train.add_argument(
         "--resume",
         metavar="CHECKPOINT",
@@ -77,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=about,
         epilog=_example("eval CONFIG.yaml --checkpoint runs/try/last.pt"),
     )
-    _add_config_args(evaluate)
+    add_config_args(evaluate)
     evaluate.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
 
     about = "Export the plain student, without teacher or transforms, as a state_dict, TorchScript or ONNX."
@@ -89,13 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
             "export CONFIG.yaml --checkpoint runs/try/last.pt --format onnx --output student.onnx"
         ),
     )
-    _add_config_args(export)
+    add_config_args(export)
     export.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
     export.add_argument("--format", choices=["state_dict", "torchscript", "onnx"], default="state_dict")
     export.add_argument("--output", required=True, help="file to write")
 
-    sweep_command.add_parser(sub, _add_config_args)
-    data_command.add_parser(sub, _add_config_args)
+    sweep_command.add_parser(sub)
+    data_command.add_parser(sub)
 
     about = "Run the offline demo: teacher, plain student and CWT student on generated data."
     demo = sub.add_parser(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import add_config_args
+
 EXAMPLE = "example:\n  featdistill sweep my.yaml --grid distill.alpha=auto,1e-3,1e-2 --grid train.lr=0.05,0.1 --refit"
 
 
-def add_parser(sub: argparse._SubParsersAction, add_config_args) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``sweep`` on the CLI's subparsers."""
     sweep = sub.add_parser(
         "sweep",
