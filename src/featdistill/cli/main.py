@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import __version__
 from . import config as config_command
+from . import layers as layers_command
 from . import models as models_command
 from . import sweep as sweep_command
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="file to write")
 
     sweep_command.add_parser(sub, _add_config_args)
+    layers_command.add_parser(sub, _add_config_args)
 
     about = "Run the offline demo: teacher, plain student and CWT student on generated data."
     demo = sub.add_parser(
@@ -200,6 +202,7 @@ COMMANDS = {
     "eval": _eval,
     "export": _export,
     "sweep": sweep_command.run,
+    "layers": layers_command.run,
     "demo": _demo,
     "config": config_command.run,
     "models": models_command.run,
