@@ -33,6 +33,7 @@ __all__ = [
     "NORMALIZATION",
     "TensorBatchLoader",
     "build_folder_loader",
+    "image_size_of",
     "load_tensors",
 ]
 
@@ -53,6 +54,9 @@ _TORCHVISION = {
     "mnist": (torchvision.datasets.MNIST, "MNIST/raw"),
     "fashionmnist": (torchvision.datasets.FashionMNIST, "FashionMNIST/raw"),
 }
+
+#: (H, W) of the images of each torchvision dataset that ``load_tensors`` reads.
+_TORCHVISION_SIZES = {"cifar10": (32, 32), "cifar100": (32, 32), "mnist": (28, 28), "fashionmnist": (28, 28)}
 
 Size = int | tuple[int, int]
 
@@ -99,6 +103,23 @@ def load_tensors(
     if key in _TORCHVISION:
         return _load_torchvision(key, Path(root), split, size, limit, download)
     raise ValueError(f"unknown dataset {name!r}; expected one of: imagefolder, {', '.join(_TORCHVISION)}")
+
+
+def image_size_of(name: str, root: str | Path, split: str) -> tuple[int, int]:
+    """(H, W) of the images ``load_tensors`` would return without ``image_size``, without decoding them.
+
+    The size a model is trained on when ``data.image_size`` is unset: torchvision datasets have one size;
+    an ImageFolder is read at its first image's size (``load_tensors`` requires them all to match).
+    """
+    key = name.lower()
+    if key in _TORCHVISION_SIZES:
+        return _TORCHVISION_SIZES[key]
+    if key != "imagefolder":
+        raise ValueError(f"unknown dataset {name!r}; expected one of: imagefolder, {', '.join(_TORCHVISION)}")
+    _, files = _list_imagefolder(Path(root) / split)
+    with Image.open(files[0][0]) as image:
+        width, height = image.size
+    return height, width
 
 
 def _as_size(image_size: Size | None) -> tuple[int, int] | None:
