@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported when the command runs, not when the CLI starts
+    from torch import nn
 
 
 def add_parser(sub: argparse._SubParsersAction, add_config_args: Callable) -> None:
@@ -43,9 +43,10 @@ class Traced:
 
 
 def _count_flops(forward: Callable[[], object]) -> int:
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         forward()
     return counter.get_total_flops()
 
@@ -56,8 +57,7 @@ def trace(role: str, name: str, model: nn.Module, run: Callable[[nn.Module], obj
 
     model.eval()
     found: list[Any] = []
-    with torch.no_grad():
-        flops = _count_flops(lambda: found.extend(trace_outputs(model, run, include_unsafe=True)))
+    flops = _count_flops(lambda: found.extend(trace_outputs(model, run, include_unsafe=True)))
     return Traced(role, name, found, flops, [])
 
 
@@ -71,8 +71,7 @@ def count_tapped_flops(traced: Traced, model: nn.Module, run: Callable[[nn.Modul
         with taps.capture(stop_early=True):
             run(model)
 
-    with torch.no_grad():
-        traced.tapped_flops = _count_flops(forward)
+    traced.tapped_flops = _count_flops(forward)
 
 
 def _flops(value: float) -> str:
@@ -83,7 +82,7 @@ def _flops(value: float) -> str:
 
 
 def _describe(sample: Any) -> str:
-    if isinstance(sample, torch.Tensor):
+    if hasattr(sample, "shape"):
         return str(tuple(sample.shape))
     if isinstance(sample, (list, tuple)):
         return "[" + ", ".join(_describe(item) for item in sample) + "]"
