@@ -16,6 +16,7 @@ from featdistill.config import parse_config
 from featdistill.export import default_format, export_student
 from featdistill.tasks.classification.models import build_classifier
 from featdistill.tasks.classification.task import ClassificationTask
+from featdistill.tasks.detection.models import build_detector
 from featdistill.tasks.segmentation.models import build_segmenter
 
 # ONNX Runtime against eager PyTorch, float32 on CPU: measured differences are ~1e-7.
@@ -145,3 +146,21 @@ def test_export_without_the_data_asks_for_the_image_size(tmp_path: Path, capsys)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "image folder not found" in err and "set data.image_size" in err
     assert main([*args, "--set", f"data.root={tmp_path / 'gone'}", "--set", "data.image_size=28"]) == 0
+
+
+def test_detector_onnx_export_takes_images_of_any_size(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    detector = build_detector("fasterrcnn", 3, backbone="resnet18", min_size=64, max_size=96).eval()
+    export_student(detector, "onnx", tmp_path / "det.onnx", [torch.rand(3, 48, 64)])
+    session = ort.InferenceSession(str(tmp_path / "det.onnx"))
+    assert session.get_inputs()[0].shape == [3, "height", "width"]
+    assert [o.name for o in session.get_outputs()] == ["boxes0", "labels0", "scores0"]
+    image = torch.rand(3, 60, 80)
+    with torch.no_grad():
+        expected = detector([image])[0]
+    boxes, labels, scores = session.run(None, {"image0": image.numpy()})
+    # Box coordinates are in pixels: measured differences are below 1e-4.
+    np.testing.assert_allclose(boxes, expected["boxes"].numpy(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(labels, expected["labels"].numpy())
+    np.testing.assert_allclose(scores, expected["scores"].numpy(), **ONNX_TOLERANCE)

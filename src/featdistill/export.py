@@ -4,7 +4,7 @@ A model that takes one tensor (classifiers, segmenters) is exported with ``torch
 default) or traced, at the size it was trained on, with batch, height and width dynamic where the model
 allows it. Torchvision detectors take a list of images and have data-dependent shapes that
 ``torch.export`` cannot capture: they are scripted for TorchScript (their default) and exported to ONNX
-with a fixed number of images (opset 17).
+with a fixed number of images, each of any height and width (opset 17).
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ def _onnx(student: nn.Module, example: torch.Tensor | list[torch.Tensor], output
         import onnx  # noqa: F401  (torch.onnx needs it to serialise)
     except ImportError as err:
         raise ImportError("ONNX export needs the onnx package: pip install 'featdistill[onnx]'") from err
-    names: dict = {}
     if isinstance(example, torch.Tensor):
         axes = (
             {0: "batch", 2: "height", 3: "width"} if _accepts_other_sizes(student, example) else {0: "batch"}
@@ -71,6 +70,18 @@ def _onnx(student: nn.Module, example: torch.Tensor | list[torch.Tensor], output
             "input_names": ["input"],
             "output_names": ["output"],
             "dynamic_axes": {"input": axes, "output": {0: "batch"}},
+        }
+    else:  # a detector: one input per image, any height and width; per image boxes, labels, scores (masks)
+        with torch.no_grad():
+            outputs = [f"{key}{i}" for i, detections in enumerate(student(example)) for key in detections]
+        inputs = [f"image{i}" for i in range(len(example))]
+        names = {
+            "input_names": inputs,
+            "output_names": outputs,
+            "dynamic_axes": {
+                **{name: {1: "height", 2: "width"} for name in inputs},
+                **{name: {0: "detections"} for name in outputs},
+            },
         }
     with torch.no_grad():
         torch.onnx.export(student, (example,), str(output), opset_version=17, dynamo=False, **names)
