@@ -164,3 +164,24 @@ def test_detector_onnx_export_takes_images_of_any_size(tmp_path: Path) -> None:
     np.testing.assert_allclose(boxes, expected["boxes"].numpy(), rtol=1e-4, atol=1e-3)
     np.testing.assert_array_equal(labels, expected["labels"].numpy())
     np.testing.assert_allclose(scores, expected["scores"].numpy(), **ONNX_TOLERANCE)
+
+
+@pytest.mark.parametrize(("name", "dynamic"), [("fcn", True), ("pspnet", False)])
+def test_segmenter_onnx_is_dynamic_where_the_exporter_allows(
+    tmp_path: Path, name: str, dynamic: bool
+) -> None:
+    # PSPNet's pyramid pooling (adaptive pooling to 2, 3, 6 bins) cannot be exported with a symbolic size,
+    # so it keeps the trained height and width.
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = build_segmenter(name, 3, backbone="resnet18", aux=False).eval()
+    export_student(model, "onnx", tmp_path / "seg.onnx", torch.randn(2, 3, 48, 48))
+    session = ort.InferenceSession(str(tmp_path / "seg.onnx"))
+    assert session.get_inputs()[0].shape == (
+        ["batch", 3, "height", "width"] if dynamic else ["batch", 3, 48, 48]
+    )
+    assert session.get_outputs()[0].name == "out"
+    x = torch.randn(1, 3, 64, 56) if dynamic else torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        expected = model(x)["out"].numpy()
+    np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], expected, **ONNX_TOLERANCE)

@@ -57,34 +57,64 @@ def _safetensors(student: nn.Module, output: Path) -> None:
     save_model(student, str(output))
 
 
+def _onnx_tensor_model(student: nn.Module, example: torch.Tensor, output: Path, dynamic_size: bool) -> None:
+    """ONNX of a model that takes one batch tensor; outputs named as its dict keys (segmenters) or ``output``."""
+    with torch.no_grad():
+        produced = student(example)
+    outputs = produced if isinstance(produced, dict) else {"output": produced}
+    spatial = {2: "out_height", 3: "out_width"} if dynamic_size else {}
+    axes = {name: {0: "batch", **(spatial if value.dim() == 4 else {})} for name, value in outputs.items()}
+    axes["input"] = {0: "batch", **({2: "height", 3: "width"} if dynamic_size else {})}
+    with torch.no_grad():
+        torch.onnx.export(
+            student,
+            (example,),
+            str(output),
+            opset_version=17,
+            dynamo=False,
+            input_names=["input"],
+            output_names=list(outputs),
+            dynamic_axes=axes,
+        )
+
+
+def _onnx_detector(student: nn.Module, images: list[torch.Tensor], output: Path) -> None:
+    """ONNX of a detector: one input per image of any height and width; per image boxes, labels, scores."""
+    with torch.no_grad():
+        outputs = [f"{key}{i}" for i, detections in enumerate(student(images)) for key in detections]
+    inputs = [f"image{i}" for i in range(len(images))]
+    axes = {
+        **{name: {1: "height", 2: "width"} for name in inputs},
+        **{name: {0: "detections"} for name in outputs},
+    }
+    with torch.no_grad():
+        torch.onnx.export(
+            student,
+            (images,),
+            str(output),
+            opset_version=17,
+            dynamo=False,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+        )
+
+
 def _onnx(student: nn.Module, example: torch.Tensor | list[torch.Tensor], output: Path) -> None:
     try:
         import onnx  # noqa: F401  (torch.onnx needs it to serialise)
     except ImportError as err:
         raise ImportError("ONNX export needs the onnx package: pip install 'featdistill[onnx]'") from err
     if isinstance(example, torch.Tensor):
-        axes = (
-            {0: "batch", 2: "height", 3: "width"} if _accepts_other_sizes(student, example) else {0: "batch"}
-        )
-        names = {
-            "input_names": ["input"],
-            "output_names": ["output"],
-            "dynamic_axes": {"input": axes, "output": {0: "batch"}},
-        }
-    else:  # a detector: one input per image, any height and width; per image boxes, labels, scores (masks)
-        with torch.no_grad():
-            outputs = [f"{key}{i}" for i, detections in enumerate(student(example)) for key in detections]
-        inputs = [f"image{i}" for i in range(len(example))]
-        names = {
-            "input_names": inputs,
-            "output_names": outputs,
-            "dynamic_axes": {
-                **{name: {1: "height", 2: "width"} for name in inputs},
-                **{name: {0: "detections"} for name in outputs},
-            },
-        }
-    with torch.no_grad():
-        torch.onnx.export(student, (example,), str(output), opset_version=17, dynamo=False, **names)
+        if _accepts_other_sizes(student, example):
+            try:
+                _onnx_tensor_model(student, example, output, dynamic_size=True)
+                return
+            except torch.onnx.errors.OnnxExporterError:  # e.g. PSPNet's pyramid pooling needs fixed sizes
+                pass
+        _onnx_tensor_model(student, example, output, dynamic_size=False)
+    else:
+        _onnx_detector(student, example, output)
 
 
 def export_student(
