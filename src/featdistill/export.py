@@ -52,7 +52,7 @@ def _safetensors(student: nn.Module, output: Path) -> None:
         from safetensors.torch import save_model
     except ImportError as err:
         raise ImportError(
-            "safetensors export needs the safetensors package: pip install safetensors"
+            "safetensors export needs the safetensors package: pip install 'featdistill[hub]'"
         ) from err
     save_model(student, str(output))
 

@@ -20,12 +20,13 @@ def add_parser(sub: argparse._SubParsersAction, add_config_args: Callable) -> No
     """Register ``layers`` on the CLI's subparsers."""
     layers = sub.add_parser(
         "layers",
-        help="list the tappable layers of student and teacher, the pairs 'auto' chooses, the tapped FLOPs",
+        help="List the tappable layers of student and teacher, the pairs 'auto' chooses and the FLOPs.",
         description=(
             "Build the config's student and teacher, run each once on the task's sample input and list "
             "every submodule output with its shape, the pairs that 'distill.pairs: auto' would choose, "
             "the pairs the config distills and the share of each model's FLOPs up to its last tapped layer."
         ),
+        epilog="example:\n  featdistill layers configs/classification/cifar10_cpu_cwt.yaml",
     )
     add_config_args(layers)
 
