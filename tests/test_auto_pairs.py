@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torchvision
 from torch import nn
 
 from featdistill.distiller.auto_pairs import auto_pairs
@@ -80,3 +82,15 @@ def test_auto_pairs_falls_back_to_an_output_inside_the_next_stage() -> None:
     net.add_module("down", Downsample())
     found = auto_pairs(net, net, torch.randn(1, 3, 8, 8), default_teacher_forward)
     assert [(s, t) for s, t, _ in found] == [("down.conv", "down.conv"), ("down", "down")]
+
+
+def test_auto_pairs_on_timm_convnext() -> None:
+    # The case reported in issue 13: a ResNet student paired ``layer1`` with ``stages.1.downsample.0``.
+    timm = pytest.importorskip("timm")
+    teacher = timm.create_model("convnext_atto", pretrained=False)
+    found = auto_pairs(
+        torchvision.models.resnet18(), teacher, torch.randn(1, 3, 64, 64), default_teacher_forward
+    )
+    pairs = [(s, t) for s, t, _ in found]
+    assert pairs[:3] == [("layer1", "stages.0"), ("layer2", "stages.1"), ("layer3", "stages.2")]
+    assert pairs[3][0] == "layer4" and "downsample" not in pairs[3][1]
