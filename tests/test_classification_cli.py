@@ -57,7 +57,8 @@ def test_train_eval_resume_export(tmp_path, shared_data, capsys):
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2
 
     out = tmp_path / "student.pt"
-    assert main(["export", str(cfg), "--checkpoint", str(run / "last.pt"), "--output", str(out)]) == 0
+    export = ["export", str(cfg), "--checkpoint", str(run / "last.pt"), "--format", "state_dict"]
+    assert main([*export, "--output", str(out)]) == 0
     student = build_classifier("resnet8", 10)
     student.load_state_dict(torch.load(out, weights_only=True))
     ts = tmp_path / "student.ts"

@@ -51,3 +51,33 @@ def test_cwd_by_hand():
     # two identical channels and a batch of two: τ²/(C·N) keeps the per-channel mean
     s2, t2 = s.repeat(2, 2, 1, 1), t.repeat(2, 2, 1, 1)
     assert math.isclose(channel_wise_divergence(s2, t2, tau=1.0).item(), expected, rel_tol=1e-5)
+
+
+def _kl_by_hand(p_logits: list[float], q_logits: list[float], tau: float) -> float:
+    """KL(softmax(p/τ) ‖ softmax(q/τ)) · τ² with Python floats."""
+    p_exp = [math.exp(v / tau) for v in p_logits]
+    q_exp = [math.exp(v / tau) for v in q_logits]
+    p = [v / sum(p_exp) for v in p_exp]
+    q = [v / sum(q_exp) for v in q_exp]
+    return tau**2 * sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+
+
+def test_kd_on_dense_maps_is_per_pixel_over_the_class_dim():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 5, 3, 4, generator=g), torch.randn(2, 5, 3, 4, generator=g)  # (N, K, H, W)
+    per_pixel = [
+        _kl_by_hand(t[n, :, h, w].tolist(), s[n, :, h, w].tolist(), tau=2.0)
+        for n in range(2)
+        for h in range(3)
+        for w in range(4)
+    ]
+    expected = sum(per_pixel) / len(per_pixel)
+    assert math.isclose(kd_divergence(s, t, tau=2.0).item(), expected, rel_tol=1e-5)
+
+
+def test_kd_on_tokens_is_per_token_over_the_last_dim():
+    g = torch.Generator().manual_seed(1)
+    s, t = torch.randn(2, 3, 6, generator=g), torch.randn(2, 3, 6, generator=g)  # (N, T, K)
+    per_token = [_kl_by_hand(t[n, i].tolist(), s[n, i].tolist(), tau=4.0) for n in range(2) for i in range(3)]
+    expected = sum(per_token) / len(per_token)
+    assert math.isclose(kd_divergence(s, t, tau=4.0).item(), expected, rel_tol=1e-5)

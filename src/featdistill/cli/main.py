@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import __version__
 from . import config as config_command
 from . import data as data_command
+from . import layers as layers_command
 from . import models as models_command
 from . import sweep as sweep_command
 from .arguments import add_config_args
@@ -69,22 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(evaluate)
     evaluate.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
 
-    about = "Export the plain student, without teacher or transforms, as a state_dict, TorchScript or ONNX."
+    about = (
+        "Export the plain student, without teacher or transforms: torch.export, TorchScript, ONNX or weights."
+    )
     export = sub.add_parser(
         "export",
         help=about,
         description=about,
-        epilog=_example(
-            "export CONFIG.yaml --checkpoint runs/try/last.pt --format onnx --output student.onnx"
-        ),
+        epilog=_example("export CONFIG.yaml --checkpoint runs/try/last.pt --output student.pt2"),
     )
     add_config_args(export)
     export.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
-    export.add_argument("--format", choices=["state_dict", "torchscript", "onnx"], default="state_dict")
+    export.add_argument(
+        "--format",
+        choices=["export", "torchscript", "onnx", "state_dict", "safetensors"],
+        help="default: export (a torch.export program, .pt2), torchscript for detectors",
+    )
     export.add_argument("--output", required=True, help="file to write")
 
     sweep_command.add_parser(sub)
     data_command.add_parser(sub)
+    layers_command.add_parser(sub)
 
     about = "Run the offline demo: teacher, plain student and CWT student on generated data."
     demo = sub.add_parser(
@@ -173,13 +179,14 @@ def _eval(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     import torch
 
-    from ..export import export_student
+    from ..export import default_format, export_student
 
     _, task, student = _load_student(args)
-    sample = task.sample_input()
-    example = sample[:1] if isinstance(sample, torch.Tensor) else sample[0][:1]  # one image / one list
-    path = export_student(student, args.format, args.output, example)
-    print(f"wrote {args.format} to {path}")
+    sample = task.sample_input()  # at the training size
+    example = sample if isinstance(sample, torch.Tensor) else sample[0][:1]  # a batch / a list of one image
+    fmt = args.format or default_format(example)
+    path = export_student(student, fmt, args.output, example)
+    print(f"wrote {fmt} to {path}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -193,6 +200,7 @@ COMMANDS = {
     "eval": _eval,
     "export": _export,
     "sweep": sweep_command.run,
+    "layers": layers_command.run,
     "demo": _demo,
     "config": config_command.run,
     "models": models_command.run,

@@ -18,25 +18,28 @@ class LayerOutput:
     name: str
     shape: tuple[int, ...]
     order: int
+    unsafe: str = ""  # why tapping it would be wrong ("ran 2 times", "modified in place"); "" = tappable
 
 
-def trace_outputs(model: nn.Module, run: Callable[[nn.Module], object]) -> list[LayerOutput]:
+def trace_outputs(
+    model: nn.Module, run: Callable[[nn.Module], object], include_unsafe: bool = False
+) -> list[LayerOutput]:
     """Run ``run(model)`` once and list the tensor outputs that are safe to tap.
 
     Outputs of modules that ran more than once, or that were modified in place after being produced,
-    are left out: tapping them would be ambiguous or would read a corrupted value.
+    are left out (or, with ``include_unsafe``, listed with the reason): tapping them would be ambiguous
+    or would read a corrupted value.
     """
     model = unwrap_model(model)
     seen: dict[str, tuple[torch.Tensor, int | None, int]] = {}
-    repeated: set[str] = set()
+    calls: dict[str, int] = {}
     handles = []
     for name, module in model.named_modules():
         if not name:
             continue
 
         def hook(_m: nn.Module, _i: object, output: object, name: str = name) -> None:
-            if name in seen:
-                repeated.add(name)
+            calls[name] = calls.get(name, 0) + 1
             if isinstance(output, torch.Tensor):
                 seen[name] = (output, _version(output), len(seen))
 
@@ -46,8 +49,11 @@ def trace_outputs(model: nn.Module, run: Callable[[nn.Module], object]) -> list[
     finally:
         for handle in handles:
             handle.remove()
-    return [
-        LayerOutput(name, tuple(t.shape), order)
-        for name, (t, version, order) in sorted(seen.items(), key=lambda item: item[1][2])
-        if name not in repeated and _version(t) == version
-    ]
+    listed = []
+    for name, (tensor, version, order) in sorted(seen.items(), key=lambda item: item[1][2]):
+        unsafe = f"ran {calls[name]} times" if calls[name] > 1 else ""
+        if not unsafe and _version(tensor) != version:
+            unsafe = "modified in place"
+        if include_unsafe or not unsafe:
+            listed.append(LayerOutput(name, tuple(tensor.shape), order, unsafe))
+    return listed

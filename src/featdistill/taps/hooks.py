@@ -71,6 +71,12 @@ def _version(value: Any) -> int | None:
         return None
 
 
+def _compiling() -> bool:
+    """True while dynamo traces the code (``torch.compile``); hooks then run inside the compiled graph."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling and is_compiling())
+
+
 class FeatureTaps:
     """Captures the outputs of named submodules of one model during a forward pass.
 
@@ -106,10 +112,16 @@ class FeatureTaps:
                         f"{self.role} layer {module_name!r} ran {calls[module_name]} times in one forward "
                         "pass, so its output is ambiguous; tap a module that runs once (e.g. its parent)"
                     )
+                compiling = _compiling()
                 for parsed in self._by_module[module_name]:
                     key = str(parsed)
-                    features[key] = select(output, parsed.keys, key)
-                    versions[key] = _version(features[key])
+                    feature = select(output, parsed.keys, key)
+                    if compiling and isinstance(feature, torch.Tensor):
+                        # Inside a compiled graph the version counter is read at trace time, so the
+                        # in-place check cannot work; a copy holds the value the layer produced instead.
+                        features[key], versions[key] = feature.clone(), None
+                    else:
+                        features[key], versions[key] = feature, _version(feature)
                 pending.discard(module_name)
                 if stop_early and not pending:
                     raise _StopForward

@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torchvision
+from PIL import Image
 from torchvision.transforms.v2.functional import resize as resize_tensor
 
 from ..decode import (
@@ -40,6 +41,7 @@ __all__ = [
     "NORMALIZATION",
     "TensorBatchLoader",
     "channel_stats",
+    "image_size_of",
     "load_tensors",
     "scan_imagefolder",
     "select_balanced",
@@ -61,6 +63,9 @@ _TORCHVISION = {
     "fashionmnist": (torchvision.datasets.FashionMNIST, "FashionMNIST/raw"),
 }
 _CACHE_VERSION = 2  # bump when decoding changes, so older cached arrays are not reused
+
+#: (H, W) of the images of each torchvision dataset that ``load_tensors`` reads.
+_TORCHVISION_SIZES = {"cifar10": (32, 32), "cifar100": (32, 32), "mnist": (28, 28), "fashionmnist": (28, 28)}
 
 Size = int | tuple[int, int]
 
@@ -113,6 +118,24 @@ def load_tensors(
     if key in _TORCHVISION:
         return _load_torchvision(key, Path(root), split, size, limit, download, stats)
     raise ValueError(f"unknown dataset {name!r}; expected one of: imagefolder, {', '.join(_TORCHVISION)}")
+
+
+def image_size_of(name: str, root: str | Path, split: str) -> tuple[int, int]:
+    """(H, W) of the images ``load_tensors`` would return without ``image_size``, without decoding them.
+
+    The size a model is trained on when ``data.image_size`` is unset: torchvision datasets have one size;
+    an ImageFolder is read at its first image's size (``load_tensors`` requires them all to match).
+    """
+    key = name.lower()
+    if key in _TORCHVISION_SIZES:
+        return _TORCHVISION_SIZES[key]
+    if key != "imagefolder":
+        raise ValueError(f"unknown dataset {name!r}; expected one of: imagefolder, {', '.join(_TORCHVISION)}")
+    _, files = scan_imagefolder(Path(root) / split)
+    first = next(path for paths in files for path in paths)
+    with Image.open(first) as image:
+        width, height = image.size
+    return height, width
 
 
 def as_size(image_size: Size | None) -> tuple[int, int] | None:

@@ -24,7 +24,7 @@ from ...engine.distributed import sum_across_ranks
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import SplitStats, check_not_constant
-from .data import TensorBatchLoader, channel_stats, load_tensors
+from .data import TensorBatchLoader, channel_stats, image_size_of, load_tensors
 from .models import build_classifier
 from .streaming import streaming_loader
 from .synthetic import make_synthetic
@@ -38,8 +38,8 @@ class ClassificationTask(ImageLabelBatches):
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
-        self.image_size: int | None = cfg.data.image_size
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
+        self.input_size: tuple[int, int] | None = None  # (H, W) of the training images, once loaded
 
     # -- models -------------------------------------------------------------------------------------
     def build_student(self) -> nn.Module:
@@ -57,9 +57,26 @@ class ClassificationTask(ImageLabelBatches):
         )[-1]
         return [(student_layer, teacher_layer)]
 
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) the student is trained on: ``data.image_size``, else the size of the data's images."""
+        d = self.cfg.data
+        if d.image_size is not None:
+            return d.image_size, d.image_size
+        if d.name == "synthetic":
+            return 32, 32
+        if self.input_size is None:
+            try:
+                self.input_size = image_size_of(d.name, d.root, d.train_split)
+            except (OSError, ValueError) as err:
+                raise FileNotFoundError(
+                    f"{err}; the student's input size is read from the training data when data.image_size is "
+                    "unset: make the data readable or set data.image_size to the size it was trained on"
+                ) from None
+        return self.input_size
+
     def sample_input(self) -> torch.Tensor:
-        size = self.image_size or 32
-        return torch.randn(2, 3, size, size)
+        """Two random images at the training size (dry runs, export)."""
+        return torch.randn(2, 3, *self.image_size())
 
     # -- data ---------------------------------------------------------------------------------------
     def _stats(self, split: str) -> SplitStats:
@@ -142,13 +159,13 @@ class ClassificationTask(ImageLabelBatches):
             held = streaming_loader(
                 d.root, d.train_split, limit=d.limit, holdout=d.holdout, held_out=True, **evaluation
             )
-            self.image_size = train.dataset.size[1]
+            self.input_size = tuple(train.dataset.size)
             return train, held
         val = streaming_loader(
             d.root, d.val_split, limit=d.val_limit, stats=self._stats(d.val_split), **evaluation
         )
         self._check_labels(torch.as_tensor(val.dataset.targets), d.val_split)
-        self.image_size = train.dataset.size[1]
+        self.input_size = tuple(train.dataset.size)
         return train, val
 
     def data_report(self) -> dict[str, Any]:
@@ -193,7 +210,7 @@ class ClassificationTask(ImageLabelBatches):
             self._check_labels(val_y, d.val_split)
         if train_x.shape[1] == 1:  # gray datasets feed 3-channel models
             train_x, val_x = train_x.expand(-1, 3, -1, -1), val_x.expand(-1, 3, -1, -1)
-        self.image_size = train_x.shape[-1]
+        self.input_size = (train_x.shape[-2], train_x.shape[-1])
         mean, std = self._normalization(train_x)
         common = {
             "mean": mean,
@@ -202,7 +219,7 @@ class ClassificationTask(ImageLabelBatches):
             "world_size": world_size,
             "channels_last": self.cfg.train.channels_last,
         }
-        pad = int(d.options.get("pad", max(1, self.image_size // 8)))
+        pad = int(d.options.get("pad", max(1, self.input_size[1] // 8)))
         train = TensorBatchLoader(
             train_x,
             train_y,

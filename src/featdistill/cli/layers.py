@@ -1,0 +1,171 @@
+"""``featdistill layers``: the tappable layers of student and teacher, the auto pairs, the tapped FLOPs.
+
+One dry run per model on the task's ``sample_input`` lists every submodule output with its shape (the
+same trace ``pairs: auto`` uses); FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``
+(convolutions and matrix products), once for the whole forward and once up to the last tapped layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .arguments import add_config_args
+
+if TYPE_CHECKING:  # torch is imported when the command runs, not when the CLI starts
+    from torch import nn
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``layers`` on the CLI's subparsers."""
+    layers = sub.add_parser(
+        "layers",
+        help="List the tappable layers of student and teacher, the pairs 'auto' chooses and the FLOPs.",
+        description=(
+            "Build the config's student and teacher, run each once on the task's sample input and list "
+            "every submodule output with its shape, the pairs that 'distill.pairs: auto' would choose, "
+            "the pairs the config distills and the share of each model's FLOPs up to its last tapped layer."
+        ),
+        epilog="example:\n  featdistill layers configs/classification/cifar10_cpu_cwt.yaml",
+    )
+    add_config_args(layers)
+
+
+@dataclass
+class Traced:
+    """One model's dry run: its outputs, its FLOPs, and the FLOPs up to its last tapped layer."""
+
+    role: str
+    name: str
+    outputs: list[Any]  # LayerOutput, unsafe ones included
+    flops: int
+    tapped: list[str]
+    tapped_flops: int = 0
+
+
+def _count_flops(forward: Callable[[], object]) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        forward()
+    return counter.get_total_flops()
+
+
+def trace(role: str, name: str, model: nn.Module, run: Callable[[nn.Module], object]) -> Traced:
+    """Dry-run ``run(model)`` once in eval mode without grad: outputs with shapes, and the total FLOPs."""
+    from ..taps import trace_outputs
+
+    model.eval()
+    found: list[Any] = []
+    flops = _count_flops(lambda: found.extend(trace_outputs(model, run, include_unsafe=True)))
+    return Traced(role, name, found, flops, [])
+
+
+def count_tapped_flops(traced: Traced, model: nn.Module, run: Callable[[nn.Module], object]) -> None:
+    """The FLOPs of ``run(model)`` stopped after the last tapped layer (what the teacher costs per step)."""
+    from ..taps import FeatureTaps
+
+    taps = FeatureTaps(model, traced.tapped, role=traced.role)
+
+    def forward() -> None:
+        with taps.capture(stop_early=True):
+            run(model)
+
+    traced.tapped_flops = _count_flops(forward)
+
+
+def _flops(value: float) -> str:
+    for unit, scale in (("GFLOPs", 1e9), ("MFLOPs", 1e6), ("kFLOPs", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f} FLOPs"
+
+
+def _describe(sample: Any) -> str:
+    if hasattr(sample, "shape"):
+        return str(tuple(sample.shape))
+    if isinstance(sample, (list, tuple)):
+        return "[" + ", ".join(_describe(item) for item in sample) + "]"
+    return type(sample).__name__
+
+
+def format_layers(traced: Traced, sample: Any) -> list[str]:
+    """The table of one model: each output's name, shape and, for unsafe ones, why it cannot be tapped."""
+    lines = [
+        f"{traced.role}: {traced.name}, {_flops(traced.flops)} on the sample input {_describe(sample)}",
+    ]
+    width = max((len(out.name) for out in traced.outputs), default=5)
+    lines.append(f"  {'layer':<{width}}  output shape")
+    for out in traced.outputs:
+        note = f"  (not tappable: {out.unsafe})" if out.unsafe else ""
+        lines.append(f"  {out.name:<{width}}  {tuple(out.shape)}{note}")
+    return lines
+
+
+def _share(traced: Traced) -> str:
+    share = 100.0 * traced.tapped_flops / traced.flops if traced.flops else 100.0
+    return f"{traced.role} {share:.1f}% ({_flops(traced.tapped_flops)} of {_flops(traced.flops)})"
+
+
+def format_pairs(
+    auto: Sequence[tuple[str, str, Any]], configured: Sequence[Any], source: str, sides: list[Traced]
+) -> list[str]:
+    """The pairs ``auto`` would choose, the pairs the config distills, and each side's tapped FLOP share."""
+    chosen = ", ".join(f"{s}->{t}" for s, t, _ in auto) or "none (no spatial resolution shared by the maps)"
+    return [
+        f"pairs 'auto' would choose: {chosen}",
+        f"pairs distilled ({source}): "
+        + ", ".join(f"{p.student}->{p.teacher} [{p.method}]" for p in configured),
+        "tapped share of FLOPs (the forward up to the last tapped layer, where the teacher stops): "
+        + ", ".join(_share(side) for side in sides),
+    ]
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..config import load_config
+    from ..distiller.auto_pairs import pair_stage_ends
+    from ..distiller.distiller import default_teacher_forward, parse_pairs
+    from ..run import build_teacher, get_task
+
+    cfg = load_config(args.config, args.overrides)
+    task = get_task(cfg)
+    sample = task.sample_input()
+    inputs = sample if isinstance(sample, tuple) else (sample,)
+    teacher_forward = getattr(task, "teacher_forward", default_teacher_forward)
+
+    def student_run(model: nn.Module) -> object:
+        return model(*inputs)
+
+    def teacher_run(model: nn.Module) -> object:
+        return teacher_forward(model, *inputs)
+
+    student = task.build_student()
+    traced_student = trace("student", f"{cfg.model.student} ({type(student).__name__})", student, student_run)
+    lines = format_layers(traced_student, sample)
+    if cfg.model.teacher is None:
+        print("\n".join([*lines, "no model.teacher in the config: no pairs"]))
+        return
+    teacher = build_teacher(task)
+    traced_teacher = trace("teacher", f"{cfg.model.teacher} ({type(teacher).__name__})", teacher, teacher_run)
+    lines += ["", *format_layers(traced_teacher, sample), ""]
+    try:
+        auto = pair_stage_ends(traced_student.outputs, traced_teacher.outputs)
+    except ValueError:
+        auto = []  # no shared resolution: 'auto' would fail with that message
+    d = cfg.distill
+    if d.pairs is None:
+        pairs, source = task.default_pairs(student, teacher), "the task's default, distill.pairs is unset"
+    elif d.pairs == "auto":
+        pairs, source = [(s, t) for s, t, _ in auto], "distill.pairs: auto"
+    else:
+        pairs, source = d.pairs, "distill.pairs"
+    configured = parse_pairs(pairs, d.method)
+    traced_student.tapped = [p.student for p in configured]
+    traced_teacher.tapped = [p.teacher for p in configured]
+    count_tapped_flops(traced_student, student, student_run)
+    count_tapped_flops(traced_teacher, teacher, teacher_run)
+    lines += format_pairs(auto, configured, source, [traced_student, traced_teacher])
+    print("\n".join(lines))
