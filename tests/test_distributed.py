@@ -117,8 +117,9 @@ def test_two_gloo_processes_follow_the_single_process_trajectory(tmp_path: Path)
     assert [s for s, _ in one] == [s for s, _ in two] == list(range(1, 9))
     torch.testing.assert_close([v for _, v in two], [v for _, v in one], rtol=1e-4, atol=0.0)
 
-    # Only rank 0 wrote checkpoints, and the checkpoint looks exactly like a single-process one.
-    assert (tmp_path / "saves-rank0").read_text().splitlines() == [str(double / "last.pt")] * 2
+    # Only rank 0 wrote checkpoints (2 epochs, each saved before and after its evaluation), and the
+    # checkpoint looks exactly like a single-process one.
+    assert (tmp_path / "saves-rank0").read_text().splitlines() == [str(double / "last.pt")] * 4
     assert not (tmp_path / "saves-rank1").exists()
     a, b = load_safely(single / "last.pt"), load_safely(double / "last.pt")
     assert a.keys() == b.keys()
