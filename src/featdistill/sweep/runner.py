@@ -129,14 +129,14 @@ def run_sweep(
     best = rows[0] if only else best_row(rows)
     refit_record = None
     if best is not None and is_main():
-        write_best_config(out_dir / "best.yaml", _refit_config(variants[best["index"]], out_dir))
+        write_best_config(out_dir / "best.yaml", _refit_config(variants[best["index"]], out_dir, progress))
     if refit or refit_seeds:
         if best is None:
             raise ConfigError(
                 "--refit: no variant finished (see sweep.md for their status); fix the failures or widen the "
                 "grid, then run the sweep again with --resume auto"
             )
-        refit_record = _refit(variants[best["index"]], out_dir, metric, refit_seeds, resume)
+        refit_record = _refit(variants[best["index"]], out_dir, metric, refit_seeds, resume, progress)
     if not is_main():
         return {}
     record = write_report(out_dir, metric, list(grid), rows, refit_record)
@@ -161,26 +161,26 @@ def _pending(variant: Variant, group: int, why: str = "") -> dict[str, Any]:
     }
 
 
-def _refit_config(variant: Variant, out_dir: Path, seed: int | None = None) -> dict[str, Any]:
+def _refit_config(variant: Variant, out_dir: Path, progress: bool, seed: int | None = None) -> dict[str, Any]:
     """The variant's config trained on the whole training split (no holdout), in ``out_dir/refit[-seedS]``."""
     tree = variant.cfg.to_dict()
     tree["data"]["holdout"] = None
     tree["output"]["dir"] = str(out_dir / ("refit" if seed is None else f"refit-seed{seed}"))
-    tree["output"]["progress"] = True
+    tree["output"]["progress"] = progress  # as the sweep's config says (variants run without their own bar)
     if seed is not None:
         tree["train"]["seed"] = seed
     return tree
 
 
 def _refit(
-    variant: Variant, out_dir: Path, metric: str, seeds: list[int] | None, resume: bool
+    variant: Variant, out_dir: Path, metric: str, seeds: list[int] | None, resume: bool, progress: bool
 ) -> dict[str, Any]:
     """Train the chosen variant on the whole training split (once, or once per seed); test each run."""
     from ..run import build_trainer
 
     runs = []
     for seed in seeds or [None]:
-        cfg = parse_config(_refit_config(variant, out_dir, seed))
+        cfg = parse_config(_refit_config(variant, out_dir, progress, seed))
         last = Path(cfg.output.dir) / "last.pt"
         print(
             f"featdistill sweep: refitting {variant.name} on the whole training split"
