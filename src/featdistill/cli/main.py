@@ -126,6 +126,7 @@ def _train(args: argparse.Namespace) -> None:
     from ..engine.distributed import cleanup, is_main
     from ..engine.run_lock import run_lock
     from ..run import build_trainer
+    from ..tasks.ingest import announce_data
 
     cfg = load_config(args.config, args.overrides)
     with run_lock(cfg.output.dir):  # one run per folder; under torchrun rank 0 holds it for all ranks
@@ -135,7 +136,7 @@ def _train(args: argparse.Namespace) -> None:
             if resume == "auto":
                 last = Path(cfg.output.dir) / "last.pt"
                 resume = last if last.is_file() else None
-            data_command.announce_data(trainer.task, cfg.output.dir, resuming=resume is not None)
+            announce_data(trainer.task, cfg.output.dir, resuming=resume is not None)
             metrics = trainer.fit(resume=resume)
             if is_main():
                 print(json.dumps({"output": cfg.output.dir, **metrics}))
@@ -167,11 +168,12 @@ def _load_student(args: argparse.Namespace):
 
 def _eval(args: argparse.Namespace) -> None:
     from ..run import select_device
+    from ..tasks.ingest import announce_data
 
     cfg, task, student = _load_student(args)
     device = select_device(cfg.device)
     _, val_loader = task.build_loaders()
-    data_command.announce_data(task, stream=sys.stderr)  # stdout stays one JSON line
+    announce_data(task, stream=sys.stderr)  # stdout stays one JSON line
     metrics = task.evaluate(student.to(device), val_loader, device)
     print(json.dumps(metrics))
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cli.data import announce_data
 from ..config import ConfigError, _safe_yaml, apply_overrides, parse_config
 from ..engine.checkpoint import write_text_atomic
 from ..engine.distributed import is_main
+from ..tasks.ingest import announce_data
 from .grid import Variant, expand, lockstep_groups, parse_grid
 from .lockstep import train_lockstep
 from .report import best_row, write_best_config, write_report

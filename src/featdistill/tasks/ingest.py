@@ -7,11 +7,13 @@ the start of ``train`` / ``eval`` and by ``featdistill data``.
 
 from __future__ import annotations
 
+import json
+import sys
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 
@@ -138,3 +140,37 @@ def format_report(report: dict[str, Any]) -> str:
                 names = f" ({', '.join(map(str, entry['first']))}{more})" if entry["count"] else ""
                 lines.append(f"    images {what}: {entry['count']}{names}")
     return "\n".join(lines)
+
+
+DATA_JSON = "data.json"
+
+
+def announce_data(
+    task: Any, out_dir: str | Path | None = None, *, resuming: bool = False, stream: TextIO | None = None
+) -> dict[str, Any]:
+    """Print ``task.data_report()`` once (rank 0) and write it to ``out_dir/data.json``.
+
+    A resumed run keeps the ``data.json`` it started with (the run folder is not changed before the
+    resume is accepted) and warns when the data now read differ from it.
+    """
+    from ..engine.checkpoint import write_text_atomic
+    from ..engine.distributed import is_main
+
+    report = task.data_report()
+    if not is_main():
+        return report
+    print(format_report(report), file=stream or sys.stdout, flush=True)
+    if out_dir is not None:
+        path = Path(out_dir) / DATA_JSON
+        text = json.dumps(report, indent=1) + "\n"
+        if resuming and path.is_file():
+            if path.read_text() != text:
+                warnings.warn(
+                    f"the data read now differ from {path}, written when this run started (files added, "
+                    "removed or changed?); the resumed run trains on the data read now",
+                    stacklevel=2,
+                )
+        else:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            write_text_atomic(text, path)
+    return report
