@@ -59,9 +59,14 @@ def main(root: Path) -> None:
             continue
         g, a, p = grid["refit"], auto["refit"], plain["refit"]
         metric = g["metric"]
-        within = abs(a["mean"] - g["mean"]) <= max(g["std"], 1e-9)
+        diff, std = a["mean"] - g["mean"], max(g["std"], 1e-9)
+        within = (
+            "yes"
+            if abs(diff) <= std
+            else f"no, {'above' if diff > 0 else 'below'} by {abs(diff) / std:.1f} stds"
+        )
         gain = a["mean"] - p["mean"]
-        goals = f"within 1 std: {'yes' if within else 'no'}; ≥ +{GOAL}: {'yes' if gain >= GOAL else 'no'}"
+        goals = f"within 1 std: {within}; ≥ +{GOAL}: {'yes' if gain >= GOAL else 'no'}"
         print(
             f"| {dataset} | {metric} | {p['mean']:.2f} ± {p['std']:.2f} | {grid['best']['values']['distill.alpha']:g} "
             f"| {g['mean']:.2f} ± {g['std']:.2f} | {_alpha(a)} | {a['mean']:.2f} ± {a['std']:.2f} "

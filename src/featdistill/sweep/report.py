@@ -94,6 +94,8 @@ def write_best_config(path: Path, config: dict[str, Any]) -> None:
 
 def _plot(path: Path, metric: str, keys: list[str], rows: list[dict[str, Any]]) -> None:
     """Holdout metric against the first grid key (log axis for α and lr), one line per other combination."""
+    if not any(_finite(row.get("metric")) for row in rows):
+        return  # nothing scored (a one-variant sweep refits without scoring)
     try:
         import matplotlib
 
@@ -141,7 +143,7 @@ def _plot(path: Path, metric: str, keys: list[str], rows: list[dict[str, Any]]) 
     ax.set_xlabel(first)
     ax.set_ylabel(f"holdout {metric}")
     ax.grid(alpha=0.3)
-    if rest or len(numbers) < len(xs):
+    if len(ax.get_legend_handles_labels()[0]) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
