@@ -284,3 +284,20 @@ def test_sweep_and_alpha_auto_for_dense_tasks(
     assert [r["status"] for r in record["variants"]] == ["done", "done"]
     assert record["metric"] == ("holdout miou" if task == "segmentation" else "holdout bbox/AP")
     assert json.loads((out / record["variants"][0]["name"] / "metrics.json").read_text())["alpha"]["cwt"] > 0
+
+
+def test_a_variant_that_cannot_start_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import featdistill as fd
+
+    real = fd.Distiller.set_auto_alpha
+
+    def zero_loss(self, measured, ratio=None):  # as if the distillation loss were 0 on the first batches
+        return real(self, {**measured, "cwt": 0.0}, ratio)
+
+    monkeypatch.setattr(fd.Distiller, "set_auto_alpha", zero_loss)
+    out = tmp_path / "start"
+    cfg = _config(tmp_path, out, train={"epochs": 1})
+    assert main(["sweep", str(cfg), "--grid", "distill.alpha=auto,1e-3"]) == 0
+    rows = json.loads((out / "sweep.json").read_text())["variants"]
+    assert rows[0]["status"] == "failed" and "cannot be calibrated" in rows[0]["error"]
+    assert rows[1]["status"] == "done" and rows[1]["metric"] is not None

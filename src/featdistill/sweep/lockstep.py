@@ -2,7 +2,8 @@
 
 Every step makes one batch and, when any of the trainers distills, one teacher forward (the union of the
 tapped layers, :class:`featdistill.distiller.SharedTeacher`); each trainer then takes its own optimisation
-step on it. A trainer whose loss or weights become non-finite is stopped and marked failed; the others go on.
+step on it. A trainer whose loss or weights become non-finite, whose ``alpha: auto`` cannot be calibrated or
+whose checkpoint does not fit is stopped and marked failed; the others go on.
 A resumed group may find its trainers at different steps (a kill between two checkpoint writes): the group
 then replays the batches from the earliest one, and each trainer steps only on the batches it has not seen.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..distiller import Distiller, SharedTeacher
-from ..engine import NonFiniteLossError, Trainer
+from ..engine import CheckpointError, NonFiniteLossError, Trainer
 
 
 @dataclass
@@ -43,13 +44,16 @@ def train_lockstep(
     """
     outcomes = [Outcome() for _ in trainers]
     start = time.perf_counter()
-    for trainer, path in zip(trainers, resume):
-        trainer.begin(path)
+    for i, (trainer, path) in enumerate(zip(trainers, resume)):
+        try:  # a variant whose alpha cannot be calibrated or whose checkpoint does not fit fails alone
+            trainer.begin(path)
+        except (ValueError, CheckpointError, NonFiniteLossError) as err:
+            _fail(outcomes[i], err, [], i)
     distillers = [t.core for t in trainers if isinstance(t.core, Distiller)]
     teacher = SharedTeacher(distillers) if distillers else None
     loader = trainers[0].train_loader
     first = trainers[0]
-    active = [i for i, t in enumerate(trainers) if not t.finished]
+    active = [i for i, t in enumerate(trainers) if outcomes[i].status == "running" and not t.finished]
     losses: dict[str, str] = {}
     try:
         while active:
