@@ -29,10 +29,10 @@ case "$1" in
     TEACHER="$OUT/teacher"
     COMMON=(--set data.root="$DATA/camvid" --set data.batch_size=8 --set data.options.crop_size=96)
     [ -f "$TEACHER/metrics.json" ] || $F train configs/segmentation/camvid_cpu_teacher.yaml "${COMMON[@]}" \
-      --set model.options.backbone=resnet18 --set train.epochs=30 --set train.eval_every=30 \
+      --set model.options.backbone=resnet18 --set train.epochs=20 --set train.eval_every=20 \
       --set output.dir="$TEACHER" --set output.progress=false --resume auto
     SET=("${COMMON[@]}" --set model.options.teacher.backbone=resnet18 --set model.teacher_weights="$TEACHER/last.pt"
-         --set train.epochs=10 --set train.eval_every=10)
+         --set train.epochs=6 --set train.eval_every=6)
     ;;
   *) echo "usage: $0 cifar10|fashionmnist|camvid" >&2; exit 2 ;;
 esac
