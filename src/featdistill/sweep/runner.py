@@ -85,7 +85,7 @@ def run_sweep(
     groups = lockstep_groups(variants)
     group_of = {v.index: g for g, members in enumerate(groups) for v in members}
     print(
-        f"featdistill sweep: {len(variants)} variants in {len(groups)} lockstep group(s)"
+        f"featdistill sweep: {len(variants)} variant(s) in {len(groups)} lockstep group(s)"
         + (f"; shard {shard.index}/{shard.count} runs {len(mine)}" if shard.count > 1 else "")
         + f"; scored on holdout {metric}"
     )
