@@ -55,7 +55,7 @@ def settings(data: str) -> dict[str, tuple[str, list[str]]]:
 
 
 def timed(command: list[str]) -> float:
-    print("$ " + shlex.join(command), flush=True)
+    print("$ " + shlex.join(["python", *command[1:]]), flush=True)  # no path of this machine in the log
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
