@@ -1,4 +1,4 @@
-"""The arguments every config-reading command shares: the YAML file and its ``--set`` overrides."""
+"""What every subcommand's parser shares: its help texts and example, the YAML file and ``--set`` overrides."""
 
 from __future__ import annotations
 
@@ -20,4 +20,17 @@ def add_config_args(parser: argparse.ArgumentParser, *, optional_config: str | N
         default=[],
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.lr=0.05 (repeatable; values parsed as YAML)",
+    )
+
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, about: str, example: str, details: str = ""
+) -> argparse.ArgumentParser:
+    """A subcommand: ``about`` (one sentence) is its help, ``about`` + ``details`` its description, and its
+    ``--help`` ends with ``example`` (the arguments after ``featdistill NAME``)."""
+    return sub.add_parser(
+        name,
+        help=about,
+        description=f"{about} {details}".strip(),
+        epilog=f"example:\n  featdistill {name} {example}",
     )

@@ -9,17 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from .arguments import add_config_args
+from .arguments import add_command, add_config_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``data`` subcommand's arguments."""
-    about = "Print what the config's data holds and skips, without training."
-    data = sub.add_parser(
+    data = add_command(
+        sub,
         "data",
-        help=about,
-        description=about + " The same report is printed by train and sweep and written to data.json.",
-        epilog="example:\n  featdistill data configs/classification/cifar10_cpu_cwt.yaml --json",
+        "Print what the config's data holds and skips, without training.",
+        "configs/classification/cifar10_cpu_cwt.yaml --json",
+        "The same report is printed by train and sweep and written to data.json.",
     )
     add_config_args(data)
     data.add_argument("--json", action="store_true", help="print the report as JSON instead of text")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .arguments import add_config_args
+from .arguments import add_command, add_config_args
 
 if TYPE_CHECKING:  # torch is imported when the command runs, not when the CLI starts
     from torch import nn
@@ -20,15 +20,14 @@ if TYPE_CHECKING:  # torch is imported when the command runs, not when the CLI s
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``layers`` on the CLI's subparsers."""
-    layers = sub.add_parser(
+    layers = add_command(
+        sub,
         "layers",
-        help="List the tappable layers of student and teacher, the pairs 'auto' chooses and the FLOPs.",
-        description=(
-            "Build the config's student and teacher, run each once on the task's sample input and list "
-            "every submodule output with its shape, the pairs that 'distill.pairs: auto' would choose, "
-            "the pairs the config distills and the share of each model's FLOPs up to its last tapped layer."
-        ),
-        epilog="example:\n  featdistill layers configs/classification/cifar10_cpu_cwt.yaml",
+        "List the tappable layers of student and teacher, the pairs 'auto' chooses and the FLOPs.",
+        "configs/classification/cifar10_cpu_cwt.yaml",
+        "Build the config's student and teacher, run each once on the task's sample input and list every "
+        "submodule output with its shape, the pairs that 'distill.pairs: auto' would choose, the pairs the "
+        "config distills and the share of each model's FLOPs up to its last tapped layer.",
     )
     add_config_args(layers)
 

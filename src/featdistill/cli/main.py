@@ -17,7 +17,7 @@ from . import data as data_command
 from . import layers as layers_command
 from . import models as models_command
 from . import sweep as sweep_command
-from .arguments import add_config_args
+from .arguments import add_command, add_config_args
 
 _DEBUG_HELP = "show the full traceback on errors"
 
@@ -32,10 +32,6 @@ class _CommandParser(argparse.ArgumentParser):
         self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
 
 
-def _example(command: str) -> str:
-    return f"example:\n  featdistill {command}"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="featdistill",
@@ -47,12 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
 
     about = "Train a student, distilled when model.teacher is set."
-    train = sub.add_parser(
-        "train",
-        help=about,
-        description=about,
-        epilog=_example("train CONFIG.yaml --set train.epochs=1 --set output.dir=runs/try"),
-    )
+    train = add_command(sub, "train", about, "CONFIG.yaml --set train.epochs=1 --set output.dir=runs/try")
     add_config_args(train)
     train.add_argument(
         "--resume",
@@ -61,23 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     about = "Evaluate a trained student on the validation split."
-    evaluate = sub.add_parser(
-        "eval",
-        help=about,
-        description=about,
-        epilog=_example("eval CONFIG.yaml --checkpoint runs/try/last.pt"),
-    )
+    evaluate = add_command(sub, "eval", about, "CONFIG.yaml --checkpoint runs/try/last.pt")
     add_config_args(evaluate)
     evaluate.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
 
     about = (
         "Export the plain student, without teacher or transforms: torch.export, TorchScript, ONNX or weights."
     )
-    export = sub.add_parser(
-        "export",
-        help=about,
-        description=about,
-        epilog=_example("export CONFIG.yaml --checkpoint runs/try/last.pt --output student.pt2"),
+    export = add_command(
+        sub, "export", about, "CONFIG.yaml --checkpoint runs/try/last.pt --output student.pt2"
     )
     add_config_args(export)
     export.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
@@ -93,30 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     layers_command.add_parser(sub)
 
     about = "Run the offline demo: teacher, plain student and CWT student on generated data."
-    demo = sub.add_parser(
-        "demo",
-        help=about,
-        description=about,
-        epilog=_example("demo --data ../shared/data/cifar10 --out runs/demo_cifar10"),
-    )
+    demo = add_command(sub, "demo", about, "--data ../shared/data/cifar10 --out runs/demo_cifar10")
     demo.add_argument("--data", help="run on real data instead: an ImageFolder root or a torchvision root")
     demo.add_argument("--dataset", default=None, help="with --data: imagefolder, cifar10, fashionmnist, ...")
     demo.add_argument("--out", default="runs/demo", help="output folder (table, plot, logs)")
     demo.add_argument("--epochs", type=int, default=None, help="epochs per model (default: sized for ~5 min)")
 
     about = "Print the complete config as YAML: every key, its value and what it does."
-    config = sub.add_parser(
+    config = add_command(
+        sub,
         "config",
-        help=about,
-        description=f"{about}\nWithout CONFIG, the starter config of a task. The output is a valid config.",
-        epilog=_example("config --task detection > detection.yaml"),
+        about,
+        "--task detection > detection.yaml",
+        "Without CONFIG, the starter config of a task. The output is a valid config.",
     )
     config_command.add_arguments(config)
 
     about = "List the model names each task accepts for model.student and model.teacher."
-    models = sub.add_parser(
-        "models", help=about, description=about, epilog=_example("models --task classification | grep resnet")
-    )
+    models = add_command(sub, "models", about, "--task classification | grep resnet")
     models_command.add_arguments(models)
     return parser
 

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from .arguments import add_config_args
-
-EXAMPLE = "example:\n  featdistill sweep my.yaml --grid distill.alpha=auto,1e-3,1e-2 --grid train.lr=0.05,0.1 --refit"
+from .arguments import add_command, add_config_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``sweep`` on the CLI's subparsers."""
-    sweep = sub.add_parser(
+    sweep = add_command(
+        sub,
         "sweep",
-        help="Train a grid of variants and choose the best on a holdout split of the training data.",
-        description=(
-            "Train every combination of the --grid values. Variants that share data and teacher train in "
-            "lockstep: one batch and one teacher forward per step for all of them. Each is scored on "
-            "data.holdout (a share of the training images; 0.1 when unset), never on the test split. Writes "
-            "sweep.md, sweep.json, sweep.png and best.yaml to output.dir."
-        ),
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "Train a grid of variants and choose the best on a holdout split of the training data.",
+        "my.yaml --grid distill.alpha=auto,1e-3,1e-2 --grid train.lr=0.05,0.1 --refit",
+        "Variants that share data and teacher train in lockstep: one batch and one teacher forward per step "
+        "for all of them. Each is scored on data.holdout (a share of the training images; 0.1 when unset), "
+        "never on the test split. Writes sweep.md, sweep.json, sweep.png and best.yaml to output.dir.",
     )
     add_config_args(sweep)
     sweep.add_argument(
