@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 
 def add_config_args(parser: argparse.ArgumentParser, *, optional_config: str | None = None) -> None:
@@ -31,6 +32,6 @@ def add_command(
     return sub.add_parser(
         name,
         help=about,
-        description=f"{about} {details}".strip(),
+        description=textwrap.fill(f"{about} {details}".strip(), width=100),  # printed as is (raw formatter)
         epilog=f"example:\n  featdistill {name} {example}",
     )
