@@ -107,6 +107,21 @@ def test_lockstep_variants_equal_their_own_runs(tmp_path: Path, capsys: pytest.C
     assert "**best**" in table and f"| {best['metric']:.2f} |" in table
 
 
+def test_students_of_other_architectures_share_one_teacher_forward(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "archs"
+    cfg = _config(tmp_path, out, train={"epochs": 1})
+    grid = ["--grid", "model.student=resnet8,resnet14", "--grid", "distill.method=cwt,fitnets"]
+    assert main(["sweep", str(cfg), *grid]) == 0
+    rows = json.loads((out / "sweep.json").read_text())["variants"]
+    assert [r["status"] for r in rows] == ["done"] * 4 and {r["group"] for r in rows} == {0}
+    resnet14 = torch.load(out / rows[2]["name"] / "last.pt", weights_only=True)["student"]
+    assert "layer1.1.conv1.weight" in resnet14 and "layer1.1.conv1.weight" not in _student(
+        out / rows[0]["name"]
+    )
+
+
 def test_a_diverging_variant_fails_alone(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "diverge"
     cfg = _config(tmp_path, out, train={"epochs": 1})
