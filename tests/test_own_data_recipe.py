@@ -71,8 +71,13 @@ def _small(data: Path, out: Path) -> list[str]:
     return [arg for setting in settings for arg in ("--set", setting)]
 
 
-def _run_recipe(tmp_path: Path, teacher: list[str], teacher_name: str) -> dict[str, torch.Tensor]:
-    """The README's three commands (train, sweep, export) with the given teacher settings; returns the student."""
+def _run_recipe(
+    tmp_path: Path, teacher: list[str], teacher_name: str, sweep_alpha: bool = True
+) -> dict[str, torch.Tensor]:
+    """The README's three commands (train, sweep, export) with the given teacher settings; returns the student.
+
+    Without ``sweep_alpha`` the second command is the README's alternative, ``train`` with ``alpha: auto``.
+    """
     data = _image_folder(tmp_path / "data")
     teacher_run, cwt_run = tmp_path / "teacher", tmp_path / "cwt"
     with pytest.warns(UserWarning, match="left out"):  # the pretrained head of another class count
@@ -83,19 +88,16 @@ def _run_recipe(tmp_path: Path, teacher: list[str], teacher_name: str) -> dict[s
         "--set",
         f"model.teacher_weights={teacher_run}/last.pt",
     ]
-    sweep = [
-        "sweep",
-        str(CWT_CFG),
-        *_small(data, cwt_run),
-        *distill,
-        "--grid",
-        "distill.alpha=auto,1e-4",
-        "--refit",
-    ]
-    with pytest.warns(UserWarning, match=r"left out the classifier head classifier\.3\.weight"):
-        assert main(sweep) == 0
     refit = cwt_run / "refit"
-    assert (cwt_run / "best.yaml").is_file() and (refit / "metrics.json").is_file()
+    if sweep_alpha:
+        command = ["sweep", str(CWT_CFG), *_small(data, cwt_run), *distill]
+        command += ["--grid", "distill.alpha=auto,1e-4", "--refit"]
+    else:
+        command = ["train", str(CWT_CFG), *_small(data, refit), *distill]
+    with pytest.warns(UserWarning, match=r"left out the classifier head classifier\.3\.weight"):
+        assert main(command) == 0
+    assert (refit / "metrics.json").is_file()
+    assert (cwt_run / "best.yaml").is_file() == sweep_alpha
     onnx_file = tmp_path / "student.onnx"
     export = ["export", str(CWT_CFG), *_small(data, cwt_run), "--checkpoint", str(refit / "last.pt")]
     assert main([*export, "--format", "onnx", "--output", str(onnx_file)]) == 0
@@ -125,7 +127,7 @@ def test_recipe_with_a_hugging_face_teacher(tmp_path: Path, student_cache: dict[
     hf_model = transformers.ResNetForImageClassification(config)
     hf_model.save_pretrained(hf_dir)
     teacher = ["--set", f"model.student=hf:{hf_dir}", "--set", "model.student_weights=null"]
-    _run_recipe(tmp_path, teacher, f"hf:{hf_dir}")
+    _run_recipe(tmp_path, teacher, f"hf:{hf_dir}", sweep_alpha=False)
     teacher_state = torch.load(tmp_path / "teacher" / "last.pt", weights_only=True)["student"]
     stem = "hf.resnet.embedder.embedder.convolution.weight"
     assert torch.equal(teacher_state[stem], hf_model.resnet.embedder.embedder.convolution.weight)
