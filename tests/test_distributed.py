@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -189,3 +190,35 @@ def test_sync_bn_is_a_clear_error_on_cpu() -> None:
     assert sync_batchnorm(student, DistributedContext()) is student  # one process: nothing to sync
     with pytest.raises(ValueError, match=r"train\.sync_bn needs GPUs"):
         sync_batchnorm(student, DistributedContext(world_size=2))
+
+
+@pytest.mark.slow
+def test_a_sweep_under_torchrun_chooses_once_and_refits(tmp_path: Path) -> None:
+    """Two gloo processes: every rank trains the variants, rank 0 writes, both agree on the best and refit it."""
+    out = tmp_path / "sweep"
+    config = _config(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += [
+        "-m",
+        "featdistill",
+        "sweep",
+        str(config),
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        "data.holdout=32",
+        "--set",
+        "data.batch_size=16",
+    ]
+    command += ["--set", "train.epochs=1", "--grid", "distill.alpha=1e-3,auto", "--refit"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    record = json.loads((out / "sweep.json").read_text())
+    assert [r["status"] for r in record["variants"]] == ["done", "done"], [
+        r["error"] for r in record["variants"]
+    ]
+    assert record["refit"]["runs"][0]["metrics"]["top1"] >= 0
+    assert done.stdout.count("refitting") == done.stdout.count("variant(s) in") == 1  # said once, by rank 0

@@ -142,6 +142,7 @@ def test_a_diverging_variant_fails_alone(tmp_path: Path, capsys: pytest.CaptureF
         (["--grid", "distill.alpha="], "has no values"),
         (["--grid", "train.lr=fast,slow"], "config key 'train.lr' expects float"),
         (["--grid", "distill.alpha=1e-3", "--set", "data.holdout=500"], "holdout"),
+        (["--grid", "distill.alpha=1e-3", "--set", "data.batch_size=200"], "no full training batch"),
     ],
 )
 def test_bad_sweeps_are_one_line(

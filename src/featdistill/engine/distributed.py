@@ -116,8 +116,10 @@ def init_distributed(device: torch.device | str = "cpu") -> DistributedContext:
 
 
 def is_main() -> bool:
-    """True in a single process and on global rank 0 of a process group."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    """True in a single process and on global rank 0 (torchrun's ``RANK`` before the group exists)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return _env_int("RANK", 0) == 0
 
 
 def world_size() -> int:
@@ -184,3 +186,9 @@ def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
     total = values.detach().clone()
     dist.all_reduce(total)
     return total / dist.get_world_size()
+
+
+def barrier() -> None:
+    """Wait for every process (a no-op in a single process), e.g. until rank 0 has written a file all read."""
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()

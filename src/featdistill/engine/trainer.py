@@ -101,6 +101,11 @@ class Trainer:
     ) -> None:
         self.model, self.task, self.cfg, self.device = model, task, cfg, device
         self.train_loader, self.val_loader = train_loader, val_loader
+        if len(train_loader) == 0:
+            raise ValueError(
+                f"no full training batch: data.batch_size {cfg.data.batch_size} (per process) is more than the "
+                "training images left after data.limit and data.holdout; lower data.batch_size"
+            )
         self.fingerprint = fingerprint
         self.out_dir = Path(cfg.output.dir)
         self.is_main = _is_main()

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import ConfigError, _safe_yaml, apply_overrides, parse_config
 from ..engine.checkpoint import write_text_atomic
-from ..engine.distributed import is_main
+from ..engine.distributed import barrier, is_main
 from ..tasks.ingest import announce_data
 from .grid import Variant, expand, lockstep_groups, parse_grid
 from .lockstep import train_lockstep
@@ -69,7 +69,7 @@ def run_sweep(
     data = tree.setdefault("data", {})
     if data.get("holdout") is None and "data.holdout" not in grid:
         data["holdout"] = DEFAULT_HOLDOUT
-        print(
+        _say(
             f"featdistill sweep: data.holdout is not set; scoring on {DEFAULT_HOLDOUT:.0%} of the training images"
         )
     base = parse_config(tree)
@@ -84,7 +84,7 @@ def run_sweep(
     metric = get_task(variants[0].cfg).metric
     groups = lockstep_groups(variants)
     group_of = {v.index: g for g, members in enumerate(groups) for v in members}
-    print(
+    _say(
         f"featdistill sweep: {len(variants)} variant(s) in {len(groups)} lockstep group(s)"
         + (f"; shard {shard.index}/{shard.count} runs {len(mine)}" if shard.count > 1 else "")
         + f"; scored on holdout {metric}"
@@ -95,7 +95,7 @@ def run_sweep(
         todo = [v for v in members if shard.takes(v) and not (resume and _result(v) is not None)]
         if not todo or only:
             continue
-        print(f"featdistill sweep: group {number} trains " + ", ".join(v.name for v in todo) + " in lockstep")
+        _say(f"featdistill sweep: group {number} trains " + ", ".join(v.name for v in todo) + " in lockstep")
         trainers = build_trainers([v.cfg for v in todo], evaluate_on="holdout")
         if not announced:  # the ingest report, once per sweep (every group reads the same data)
             announce_data(trainers[0].task, out_dir, resuming=resume)
@@ -122,6 +122,7 @@ def run_sweep(
             }
             if is_main():
                 write_text_atomic(json.dumps(row, indent=2), Path(variant.cfg.output.dir) / "result.json")
+    barrier()  # every process reads the results rank 0 wrote, so all choose the same best
     rows = [
         _result(v) or _pending(v, group_of[v.index], "only variant: refit without scoring" if only else "")
         for v in variants
@@ -140,8 +141,14 @@ def run_sweep(
     if not is_main():
         return {}
     record = write_report(out_dir, metric, list(grid), rows, refit_record)
-    print(f"featdistill sweep: wrote {out_dir / 'sweep.md'}" + (f"; best {best['name']}" if best else ""))
+    _say(f"featdistill sweep: wrote {out_dir / 'sweep.md'}" + (f"; best {best['name']}" if best else ""))
     return record
+
+
+def _say(message: str) -> None:
+    """Print once, from the main process."""
+    if is_main():
+        print(message, flush=True)
 
 
 def _result(variant: Variant) -> dict[str, Any] | None:
@@ -182,7 +189,7 @@ def _refit(
     for seed in seeds or [None]:
         cfg = parse_config(_refit_config(variant, out_dir, progress, seed))
         last = Path(cfg.output.dir) / "last.pt"
-        print(
+        _say(
             f"featdistill sweep: refitting {variant.name} on the whole training split"
             + (f", seed {seed}" if seed is not None else "")
         )
