@@ -10,7 +10,7 @@ with a fixed number of images, each of any height and width (opset 17).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -57,6 +57,28 @@ def _safetensors(student: nn.Module, output: Path) -> None:
     save_model(student, str(output))
 
 
+def _write_onnx(
+    student: nn.Module,
+    example: Any,
+    output: Path,
+    inputs: list[str],
+    outputs: list[str],
+    axes: dict[str, dict[int, str]],
+) -> None:
+    """``torch.onnx.export`` (TorchScript-based exporter, opset 17) with named inputs, outputs, dynamic axes."""
+    with torch.no_grad():
+        torch.onnx.export(
+            student,
+            (example,),
+            str(output),
+            opset_version=17,
+            dynamo=False,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+        )
+
+
 def _onnx_tensor_model(student: nn.Module, example: torch.Tensor, output: Path, dynamic_size: bool) -> None:
     """ONNX of a model that takes one batch tensor; outputs named as its dict keys (segmenters) or ``output``."""
     with torch.no_grad():
@@ -65,17 +87,7 @@ def _onnx_tensor_model(student: nn.Module, example: torch.Tensor, output: Path, 
     spatial = {2: "out_height", 3: "out_width"} if dynamic_size else {}
     axes = {name: {0: "batch", **(spatial if value.dim() == 4 else {})} for name, value in outputs.items()}
     axes["input"] = {0: "batch", **({2: "height", 3: "width"} if dynamic_size else {})}
-    with torch.no_grad():
-        torch.onnx.export(
-            student,
-            (example,),
-            str(output),
-            opset_version=17,
-            dynamo=False,
-            input_names=["input"],
-            output_names=list(outputs),
-            dynamic_axes=axes,
-        )
+    _write_onnx(student, example, output, ["input"], list(outputs), axes)
 
 
 def _onnx_detector(student: nn.Module, images: list[torch.Tensor], output: Path) -> None:
@@ -87,17 +99,7 @@ def _onnx_detector(student: nn.Module, images: list[torch.Tensor], output: Path)
         **{name: {1: "height", 2: "width"} for name in inputs},
         **{name: {0: "detections"} for name in outputs},
     }
-    with torch.no_grad():
-        torch.onnx.export(
-            student,
-            (images,),
-            str(output),
-            opset_version=17,
-            dynamo=False,
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_axes=axes,
-        )
+    _write_onnx(student, images, output, inputs, outputs, axes)
 
 
 def _onnx(student: nn.Module, example: torch.Tensor | list[torch.Tensor], output: Path) -> None:

@@ -136,10 +136,7 @@ def build_trainers(cfgs: list[RunConfig], evaluate_on: str = "val") -> list[Trai
     device = ctx.device
     seed_everything(first.train.seed, first.train.deterministic)
     task = get_task(first)
-    if evaluate_on == "val":
-        train_loader, val_loader = task.build_loaders(ctx.rank, ctx.world_size)
-    else:
-        train_loader, val_loader = task.build_loaders(ctx.rank, ctx.world_size, evaluate_on=evaluate_on)
+    train_loader, val_loader = task.build_loaders(ctx.rank, ctx.world_size, evaluate_on=evaluate_on)
     with_teacher = [cfg for cfg in cfgs if cfg.model.teacher is not None]
     teacher = build_teacher(_variant_task(task, with_teacher[0])) if with_teacher else None
     trainers = []

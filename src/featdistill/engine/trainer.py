@@ -32,7 +32,7 @@ from .checkpoint import (
     set_rng_state,
     write_text_atomic,
 )
-from .distributed import broadcast_buffers, mean_across_ranks, world_size
+from .distributed import broadcast_buffers, is_main, mean_across_ranks, world_size
 from .logger import RunLogger
 from .schedule import build_optimizer, build_scheduler
 
@@ -73,10 +73,6 @@ class Loader(Protocol):
     def iterate(self, start_batch: int = 0) -> Iterator[Any]: ...
 
 
-def _is_main() -> bool:
-    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
-
-
 class Trainer:
     """Trains ``model`` with ``task`` on ``train_loader``; evaluates the student on ``val_loader``.
 
@@ -108,7 +104,7 @@ class Trainer:
             )
         self.fingerprint = fingerprint
         self.out_dir = Path(cfg.output.dir)
-        self.is_main = _is_main()
+        self.is_main = is_main()
         self.optimizer = build_optimizer(model.parameters(), cfg.train)
         self.scheduler = build_scheduler(self.optimizer, len(train_loader), cfg.train)
         amp = cfg.train.amp
@@ -393,8 +389,9 @@ class Trainer:
         """Write ``metrics.json`` (with the α that ``alpha: auto`` chose) and return the last metrics."""
         if self.is_main:
             record: dict[str, Any] = dict(self.metrics)
-            if self.auto_alpha():
-                record["alpha"] = self.auto_alpha()
+            chosen = self.auto_alpha()
+            if chosen:
+                record["alpha"] = chosen
             write_text_atomic(json.dumps(record, indent=2), self.out_dir / "metrics.json")
         return self.metrics
 
