@@ -336,21 +336,25 @@ def _load_torchvision(
     return images.contiguous(), labels, classes
 
 
-def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (0..1 units) of uint8/uint16 ``[N, C, H, W]`` images, for normalisation.
+def channel_stats(images: torch.Tensor | Sequence[torch.Tensor]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (0..1 units) of uint8/uint16 images, for normalisation.
 
-    A channel that never changes (a constant dataset, a blank channel) would have std 0 and turn every
-    normalised pixel into NaN; its std is floored at one storage level (1/255 or 1/65535), which leaves
+    ``images`` is one ``[N, C, H, W]`` tensor, or ``[C, H, W]`` images of any sizes (the streaming loader's
+    sample). A channel that never changes (a constant dataset, a blank channel) would have std 0 and turn
+    every normalised pixel into NaN; its std is floored at one storage level (1/255 or 1/65535), which leaves
     every real dataset's statistics unchanged and maps a constant channel to 0.
     """
-    floor = 1.0 / max_level(images.dtype)
-    sums = torch.zeros(images.shape[1], dtype=torch.float64)
+    # float64 statistics without a float copy of the whole set: chunks of a tensor, or one image at a time
+    chunks = images.split(4096) if isinstance(images, torch.Tensor) else [image[None] for image in images]
+    floor = 1.0 / max_level(chunks[0].dtype)
+    sums = torch.zeros(chunks[0].shape[1], dtype=torch.float64)
     squares = torch.zeros_like(sums)
-    for chunk in images.split(4096):  # float64 statistics without a float copy of the whole set
+    count = 0
+    for chunk in chunks:
         values = chunk.to(torch.float64).mul_(floor)
         sums += values.sum(dim=(0, 2, 3))
         squares += values.square_().sum(dim=(0, 2, 3))
-    count = images.shape[0] * images.shape[2] * images.shape[3]
+        count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
     mean = sums / count
     var = (squares - count * mean.square()).clamp_(min=0) / max(count - 1, 1)
     return mean.tolist(), var.sqrt().clamp_(min=floor).tolist()

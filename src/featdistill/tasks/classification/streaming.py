@@ -23,11 +23,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ...engine import ResumableLoader
-from ..decode import BadImageError, decode_image, max_level, resize_pixels
+from ..decode import BadImageError, decode_image, resize_pixels
 from ..holdout import split_holdout
 from ..ingest import SplitStats, check_not_constant, evenly_spaced, warn_alpha
 from .augment import crop_flip, crop_flip_params, normalize
-from .data import bad_file, scan_imagefolder, select_balanced
+from .data import bad_file, channel_stats, scan_imagefolder, select_balanced
 
 __all__ = ["FolderSamples", "inspect_samples", "resized_crop_box", "streaming_loader"]
 
@@ -170,22 +170,6 @@ def inspect_samples(
     return pixels
 
 
-def _sample_stats(pixels: list[Tensor]) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (0..1 units, std floored at one level) over images of any sizes."""
-    floor = 1.0 / max_level(pixels[0].dtype)
-    sums = torch.zeros(3, dtype=torch.float64)
-    squares = torch.zeros_like(sums)
-    count = 0
-    for image in pixels:
-        values = image.to(torch.float64).mul_(floor)
-        sums += values.sum(dim=(1, 2))
-        squares += values.square_().sum(dim=(1, 2))
-        count += image.shape[1] * image.shape[2]
-    mean = sums / count
-    var = (squares - count * mean.square()).clamp_(min=0) / max(count - 1, 1)
-    return mean.tolist(), var.sqrt().clamp_(min=floor).tolist()
-
-
 def streaming_loader(
     root: str | Path,
     split: str,
@@ -235,7 +219,7 @@ def streaming_loader(
     size = (image_size, image_size) if image_size is not None else tuple(inspected[0].shape[-2:])
     if mean is None or std is None:
         resized = [resize_pixels(p, size) for p in inspected] if crop == "pad" else inspected
-        mean, std = _sample_stats(resized)
+        mean, std = channel_stats(resized)
     dataset = FolderSamples(
         samples,
         size=size,  # type: ignore[arg-type]
