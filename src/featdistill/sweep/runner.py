@@ -62,7 +62,7 @@ def run_sweep(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the sweep; return the ``sweep.json`` record."""
-    from ..run import build_trainers, get_task
+    from ..run import get_task
 
     tree = load_tree(config, overrides or [])
     grid = parse_grid(grid_specs)
@@ -89,11 +89,45 @@ def run_sweep(
         + (f"; shard {shard.index}/{shard.count} runs {len(mine)}" if shard.count > 1 else "")
         + f"; scored on holdout {metric}"
     )
-    announced = False
     only = len(variants) == 1 and bool(refit or refit_seeds)  # nothing to choose: refit it directly
+    if not only:
+        _train_groups(groups, shard, resume, out_dir, metric, progress)
+    barrier()  # every process reads the results rank 0 wrote, so all choose the same best
+    rows = [
+        _result(v) or _pending(v, group_of[v.index], "only variant: refit without scoring" if only else "")
+        for v in variants
+    ]
+    best = rows[0] if only else best_row(rows)
+    refit_record = None
+    if best is not None and is_main():
+        write_best_config(out_dir / "best.yaml", _refit_config(variants[best["index"]], out_dir, progress))
+    if refit or refit_seeds:
+        if best is None:
+            raise ConfigError(
+                "--refit: no variant finished (see sweep.md for their status); fix the failures or widen the "
+                "grid, then run the sweep again with --resume auto"
+            )
+        refit_record = _refit(variants[best["index"]], out_dir, metric, refit_seeds, resume, progress)
+    if not is_main():
+        return {}
+    record = write_report(out_dir, metric, list(grid), rows, refit_record)
+    _say(f"featdistill sweep: wrote {out_dir / 'sweep.md'}" + (f"; best {best['name']}" if best else ""))
+    return record
+
+
+def _train_groups(
+    groups: list[list[Variant]], shard: Shard, resume: bool, out_dir: Path, metric: str, progress: bool
+) -> None:
+    """Train this shard's variants, one lockstep group at a time, and write each one's ``result.json``.
+
+    With ``resume``, variants that already have a result are skipped and the others continue from ``last.pt``.
+    """
+    from ..run import build_trainers
+
+    announced = False
     for number, members in enumerate(groups):
         todo = [v for v in members if shard.takes(v) and not (resume and _result(v) is not None)]
-        if not todo or only:
+        if not todo:
             continue
         _say(f"featdistill sweep: group {number} trains " + ", ".join(v.name for v in todo) + " in lockstep")
         trainers = build_trainers([v.cfg for v in todo], evaluate_on="holdout")
@@ -117,32 +151,11 @@ def run_sweep(
                 "metrics": outcome.metrics,
                 "steps": outcome.steps,
                 "seconds": outcome.seconds,
-                "group": group_of[variant.index],
+                "group": number,
                 "error": outcome.error,
             }
             if is_main():
                 write_text_atomic(json.dumps(row, indent=2), Path(variant.cfg.output.dir) / "result.json")
-    barrier()  # every process reads the results rank 0 wrote, so all choose the same best
-    rows = [
-        _result(v) or _pending(v, group_of[v.index], "only variant: refit without scoring" if only else "")
-        for v in variants
-    ]
-    best = rows[0] if only else best_row(rows)
-    refit_record = None
-    if best is not None and is_main():
-        write_best_config(out_dir / "best.yaml", _refit_config(variants[best["index"]], out_dir, progress))
-    if refit or refit_seeds:
-        if best is None:
-            raise ConfigError(
-                "--refit: no variant finished (see sweep.md for their status); fix the failures or widen the "
-                "grid, then run the sweep again with --resume auto"
-            )
-        refit_record = _refit(variants[best["index"]], out_dir, metric, refit_seeds, resume, progress)
-    if not is_main():
-        return {}
-    record = write_report(out_dir, metric, list(grid), rows, refit_record)
-    _say(f"featdistill sweep: wrote {out_dir / 'sweep.md'}" + (f"; best {best['name']}" if best else ""))
-    return record
 
 
 def _say(message: str) -> None:
