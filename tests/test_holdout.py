@@ -17,6 +17,7 @@ from featdistill.cli.main import main
 from featdistill.config import ConfigError, parse_config
 from featdistill.tasks.classification.task import ClassificationTask
 from featdistill.tasks.holdout import HOLDOUT_SEED, holdout_size, split_holdout
+from featdistill.tasks.ingest import format_report
 from featdistill.tasks.segmentation.task import SegmentationTask
 
 # ---------------------------------------------------------------- the split itself
@@ -142,6 +143,13 @@ def test_classification_holdout_is_disjoint_balanced_and_seed_independent(
     assert len(held_ids) == 3 and len(train_ids) == 12
     assert sorted(train_ids + held_ids) == list(range(15))
     assert [i // 6 for i in held_ids] == [0, 1, 2]  # one image of each class (ids 12-14 are 'eel')
+    report = _classification(root, in_memory, holdout=0.2)
+    report.build_loaders(evaluate_on="holdout")
+    train_report = report.data_report()["splits"][0]  # the images read, and how many of them are held out
+    assert (train_report["split"], train_report["images"], train_report["held_out"]) == ("train", 15, 3)
+    assert "holdout (data.holdout): 3 of these images kept out of training for scoring; 12 trained on" in (
+        format_report(report.data_report())
+    )
     other_seed = _classification(root, in_memory, seed=7, holdout=0.2)
     assert _ids(other_seed.build_loaders(evaluate_on="holdout")[1]) == held_ids
     # The same held-out images whichever loader serves them, and unaugmented, like validation.
@@ -240,6 +248,9 @@ def test_segmentation_holdout_is_disjoint_unaugmented_and_seed_independent(
     train, held = task.build_loaders(evaluate_on="holdout")
     train_ids, held_ids = _files(train.dataset), _files(held.dataset)
     assert len(held_ids) == 3 and sorted(train_ids + held_ids) == list(range(8))
+    assert [(s["split"], s["images"], s["held_out"]) for s in task.data_report()["splits"]] == [
+        ("train", 8, 3)
+    ]
     assert _files(_segmentation(root, holdout=3, seed=5).build_loaders(evaluate_on="holdout")[1].dataset) == (
         held_ids
     )
@@ -329,6 +340,9 @@ def test_detection_holdout_is_a_coco_dataset_of_held_out_ids_scored_alone(
     train, held = task.build_loaders(evaluate_on="holdout")  # val_ann does not exist
     train_ids, held_ids = train.dataset.ids, held.dataset.ids
     assert len(held_ids) == 3 and sorted(train_ids + held_ids) == list(range(100, 110))
+    assert [(s["split"], s["images"], s["held_out"]) for s in task.data_report()["splits"]] == [
+        ("train", 10, 3)
+    ]
     assert held.dataset.transforms is None and train.dataset.transforms is not None
     assert (
         _detection(root, seed=3, holdout=0.3).build_loaders(evaluate_on="holdout")[1].dataset.ids == held_ids

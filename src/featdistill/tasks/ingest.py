@@ -49,6 +49,7 @@ class SplitStats:
     formats: Counter = field(default_factory=Counter)  # pixel format (Pillow mode) -> images
     alpha_dropped: int = 0
     inspected: int | None = None  # images whose size/format were read (None: all used images)
+    held_out: int = 0  # of ``images``, kept out of training for scoring (data.holdout)
     extra: dict[str, Any] = field(default_factory=dict)  # task-specific counts
 
     def skip(self, reason: str, path: str | Path) -> None:
@@ -74,6 +75,7 @@ class SplitStats:
             "formats": dict(self.formats.most_common()),
             "alpha_dropped": self.alpha_dropped,
             "inspected": self.images if self.inspected is None else self.inspected,
+            "held_out": self.held_out,
             **self.extra,
         }
 
@@ -123,6 +125,11 @@ def format_report(report: dict[str, Any]) -> str:
         if split["classes"]:
             lines.append(f"    classes ({len(split['classes'])}): {_counts(split['classes'], 10)}")
         lines.append(f"    sizes: {_counts(split['sizes'])}; formats: {_counts(split['formats'])}")
+        if split.get("held_out"):
+            lines.append(
+                f"    holdout (data.holdout): {split['held_out']} of these images kept out of training for "
+                f"scoring; {split['images'] - split['held_out']} trained on"
+            )
         if split["alpha_dropped"]:
             lines.append(
                 f"    alpha channel dropped (colours kept as stored) in {split['alpha_dropped']} images"

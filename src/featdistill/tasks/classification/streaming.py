@@ -204,11 +204,12 @@ def streaming_loader(
     stats = stats if stats is not None else SplitStats(split, str(Path(root) / split))
     classes, files = scan_imagefolder(Path(root) / split, stats)
     samples = select_balanced(files, limit)
+    stats.images = len(samples)  # as in memory: the images read, the holdout included
+    stats.classes.update(classes[label] for _, label in samples)
     if holdout is not None:
         keep, held = split_holdout(len(samples), holdout, [label for _, label in samples])
+        stats.held_out = len(held)
         samples = [samples[i] for i in (held if held_out else keep)]
-    stats.images = len(samples)
-    stats.classes.update(classes[label] for _, label in samples)
     inspected = inspect_samples(samples, bits, on_bad_file, stats)
     if not inspected:
         raise ValueError(f"no decodable images among the first inspected files of {Path(root) / split}")

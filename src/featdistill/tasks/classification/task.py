@@ -203,6 +203,7 @@ class ClassificationTask(ImageLabelBatches):
         self._check_labels(train_y, d.train_split)
         if d.holdout is not None:
             keep, held = split_holdout(len(train_y), d.holdout, train_y)
+            self.data_stats[d.train_split].held_out = len(held)
             val_x, val_y = train_x[held], train_y[held]
             train_x, train_y = train_x[keep], train_y[keep]
         if evaluate_on == "val":

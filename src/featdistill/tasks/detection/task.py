@@ -315,6 +315,7 @@ class DetectionTask:
         train_set = self._dataset("train", d.limit)
         if d.holdout is not None:
             keep, held = split_holdout(len(train_set.ids), d.holdout)
+            self.data_stats["train"].held_out = len(held)
             held_set = copy.copy(train_set)  # shares the parsed annotations
             held_set.transforms, held_set.masks = None, False
             held_set.ids = [train_set.ids[i] for i in held]

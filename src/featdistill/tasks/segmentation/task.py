@@ -190,6 +190,7 @@ class SegmentationTask(ImageLabelBatches):
         train_set = self._dataset(d.train_split, True, d.limit)
         if d.holdout is not None:
             train_set, held_set = self._hold_out(train_set)
+            self.data_stats[d.train_split].held_out = len(held_set)
         val_set = held_set if evaluate_on == "holdout" else self._dataset(d.val_split, False, d.val_limit)
         train = ResumableLoader(
             train_set,
