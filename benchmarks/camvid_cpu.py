@@ -205,7 +205,6 @@ def main() -> None:
         args.runs = args.runs.with_name(args.runs.name + "-quick")
         args.results = args.runs
         shutil.rmtree(args.runs, ignore_errors=True)  # a check always starts from scratch
-    args.data = args.data.resolve()
     torch.set_num_threads(args.threads)
     args.runs.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
