@@ -216,6 +216,33 @@ def test_refit_seeds_report_the_test_mean_std_and_interval(
     assert not (out / only["name"] / "last.pt").exists()
 
 
+def test_resume_after_a_change_trains_again_what_it_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "changed"
+    cfg = _config(tmp_path, out, train={"epochs": 1})
+    grid = ["--grid", "distill.alpha=1e-3,1e-2", "--refit", "--resume", "auto"]
+    assert main(["sweep", str(cfg), *grid]) == 0
+    checkpoints = sorted(out.glob("*/last.pt"))
+    assert len(checkpoints) == 3  # two variants and the refit
+    written = {path: path.stat().st_mtime_ns for path in checkpoints}
+    capsys.readouterr()
+    assert main(["sweep", str(cfg), *grid]) == 0  # nothing changed: every result and the refit are reused
+    assert "anew" not in capsys.readouterr().out
+    assert {path: path.stat().st_mtime_ns for path in checkpoints} == written
+    # Another lr: the checkpoints in the folder no longer match, so everything trains again, as a fresh sweep.
+    assert main(["sweep", str(cfg), *grid, "--set", "train.lr=0.1"]) == 0
+    said = capsys.readouterr().out
+    assert said.count("was trained with other settings; training it anew") == 2
+    assert "holds a refit of other settings; refitting anew" in said
+    fresh = tmp_path / "fresh"
+    fresh_cfg = _config(tmp_path, fresh, train={"epochs": 1, "lr": 0.1})
+    assert main(["sweep", str(fresh_cfg), "--grid", "distill.alpha=1e-3,1e-2", "--refit"]) == 0
+    got, expected = (json.loads((d / "sweep.json").read_text()) for d in (out, fresh))
+    assert [r["metric"] for r in got["variants"]] == [r["metric"] for r in expected["variants"]]
+    assert got["refit"]["runs"][0]["metrics"] == expected["refit"]["runs"][0]["metrics"]
+
+
 def _launch(cfg: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "featdistill", "sweep", str(cfg), *extra],

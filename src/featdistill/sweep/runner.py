@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, _safe_yaml, apply_overrides, parse_config
-from ..engine.checkpoint import write_text_atomic
+from ..config import ConfigError, RunConfig, _safe_yaml, apply_overrides, parse_config
+from ..engine.checkpoint import load_safely, write_text_atomic
 from ..engine.distributed import barrier, is_main
 from ..tasks.ingest import announce_data
 from .grid import Variant, expand, lockstep_groups, parse_grid
@@ -78,9 +78,16 @@ def run_sweep(
     shard = shard or Shard()
     mine = [v for v in variants if shard.takes(v)]
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume and is_main():  # a fresh sweep: results of an earlier one in this folder no longer count
+    # A fresh sweep discards the results of an earlier one in this folder; a resumed one those of variants whose
+    # checkpoint was written with other settings (a --set changed since), which then train anew.
+    stale = {v.index for v in mine if resume and _other_settings(Path(v.cfg.output.dir), v.cfg)}
+    if is_main():
         for variant in mine:
-            (Path(variant.cfg.output.dir) / "result.json").unlink(missing_ok=True)
+            if not resume or variant.index in stale:
+                (Path(variant.cfg.output.dir) / "result.json").unlink(missing_ok=True)
+            if variant.index in stale:
+                _say(f"featdistill sweep: {variant.name} was trained with other settings; training it anew")
+    barrier()
     metric = get_task(variants[0].cfg).metric
     groups = lockstep_groups(variants)
     group_of = {v.index: g for g, members in enumerate(groups) for v in members}
@@ -91,7 +98,7 @@ def run_sweep(
     )
     only = len(variants) == 1 and bool(refit or refit_seeds)  # nothing to choose: refit it directly
     if not only:
-        _train_groups(groups, shard, resume, out_dir, metric, progress)
+        _train_groups(groups, shard, resume, stale, out_dir, metric, progress)
     barrier()  # every process reads the results rank 0 wrote, so all choose the same best
     rows = [
         _result(v) or _pending(v, group_of[v.index], "only variant: refit without scoring" if only else "")
@@ -116,11 +123,18 @@ def run_sweep(
 
 
 def _train_groups(
-    groups: list[list[Variant]], shard: Shard, resume: bool, out_dir: Path, metric: str, progress: bool
+    groups: list[list[Variant]],
+    shard: Shard,
+    resume: bool,
+    stale: set[int],
+    out_dir: Path,
+    metric: str,
+    progress: bool,
 ) -> None:
     """Train this shard's variants, one lockstep group at a time, and write each one's ``result.json``.
 
-    With ``resume``, variants that already have a result are skipped and the others continue from ``last.pt``.
+    With ``resume``, variants that already have a result are skipped and the others continue from ``last.pt``,
+    but for the ``stale`` ones (indices), whose checkpoint holds other settings.
     """
     from ..run import build_trainers
 
@@ -138,7 +152,10 @@ def _train_groups(
         outcomes = train_lockstep(
             trainers,
             [f"v{v.index}" for v in todo],
-            [path if resume and path.is_file() else None for path in last],
+            [
+                path if resume and v.index not in stale and path.is_file() else None
+                for v, path in zip(todo, last)
+            ],
             progress=progress,
         )
         for variant, outcome in zip(todo, outcomes):
@@ -162,6 +179,17 @@ def _say(message: str) -> None:
     """Print once, from the main process."""
     if is_main():
         print(message, flush=True)
+
+
+def _other_settings(folder: Path, cfg: RunConfig) -> bool:
+    """Whether ``folder/last.pt`` was written with other settings than ``cfg`` (``output`` aside)."""
+    last = folder / "last.pt"
+    if not last.is_file():
+        return False
+    saved = load_safely(last).get("config", {})
+    return {k: v for k, v in saved.items() if k != "output"} != {
+        k: v for k, v in cfg.to_dict().items() if k != "output"
+    }
 
 
 def _result(variant: Variant) -> dict[str, Any] | None:
@@ -206,7 +234,10 @@ def _refit(
             f"featdistill sweep: refitting {variant.name} on the whole training split"
             + (f", seed {seed}" if seed is not None else "")
         )
-        metrics = build_trainer(cfg).fit(resume=last if resume and last.is_file() else None)
+        again = resume and _other_settings(last.parent, cfg)  # the best variant changed since (grid changed)
+        if again:
+            _say(f"featdistill sweep: {last.parent} holds a refit of other settings; refitting anew")
+        metrics = build_trainer(cfg).fit(resume=last if resume and not again and last.is_file() else None)
         runs.append({"seed": cfg.train.seed, "dir": cfg.output.dir, "metrics": metrics})
     values = [run["metrics"][metric] for run in runs if metric in run["metrics"]]
     return {"variant": variant.name, "runs": runs, "metric": metric, **mean_interval(values)}
