@@ -15,7 +15,8 @@
 of each method's best α (chosen on held-out images) in the CIFAR-10 study (``benchmarks/results/cifar10_study.md``),
 measured on the first 4 batches: CWT 6.8, CWT-linear 8.2, FitNets 28, AT 1.4, CWD 34, MGD 2.1, KD 2.7, rounded.
 A later ratio sweep on the same setting (``benchmarks/results/cifar10_methods.md``) chose 10, 10, 30, 0.1, 30, 3
-and 3 on holdout: the same except AT, whose holdout curve is flat from 0.03 to 0.3.
+and 3 on holdout: each at the grid point nearest its default except AT, whose holdout curve is flat from 0.03
+to 0.3.
 
 Default α values follow the papers' classification settings (CWT: 7e-5 on ImageNet's last stage; AT β=1000
 and FitNets β=100 as in the CRD benchmark code; CWD loss weight 3 with τ=4; MGD 7e-5 with λ=0.5). They are
