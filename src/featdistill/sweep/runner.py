@@ -182,14 +182,21 @@ def _say(message: str) -> None:
 
 
 def _other_settings(folder: Path, cfg: RunConfig) -> bool:
-    """Whether ``folder/last.pt`` was written with other settings than ``cfg`` (``output`` aside)."""
+    """Whether ``folder/last.pt`` was written with other settings than ``cfg``.
+
+    Where the run reads and writes and what it runs on (``output``, ``device``, ``data.root``, ``data.workers``)
+    do not count: a sweep moved to another machine or folder resumes.
+    """
     last = folder / "last.pt"
     if not last.is_file():
         return False
-    saved = load_safely(last).get("config", {})
-    return {k: v for k, v in saved.items() if k != "output"} != {
-        k: v for k, v in cfg.to_dict().items() if k != "output"
-    }
+    return _settings(load_safely(last).get("config", {})) != _settings(cfg.to_dict())
+
+
+def _settings(tree: dict[str, Any]) -> dict[str, Any]:
+    settings = {k: v for k, v in tree.items() if k not in ("output", "device")}
+    settings["data"] = {k: v for k, v in tree.get("data", {}).items() if k not in ("root", "workers")}
+    return settings
 
 
 def _result(variant: Variant) -> dict[str, Any] | None:
