@@ -22,6 +22,7 @@ __all__ = [
     "HIDDEN",
     "UNDECODABLE_SKIPPED",
     "UNSUPPORTED",
+    "ReportsData",
     "SplitStats",
     "check_not_constant",
     "evenly_spaced",
@@ -78,6 +79,19 @@ class SplitStats:
             "held_out": self.held_out,
             **self.extra,
         }
+
+
+class ReportsData:
+    """A task's ingest report, one method for every task: ``build_loaders`` fills ``data_stats``."""
+
+    name: str
+    data_stats: dict[str, SplitStats]  # split -> what was read, reset by each build_loaders()
+
+    def data_report(self) -> dict[str, Any]:
+        """The ingest report of the train and validation splits (reads them if not loaded yet)."""
+        if not self.data_stats:
+            self.build_loaders()  # type: ignore[attr-defined]  # every task has one
+        return {"task": self.name, "splits": [stats.to_dict() for stats in self.data_stats.values()]}
 
 
 def evenly_spaced(n: int, k: int) -> list[int]:

@@ -23,14 +23,14 @@ from ...distiller.distiller import default_teacher_forward
 from ...engine.distributed import sum_across_ranks
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
-from ..ingest import SplitStats, check_not_constant
+from ..ingest import ReportsData, SplitStats, check_not_constant
 from .data import TensorBatchLoader, channel_stats, image_size_of, load_tensors
 from .models import build_classifier
 from .streaming import streaming_loader
 from .synthetic import make_synthetic
 
 
-class ClassificationTask(ImageLabelBatches):
+class ClassificationTask(ImageLabelBatches, ReportsData):
     """Image classification: ``(images, labels)`` batches, logits out."""
 
     name = "classification"
@@ -167,12 +167,6 @@ class ClassificationTask(ImageLabelBatches):
         self._check_labels(torch.as_tensor(val.dataset.targets), d.val_split)
         self.input_size = tuple(train.dataset.size)
         return train, val
-
-    def data_report(self) -> dict[str, Any]:
-        """The ingest report of the train and validation splits (reads them if not loaded yet)."""
-        if not self.data_stats:
-            self.build_loaders()
-        return {"task": self.name, "splits": [stats.to_dict() for stats in self.data_stats.values()]}
 
     def _check_labels(self, labels: torch.Tensor, split: str) -> None:
         k = self.cfg.model.num_classes

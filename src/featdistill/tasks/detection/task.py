@@ -60,7 +60,7 @@ from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
 from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
-from ..ingest import SplitStats
+from ..ingest import ReportsData, SplitStats
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
@@ -125,7 +125,7 @@ class ScaleJitter:
         return RandomCrop((out_h, out_w))(image, target)
 
 
-class DetectionTask:
+class DetectionTask(ReportsData):
     """Object detection / instance segmentation: ``(images, targets)`` lists in, loss dicts out."""
 
     name = "detection"
@@ -291,12 +291,6 @@ class DetectionTask:
             sizes = {**_DETECTOR_DEFAULTS, **self.detector_options("student")}
             steps.append(ScaleJitter(low, high, sizes["min_size"], sizes["max_size"]))
         return Compose(steps) if steps else None
-
-    def data_report(self) -> dict[str, Any]:
-        """The ingest report of the train and validation splits (reads them if not loaded yet)."""
-        if not self.data_stats:
-            self.build_loaders()
-        return {"task": self.name, "splits": [stats.to_dict() for stats in self.data_stats.values()]}
 
     def build_loaders(
         self, rank: int = 0, world_size: int = 1, evaluate_on: str = "val"

@@ -50,7 +50,7 @@ from ...engine.distributed import sum_across_ranks
 from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
-from ..ingest import SplitStats
+from ..ingest import ReportsData, SplitStats
 from .augment import build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
@@ -87,7 +87,7 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
-class SegmentationTask(ImageLabelBatches):
+class SegmentationTask(ImageLabelBatches, ReportsData):
     """Semantic segmentation: ``(images, labels)`` batches, ``{"out", "aux"}`` logit dicts out."""
 
     name = "segmentation"
@@ -211,12 +211,6 @@ class SegmentationTask(ImageLabelBatches):
             val_set = Subset(val_set, list(range(rank, len(val_set), world_size)))  # type: ignore[arg-type]
         val = DataLoader(val_set, batch_size=d.eval_batch_size or d.batch_size, num_workers=d.workers)
         return train, val
-
-    def data_report(self) -> dict[str, Any]:
-        """The ingest report of the train and validation splits (reads them if not loaded yet)."""
-        if not self.data_stats:
-            self.build_loaders()
-        return {"task": self.name, "splits": [stats.to_dict() for stats in self.data_stats.values()]}
 
     def _hold_out(self, train_set: Dataset) -> tuple[Dataset, Dataset]:
         """``(training images without the holdout, held-out images under the evaluation transform)``."""
