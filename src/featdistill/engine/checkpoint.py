@@ -105,17 +105,17 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
     return _write_atomic(path, lambda f: f.write(text.encode()))
 
 
-def load_safely(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+def load_safely(path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> Any:
     """Load a checkpoint or weight file with ``weights_only=True``; refuse anything that is not plain data.
 
     A file crafted to run code when unpickled is refused with a ``CheckpointError`` before anything in it
-    is executed.
+    is executed. ``mmap`` maps the tensors instead of reading them: cheap when only plain values are used.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint or weight file not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"refusing to load {path}: it holds pickled Python objects, not only tensors and plain values "

@@ -54,6 +54,11 @@ class DistributedContext:
         return self.rank == 0
 
 
+def _grouped() -> bool:
+    """Whether this process is in an initialised process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None:
@@ -89,7 +94,7 @@ def init_distributed(device: torch.device | str = "cpu") -> DistributedContext:
         your own training script) is reused as it is.
     """
     device = torch.device(device)
-    if dist.is_available() and dist.is_initialized():
+    if _grouped():
         rank, size = dist.get_rank(), dist.get_world_size()
         local_rank = _env_int("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1))
         return DistributedContext(
@@ -117,19 +122,19 @@ def init_distributed(device: torch.device | str = "cpu") -> DistributedContext:
 
 def is_main() -> bool:
     """True in a single process and on global rank 0 (torchrun's ``RANK`` before the group exists)."""
-    if dist.is_available() and dist.is_initialized():
+    if _grouped():
         return dist.get_rank() == 0
     return _env_int("RANK", 0) == 0
 
 
 def world_size() -> int:
     """The number of processes training together (1 without a process group)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if _grouped() else 1
 
 
 def cleanup() -> None:
     """Leave and destroy the process group, if any (call once at the end of a run)."""
-    if dist.is_available() and dist.is_initialized():
+    if _grouped():
         dist.destroy_process_group()
 
 
@@ -174,7 +179,7 @@ def sum_across_ranks(values: torch.Tensor) -> torch.Tensor:
 
     Evaluation counts (correct predictions, confusion matrices) are summed this way before the metrics.
     """
-    if dist.is_available() and dist.is_initialized():
+    if _grouped():
         dist.all_reduce(values)
     return values
 
@@ -190,5 +195,5 @@ def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
 
 def barrier() -> None:
     """Wait for every process (a no-op in a single process), e.g. until rank 0 has written a file all read."""
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
+    if _grouped():
+        dist.barrier()

@@ -190,7 +190,8 @@ def _other_settings(folder: Path, cfg: RunConfig) -> bool:
     last = folder / "last.pt"
     if not last.is_file():
         return False
-    return _settings(load_safely(last).get("config", {})) != _settings(cfg.to_dict())
+    saved = load_safely(last, mmap=True).get("config", {})  # the settings only: the weights are not read
+    return _settings(saved) != _settings(cfg.to_dict())
 
 
 def _settings(tree: dict[str, Any]) -> dict[str, Any]:
