@@ -42,6 +42,7 @@ __all__ = [
     "BadImageError",
     "Decoded",
     "decode_image",
+    "decode_or_fail",
     "is_hidden_or_system",
     "max_level",
     "resize_pixels",
@@ -106,6 +107,14 @@ def decode_image(path: str | Path, bits: int = 8) -> Decoded:
     except (OSError, ValueError, SyntaxError, RuntimeError, EOFError) as err:
         raise BadImageError(f"{path}: {err}") from err
     return decoded
+
+
+def decode_or_fail(path: str | Path, bits: int = 8) -> Decoded:
+    """:func:`decode_image` where a bad file cannot be skipped: a ValueError that says to replace the file."""
+    try:
+        return decode_image(path, bits)
+    except BadImageError as err:
+        raise ValueError(f"cannot decode image {err}; delete or replace it") from None
 
 
 def _decode_torchvision(data: bytes, bits: int) -> Decoded | None:

@@ -18,7 +18,7 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..decode import BadImageError, decode_image
+from ..decode import decode_or_fail
 from ..ingest import FIRST_NAMES, SplitStats, evenly_spaced
 from .augment import remove_small_boxes
 
@@ -126,10 +126,7 @@ class CocoDetection(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
         image_id = self.ids[index]
         info = self.coco.imgs[image_id]
-        try:
-            pixels = decode_image(self.root / info["file_name"]).pixels
-        except BadImageError as err:
-            raise ValueError(f"cannot decode image {err}; delete or replace it") from None
+        pixels = decode_or_fail(self.root / info["file_name"]).pixels
         h, w = pixels.shape[1:]
         if (h, w) != (info["height"], info["width"]):
             raise ValueError(

@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..decode import IMAGE_EXTENSIONS, BadImageError, decode_image, is_hidden_or_system
+from ..decode import IMAGE_EXTENSIONS, decode_or_fail, is_hidden_or_system
 from ..ingest import HIDDEN, UNSUPPORTED, SplitStats, evenly_spaced
 
 __all__ = [
@@ -114,11 +114,8 @@ def _lookup_table(mapping: dict[int, int]) -> Tensor:
 
 
 def _read_rgb(path: Path, stats: SplitStats | None = None) -> Tensor:
-    """Decode an image to a uint8 ``[3, H, W]`` tensor (:func:`~featdistill.tasks.decode.decode_image`)."""
-    try:
-        decoded = decode_image(path)
-    except BadImageError as err:
-        raise ValueError(f"cannot decode image {err}; delete or replace it") from None
+    """Decode an image to a uint8 ``[3, H, W]`` tensor (:func:`~featdistill.tasks.decode.decode_or_fail`)."""
+    decoded = decode_or_fail(path)
     if stats is not None:
         stats.saw(decoded.pixels.shape[2], decoded.pixels.shape[1], decoded.mode, decoded.alpha)
     return decoded.pixels
