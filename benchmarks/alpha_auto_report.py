@@ -6,7 +6,6 @@ Reads ``<runs>/<dataset>/{grid,auto,plain}/sweep.json`` (written by ``featdistil
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -15,20 +14,9 @@ from pathlib import Path
 import torch
 
 from machine import cpu_name
+from sweep_record import load_json, refit_alphas
 
 GOAL = 1.5  # points (top-1 or mIoU) over the plain student
-
-
-def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _alpha(refit: dict) -> str:
-    chosen = []
-    for run in refit["runs"]:
-        metrics = _load(Path(run["dir"]) / "metrics.json") or {}
-        chosen += [f"{v:.3g}" for v in metrics.get("alpha", {}).values()]
-    return ", ".join(chosen)
 
 
 def main(root: Path) -> None:
@@ -52,7 +40,7 @@ def main(root: Path) -> None:
     details = []
     for dataset in sorted(p.name for p in root.iterdir() if p.is_dir()):
         grid, auto, plain = (
-            _load(root / dataset / part / "sweep.json") for part in ("grid", "auto", "plain")
+            load_json(root / dataset / part / "sweep.json") for part in ("grid", "auto", "plain")
         )
         if not (grid and auto and plain and grid.get("refit") and auto.get("refit") and plain.get("refit")):
             print(f"| {dataset} | (incomplete: not every sweep finished) | | | | | | | | |")
@@ -67,9 +55,10 @@ def main(root: Path) -> None:
         )
         gain = a["mean"] - p["mean"]
         goals = f"within 1 std: {within}; ≥ +{GOAL}: {'yes' if gain >= GOAL else 'no'}"
+        chosen = ", ".join(f"{v:.3g}" for v in refit_alphas(a))
         print(
             f"| {dataset} | {metric} | {p['mean']:.2f} ± {p['std']:.2f} | {grid['best']['values']['distill.alpha']:g} "
-            f"| {g['mean']:.2f} ± {g['std']:.2f} | {_alpha(a)} | {a['mean']:.2f} ± {a['std']:.2f} "
+            f"| {g['mean']:.2f} ± {g['std']:.2f} | {chosen} | {a['mean']:.2f} ± {a['std']:.2f} "
             f"| {(a['mean'] - g['mean']) / max(g['std'], 1e-9):+.2f} | {gain:+.2f} | {goals} |"
         )
         holdout = ", ".join(

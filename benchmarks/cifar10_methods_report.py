@@ -9,7 +9,6 @@ run's log, also each method's wall time; with ``--plot``, draws every method's h
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -21,22 +20,10 @@ from pathlib import Path
 import torch
 
 from machine import cpu_name
+from sweep_record import load_json, refit_alphas
 
 BASELINES = ["none", "kd", "fitnets", "at", "cwd", "mgd", "cwt_linear", "cwt"]
 GOAL = 1.5  # top-1 points of CWT over the plain student
-
-
-def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _alphas(refit: dict) -> list[float]:
-    """The α that ``alpha: auto`` chose in each refit run (one method per run here)."""
-    chosen = []
-    for run in refit["runs"]:
-        metrics = _load(Path(run["dir"]) / "metrics.json") or {}
-        chosen += list(metrics.get("alpha", {}).values())
-    return chosen
 
 
 def _welch_t(a: dict, b: dict) -> float:
@@ -68,7 +55,7 @@ def _log_minutes(log: Path) -> dict[str, float]:
 
 
 def main(root: Path, logs: list[Path], plot: Path | None) -> None:
-    sweeps = {p.name: _load(p / "sweep.json") for p in sorted(root.iterdir()) if p.is_dir()}
+    sweeps = {p.name: load_json(p / "sweep.json") for p in sorted(root.iterdir()) if p.is_dir()}
     sweeps = {m: s for m, s in sweeps.items() if s and s.get("refit")}
     order = [m for m in BASELINES if m in sweeps] + sorted(set(sweeps) - set(BASELINES))
     refits = {m: sweeps[m]["refit"] for m in order}
@@ -112,7 +99,7 @@ def main(root: Path, logs: list[Path], plot: Path | None) -> None:
     for m in order:
         r, best = refits[m], (sweeps[m].get("best") or {}).get("values", {})
         ratio = best.get("distill.auto_ratio", "")
-        alphas = _alphas(r)
+        alphas = refit_alphas(r)  # one method per run here
         alpha = f"{sum(alphas) / len(alphas):.3g}" if alphas else ""
         delta = f"{r['mean'] - plain['mean']:+.2f}" if plain else ""
         t = f"{_welch_t(r, cwt):+.1f}" if cwt and m != "cwt" else ""
