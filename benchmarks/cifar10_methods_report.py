@@ -9,7 +9,6 @@ run's log, also each method's wall time; with ``--plot``, draws every method's h
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import re
@@ -19,17 +18,12 @@ from pathlib import Path
 
 import torch
 
+from featdistill.sweep.stats import welch_t
 from machine import cpu_name
 from sweep_record import load_json, refit_alphas
 
 BASELINES = ["none", "kd", "fitnets", "at", "cwd", "mgd", "cwt_linear", "cwt"]
 GOAL = 1.5  # top-1 points of CWT over the plain student
-
-
-def _welch_t(a: dict, b: dict) -> float:
-    """Welch's t of two refit summaries (mean, std, n): how many standard errors apart the means are."""
-    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
-    return (a["mean"] - b["mean"]) / se if se > 0 else float("nan")
 
 
 def _wall_minutes(logs: list[Path]) -> dict[str, float]:
@@ -102,7 +96,7 @@ def main(root: Path, logs: list[Path], plot: Path | None) -> None:
         alphas = refit_alphas(r)  # one method per run here
         alpha = f"{sum(alphas) / len(alphas):.3g}" if alphas else ""
         delta = f"{r['mean'] - plain['mean']:+.2f}" if plain else ""
-        t = f"{_welch_t(r, cwt):+.1f}" if cwt and m != "cwt" else ""
+        t = f"{welch_t(r, cwt):+.1f}" if cwt and m != "cwt" else ""
         wall = f"{minutes[m]:.1f}" if m in minutes else ""
         print(
             f"| {m} | {ratio} | {alpha} | {r['mean']:.2f} ± {r['std']:.2f} "
@@ -121,7 +115,7 @@ def main(root: Path, logs: list[Path], plot: Path | None) -> None:
             beats = cwt["mean"] >= o["mean"]
             print(
                 f"CWT ≥ every baseline: {'met' if beats else 'NOT met'} (best other: {best_other} "
-                f"{o['mean']:.2f} ± {o['std']:.2f}, Welch t of CWT against it {_welch_t(cwt, o):+.1f})."
+                f"{o['mean']:.2f} ± {o['std']:.2f}, Welch t of CWT against it {welch_t(cwt, o):+.1f})."
             )
     swept = [m for m in order if len(sweeps[m]["variants"]) > 1]  # a one-variant sweep refits unscored
     print("\nHoldout top-1 of each ratio (seed 0, 1,000 holdout images), from which the ratio was chosen:\n")

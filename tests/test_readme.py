@@ -52,7 +52,7 @@ def test_every_command_in_the_command_line_section_runs(tmp_path, monkeypatch, c
     torch.set_num_threads(1)
     for line in commands:
         words, redirect, grep = _pipeline(line)
-        if words[0] in ("train", "eval", "export", "sweep", "data", "layers"):
+        if words[0] in ("train", "eval", "export", "sweep", "compare", "data", "layers"):
             words += [arg for item in tiny for arg in ("--set", item)]
         if words[0] == "demo":
             words.append("--help")  # the demo itself takes minutes

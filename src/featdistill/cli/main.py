@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="file to write")
 
     sweep_command.add_parser(sub)
+    sweep_command.add_compare_parser(sub)
     data_command.add_parser(sub)
     layers_command.add_parser(sub)
 
@@ -179,6 +180,7 @@ COMMANDS = {
     "eval": _eval,
     "export": _export,
     "sweep": sweep_command.run,
+    "compare": sweep_command.run_compare,
     "layers": layers_command.run,
     "demo": _demo,
     "config": config_command.run,

@@ -1,5 +1,7 @@
-"""Sweeps: grid variants of one config trained in lockstep on one teacher forward, chosen on a holdout split."""
+"""Sweeps and comparisons: grid variants of one config trained in lockstep on one teacher forward, chosen on a
+holdout split (``sweep``) or each trained with several seeds and tested (``compare``)."""
 
+from .compare import run_compare
 from .grid import LOCKSTEP_FREE, Variant, expand, lockstep_groups, parse_grid
 from .lockstep import train_lockstep
 from .runner import Shard, run_sweep
@@ -11,6 +13,7 @@ __all__ = [
     "expand",
     "lockstep_groups",
     "parse_grid",
+    "run_compare",
     "run_sweep",
     "train_lockstep",
 ]

@@ -14,15 +14,15 @@ from ..engine.checkpoint import write_text_atomic
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The finished variant with the highest holdout metric (the first one on a tie)."""
-    done = [r for r in rows if r["status"] == "done" and _finite(r.get("metric"))]
+    done = [r for r in rows if r["status"] == "done" and finite(r.get("metric"))]
     return max(done, key=lambda r: r["metric"]) if done else None
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return value if isinstance(value, str) else json.dumps(value)
@@ -45,10 +45,10 @@ def write_report(
         chosen = "**best**" if best is not None and row["index"] == best["index"] else ""
         status = row["status"] + (f": {row['error']}" if row.get("error") else "")
         cells = [
-            *(_cell(row["values"][k]) for k in keys),
-            f"{row['metric']:.2f}" if _finite(row.get("metric")) else "",
+            *(cell(row["values"][k]) for k in keys),
+            f"{row['metric']:.2f}" if finite(row.get("metric")) else "",
             str(row.get("steps", "")),
-            f"{row['seconds']:.0f}" if _finite(row.get("seconds")) else "",
+            f"{row['seconds']:.0f}" if finite(row.get("seconds")) else "",
             str(row.get("group", "")),
             status,
             chosen,
@@ -94,7 +94,7 @@ def write_best_config(path: Path, config: dict[str, Any]) -> None:
 
 def _plot(path: Path, metric: str, keys: list[str], rows: list[dict[str, Any]]) -> None:
     """Holdout metric against the first grid key (log axis for α and lr), one line per other combination."""
-    if not any(_finite(row.get("metric")) for row in rows):
+    if not any(finite(row.get("metric")) for row in rows):
         return  # nothing scored (a one-variant sweep refits without scoring)
     try:
         import matplotlib
@@ -107,12 +107,12 @@ def _plot(path: Path, metric: str, keys: list[str], rows: list[dict[str, Any]]) 
     first, rest = keys[0], keys[1:]
     xs = [row["values"][first] for row in rows]
     numbers = [x for x in xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
-    categories = list(dict.fromkeys(_cell(x) for x in xs if x not in numbers))
+    categories = list(dict.fromkeys(cell(x) for x in xs if x not in numbers))
     fig, ax = plt.subplots(figsize=(6, 4))
     lines: dict[str, list[tuple[Any, float]]] = {}
     for row in rows:
-        if _finite(row.get("metric")):
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(row['values'][k])}" for k in rest) or metric
+        if finite(row.get("metric")):
+            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={cell(row['values'][k])}" for k in rest) or metric
             lines.setdefault(label, []).append((row["values"][first], row["metric"]))
     for number, (label, points) in enumerate(lines.items()):
         color = f"C{number % 10}"
@@ -126,7 +126,7 @@ def _plot(path: Path, metric: str, keys: list[str], rows: list[dict[str, Any]]) 
                     )
         else:
             ax.plot(
-                [categories.index(_cell(p[0])) for p in points],
+                [categories.index(cell(p[0])) for p in points],
                 [p[1] for p in points],
                 "o-",
                 color=color,

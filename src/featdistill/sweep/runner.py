@@ -4,7 +4,6 @@ the holdout split, choose the best, optionally refit it on the whole training sp
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from ..tasks.ingest import announce_data
 from .grid import Variant, expand, lockstep_groups, parse_grid
 from .lockstep import train_lockstep
 from .report import best_row, write_best_config, write_report
+from .stats import mean_interval
 
 DEFAULT_HOLDOUT = 0.1  # the share of training images scored when the config sets no data.holdout
 
@@ -69,7 +69,7 @@ def run_sweep(
     data = tree.setdefault("data", {})
     if data.get("holdout") is None and "data.holdout" not in grid:
         data["holdout"] = DEFAULT_HOLDOUT
-        _say(
+        say(
             f"featdistill sweep: data.holdout is not set; scoring on {DEFAULT_HOLDOUT:.0%} of the training images"
         )
     base = parse_config(tree)
@@ -78,30 +78,21 @@ def run_sweep(
     shard = shard or Shard()
     mine = [v for v in variants if shard.takes(v)]
     out_dir.mkdir(parents=True, exist_ok=True)
-    # A fresh sweep discards the results of an earlier one in this folder; a resumed one those of variants whose
-    # checkpoint was written with other settings (a --set changed since), which then train anew.
-    stale = {v.index for v in mine if resume and _other_settings(Path(v.cfg.output.dir), v.cfg)}
-    if is_main():
-        for variant in mine:
-            if not resume or variant.index in stale:
-                (Path(variant.cfg.output.dir) / "result.json").unlink(missing_ok=True)
-            if variant.index in stale:
-                _say(f"featdistill sweep: {variant.name} was trained with other settings; training it anew")
-    barrier()
+    stale = discard_stale(mine, resume, "sweep")
     metric = get_task(variants[0].cfg).metric
     groups = lockstep_groups(variants)
     group_of = {v.index: g for g, members in enumerate(groups) for v in members}
-    _say(
+    say(
         f"featdistill sweep: {len(variants)} variant(s) in {len(groups)} lockstep group(s)"
         + (f"; shard {shard.index}/{shard.count} runs {len(mine)}" if shard.count > 1 else "")
         + f"; scored on holdout {metric}"
     )
     only = len(variants) == 1 and bool(refit or refit_seeds)  # nothing to choose: refit it directly
     if not only:
-        _train_groups(groups, shard, resume, stale, out_dir, metric, progress)
+        train_groups(groups, shard, resume, stale, out_dir, metric, progress)
     barrier()  # every process reads the results rank 0 wrote, so all choose the same best
     rows = [
-        _result(v) or _pending(v, group_of[v.index], "only variant: refit without scoring" if only else "")
+        result_of(v) or _pending(v, group_of[v.index], "only variant: refit without scoring" if only else "")
         for v in variants
     ]
     best = rows[0] if only else best_row(rows)
@@ -118,11 +109,30 @@ def run_sweep(
     if not is_main():
         return {}
     record = write_report(out_dir, metric, list(grid), rows, refit_record)
-    _say(f"featdistill sweep: wrote {out_dir / 'sweep.md'}" + (f"; best {best['name']}" if best else ""))
+    say(f"featdistill sweep: wrote {out_dir / 'sweep.md'}" + (f"; best {best['name']}" if best else ""))
     return record
 
 
-def _train_groups(
+def discard_stale(mine: list[Variant], resume: bool, command: str) -> set[int]:
+    """The indices of ``mine`` to train anew, their old ``result.json`` removed (by the main process).
+
+    A fresh run discards the results of an earlier one in its folder; a resumed one those of variants whose
+    checkpoint was written with other settings (a ``--set`` changed since), which then train anew.
+    """
+    stale = {v.index for v in mine if resume and _other_settings(Path(v.cfg.output.dir), v.cfg)}
+    if is_main():
+        for variant in mine:
+            if not resume or variant.index in stale:
+                (Path(variant.cfg.output.dir) / "result.json").unlink(missing_ok=True)
+            if variant.index in stale:
+                say(
+                    f"featdistill {command}: {variant.name} was trained with other settings; training it anew"
+                )
+    barrier()
+    return stale
+
+
+def train_groups(
     groups: list[list[Variant]],
     shard: Shard,
     resume: bool,
@@ -130,21 +140,28 @@ def _train_groups(
     out_dir: Path,
     metric: str,
     progress: bool,
+    evaluate_on: str = "holdout",
+    command: str = "sweep",
 ) -> None:
     """Train this shard's variants, one lockstep group at a time, and write each one's ``result.json``.
 
     With ``resume``, variants that already have a result are skipped and the others continue from ``last.pt``,
-    but for the ``stale`` ones (indices), whose checkpoint holds other settings.
+    but for the ``stale`` ones (indices), whose checkpoint holds other settings. ``evaluate_on``: the split each
+    variant is scored on, ``holdout`` (a sweep's choice) or ``val`` (``featdistill compare``).
     """
     from ..run import build_trainers
 
     announced = False
     for number, members in enumerate(groups):
-        todo = [v for v in members if shard.takes(v) and not (resume and _result(v) is not None)]
+        todo = [v for v in members if shard.takes(v) and not (resume and result_of(v) is not None)]
         if not todo:
             continue
-        _say(f"featdistill sweep: group {number} trains " + ", ".join(v.name for v in todo) + " in lockstep")
-        trainers = build_trainers([v.cfg for v in todo], evaluate_on="holdout")
+        say(
+            f"featdistill {command}: group {number} trains "
+            + ", ".join(v.name for v in todo)
+            + " in lockstep"
+        )
+        trainers = build_trainers([v.cfg for v in todo], evaluate_on=evaluate_on)
         if not announced:  # the ingest report, once per sweep (every group reads the same data)
             announce_data(trainers[0].task, out_dir, resuming=resume)
             announced = True
@@ -175,7 +192,7 @@ def _train_groups(
                 write_text_atomic(json.dumps(row, indent=2), Path(variant.cfg.output.dir) / "result.json")
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     """Print once, from the main process."""
     if is_main():
         print(message, flush=True)
@@ -200,7 +217,7 @@ def _settings(tree: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def _result(variant: Variant) -> dict[str, Any] | None:
+def result_of(variant: Variant) -> dict[str, Any] | None:
     path = Path(variant.cfg.output.dir) / "result.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -238,30 +255,14 @@ def _refit(
     for seed in seeds or [None]:
         cfg = parse_config(_refit_config(variant, out_dir, progress, seed))
         last = Path(cfg.output.dir) / "last.pt"
-        _say(
+        say(
             f"featdistill sweep: refitting {variant.name} on the whole training split"
             + (f", seed {seed}" if seed is not None else "")
         )
         again = resume and _other_settings(last.parent, cfg)  # the best variant changed since (grid changed)
         if again:
-            _say(f"featdistill sweep: {last.parent} holds a refit of other settings; refitting anew")
+            say(f"featdistill sweep: {last.parent} holds a refit of other settings; refitting anew")
         metrics = build_trainer(cfg).fit(resume=last if resume and not again and last.is_file() else None)
         runs.append({"seed": cfg.train.seed, "dir": cfg.output.dir, "metrics": metrics})
     values = [run["metrics"][metric] for run in runs if metric in run["metrics"]]
     return {"variant": variant.name, "runs": runs, "metric": metric, **mean_interval(values)}
-
-
-def mean_interval(values: list[float]) -> dict[str, float | int]:
-    """Mean, sample std and the half-width of the 95 % Student-t interval of the mean."""
-    n = len(values)
-    if n == 0:
-        return {"n": 0}
-    mean = sum(values) / n
-    if n == 1:
-        return {"n": 1, "mean": mean, "std": 0.0, "ci95": float("nan")}
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return {"n": n, "mean": mean, "std": std, "ci95": _T975.get(n - 1, 1.96) * std / math.sqrt(n)}
-
-
-# Two-sided 95 % quantiles of Student's t by degrees of freedom (scipy.stats.t.ppf(0.975, df)).
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}

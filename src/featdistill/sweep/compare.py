@@ -1,0 +1,188 @@
+"""``featdistill compare``: every grid variant ("arm") trained with every seed on the whole training split and
+tested on the validation split, with no selection; one row per arm with mean ± std, the 95 % interval, and the
+difference and Welch's t against the first arm.
+
+Arms that share data order and teacher train in lockstep (one batch and one teacher forward per step for all),
+as in ``featdistill sweep``; seeds change the data order, so each seed is its own group.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, parse_config
+from ..engine.checkpoint import write_text_atomic
+from ..engine.distributed import barrier, is_main
+from .grid import Variant, expand, lockstep_groups, parse_grid
+from .report import cell, finite
+from .runner import Shard, discard_stale, load_tree, result_of, say, train_groups
+from .stats import mean_interval, welch_t
+
+SEED_KEY = "train.seed"
+
+
+def run_compare(
+    config: str | Path,
+    grid_specs: list[str],
+    overrides: list[str] | None = None,
+    seeds: list[int] | None = None,
+    resume: bool = False,
+    shard: Shard | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and test every arm × seed; write ``compare.md``, ``compare.json``, ``compare.png``; return the record.
+
+    Without ``grid_specs`` the config alone is one arm (its spread over seeds).
+    """
+    from ..run import get_task
+
+    tree = load_tree(config, overrides or [])
+    grid = parse_grid(grid_specs) if grid_specs else {}
+    if SEED_KEY in grid:
+        raise ConfigError(f"compare: give the seeds with --seeds, not --grid {SEED_KEY}")
+    if "data.holdout" in grid:
+        raise ConfigError(
+            "compare trains on the whole training split; data.holdout cannot be a grid key here"
+        )
+    if tree.get("data", {}).get("holdout") is not None:
+        say("featdistill compare: data.holdout is ignored; every arm trains on the whole training split")
+        tree["data"]["holdout"] = None
+    base = parse_config(tree)
+    seeds = seeds or [base.train.seed]
+    out_dir, progress = Path(base.output.dir), progress and base.output.progress
+    keys = list(grid)
+    runs = expand(tree, {**grid, SEED_KEY: seeds}, out_dir)
+    shard = shard or Shard()
+    mine = [v for v in runs if shard.takes(v)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stale = discard_stale(mine, resume, "compare")
+    metric = get_task(runs[0].cfg).metric
+    groups = lockstep_groups(runs)
+    say(
+        f"featdistill compare: {len(runs) // len(seeds)} arm(s) x {len(seeds)} seed(s) in {len(groups)} lockstep "
+        f"group(s)"
+        + (f"; shard {shard.index}/{shard.count} runs {len(mine)}" if shard.count > 1 else "")
+        + f"; tested on val {metric}"
+    )
+    train_groups(
+        groups, shard, resume, stale, out_dir, metric, progress, evaluate_on="val", command="compare"
+    )
+    barrier()  # every process reads what rank 0 wrote
+    if not is_main():
+        return {}
+    record = _record(runs, keys, metric)
+    write_text_atomic(json.dumps(record, indent=2), out_dir / "compare.json")
+    write_text_atomic(_table(record), out_dir / "compare.md")
+    _plot(out_dir / "compare.png", record)
+    say(f"featdistill compare: wrote {out_dir / 'compare.md'}")
+    return record
+
+
+def _record(runs: list[Variant], keys: list[str], metric: str) -> dict[str, Any]:
+    """Runs grouped into arms (their values without the seed), each summarised; the first arm is the reference."""
+    arms: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        values = {k: run.values[k] for k in keys}
+        arm = arms.setdefault(json.dumps(values, default=str), {"values": values, "runs": []})
+        result = result_of(run) or {"status": "not run", "metrics": {}, "seconds": None, "error": ""}
+        arm["runs"].append(
+            {
+                "seed": run.values[SEED_KEY],
+                "dir": run.cfg.output.dir,
+                "status": result["status"],
+                "error": result.get("error", ""),
+                "metric": result.get("metrics", {}).get(metric),
+                "metrics": result.get("metrics", {}),
+                "seconds": result.get("seconds"),
+            }
+        )
+    summaries = []
+    for arm in arms.values():
+        scored = [r["metric"] for r in arm["runs"] if r["status"] == "done" and finite(r["metric"])]
+        seconds = [r["seconds"] for r in arm["runs"] if finite(r["seconds"])]
+        arm["summary"] = mean_interval(scored)
+        arm["seconds"] = sum(seconds) / len(seconds) if seconds else None
+        summaries.append(arm)
+    first = summaries[0]["summary"]
+    for arm in summaries:
+        summary = arm["summary"]
+        arm["delta"] = summary["mean"] - first["mean"] if summary["n"] and first["n"] else None
+        arm["welch_t"] = welch_t(summary, first)
+    return {"metric": f"val {metric}", "grid": keys, "arms": summaries}
+
+
+def _table(record: dict[str, Any]) -> str:
+    keys, metric = record["grid"], record["metric"]
+    header = [*keys, metric, "95 % interval", "seeds", "Δ vs first", "Welch t", "seconds", "status"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for number, arm in enumerate(record["arms"]):
+        s = arm["summary"]
+        failed = [
+            f"seed {r['seed']} {r['status']}: {r['error']}" for r in arm["runs"] if r["status"] != "done"
+        ]
+        cells = [
+            *(cell(arm["values"][k]) for k in keys),
+            f"{s['mean']:.2f} ± {s['std']:.2f}" if s["n"] else "",
+            f"± {s['ci95']:.2f}" if s["n"] > 1 else "",
+            ",".join(str(r["seed"]) for r in arm["runs"] if r["status"] == "done"),
+            "" if number == 0 or arm["delta"] is None else f"{arm['delta']:+.2f}",
+            "" if number == 0 or not math.isfinite(arm["welch_t"]) else f"{arm['welch_t']:+.1f}",
+            f"{arm['seconds']:.0f}" if arm["seconds"] is not None else "",
+            "; ".join(failed) or "done",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (
+        "\n".join(
+            [
+                f"# Compare: {metric} of {len(record['arms'])} arm(s)",
+                "",
+                "Each arm trained on the whole training split once per seed and tested on the validation split; no",
+                "selection. Mean ± sample std over seeds, the 95 % Student-t interval of the mean, and the difference",
+                "and Welch's t against the first arm. Arms of one lockstep group share their seconds (one batch and one",
+                "teacher forward per step for all).",
+                "",
+                *lines,
+            ]
+        )
+        + "\n"
+    )
+
+
+def _plot(path: Path, record: dict[str, Any]) -> None:
+    """Each arm's seeds as points and its mean ± std as a bar."""
+    arms = [arm for arm in record["arms"] if arm["summary"]["n"]]
+    if not arms:
+        return
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(
+            "featdistill: matplotlib is not installed, so compare.png is not drawn (pip install matplotlib)"
+        )
+        return
+    labels = [
+        ", ".join(f"{k.rsplit('.', 1)[-1]}={cell(v)}" for k, v in arm["values"].items()) or "config"
+        for arm in arms
+    ]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(arms) + 2), 4))
+    for x, arm in enumerate(arms):
+        s = arm["summary"]
+        ax.bar(x, s["mean"], yerr=s["std"], color=f"C{x % 10}", alpha=0.5, capsize=4)
+        scored = [r["metric"] for r in arm["runs"] if r["status"] == "done" and finite(r["metric"])]
+        ax.plot([x] * len(scored), scored, "k.", markersize=6)
+    low = min(min(r["metric"] for r in a["runs"] if finite(r["metric"])) for a in arms)
+    high = max(max(r["metric"] for r in a["runs"] if finite(r["metric"])) for a in arms)
+    margin = max(1.0, 0.2 * (high - low))
+    ax.set_ylim(low - margin, high + margin)
+    ax.set_xticks(range(len(arms)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(record["metric"])
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
