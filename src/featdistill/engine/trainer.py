@@ -1,4 +1,6 @@
-"""Training: one loop for every task — forward, task loss + distillation loss, step, log, checkpoint, eval.
+"""Training: one trainer for every task — forward, task loss + distillation loss, step, log, checkpoint, eval.
+
+The loop that drives it, alone or in a lockstep group, is :mod:`featdistill.engine.loop`.
 
 The trainer knows nothing about images, boxes or masks: a task plug-in (see ``featdistill.tasks``) says how
 a batch becomes model arguments, which task losses an output gives, and how to evaluate. The model is a
@@ -19,7 +21,6 @@ from typing import Any, Protocol
 import torch
 import yaml
 from torch import nn
-from tqdm import tqdm
 
 from ..config import RunConfig
 from ..distiller import Distiller, DistillOutput
@@ -273,15 +274,15 @@ class Trainer:
         return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
 
     def fit(self, resume: str | Path | None = None) -> dict[str, float]:
-        """Train to ``train.epochs`` (or ``train.max_steps``), checkpointing, then evaluating, each epoch."""
-        self.begin(resume)
-        try:
-            while not self.finished:
-                self._train_epoch()
-                self.end_epoch()
-        finally:
-            self.logger.close()
-        return self.finish()
+        """Train to ``train.epochs`` (or ``train.max_steps``), checkpointing, then evaluating, each epoch.
+
+        The loop is :func:`featdistill.engine.loop.train_together` with this trainer alone, the one that
+        ``featdistill sweep`` runs for a lockstep group; an error stops the run and is raised.
+        """
+        from .loop import train_together
+
+        (outcome,) = train_together([self], resume=[resume], progress=self.cfg.output.progress, isolate=False)
+        return outcome.metrics
 
     def begin(self, resume: str | Path | None = None) -> None:
         """Resume (or calibrate ``alpha: auto``), write ``config.yaml``, finish an evaluation a kill cut short."""
@@ -429,26 +430,6 @@ class Trainer:
         if checkpoint_now:
             self.save_checkpoint()
         return values
-
-    def _train_epoch(self) -> None:
-        self.start_epoch()
-        bar = tqdm(
-            total=len(self.train_loader),
-            initial=self.batch,
-            desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}",
-            disable=not (self.is_main and self.cfg.output.progress),
-            dynamic_ncols=True,
-            mininterval=1.0,
-            leave=False,
-        )
-        for batch in self.train_loader.iterate(self.batch):
-            values = self.record_step(self.train_step(batch), batch)
-            if values is not None:
-                bar.set_postfix({k: f"{v:.4g}" if k != "img/s" else f"{v:.0f}" for k, v in values.items()})
-            bar.update(1)
-            if self.done:
-                break
-        bar.close()
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

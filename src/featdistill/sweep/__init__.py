@@ -3,7 +3,6 @@ holdout split (``sweep``) or each trained with several seeds and tested (``compa
 
 from .compare import run_compare
 from .grid import LOCKSTEP_FREE, Variant, expand, lockstep_groups, parse_grid
-from .lockstep import train_lockstep
 from .runner import Shard, run_sweep
 
 __all__ = [
@@ -15,5 +14,4 @@ __all__ = [
     "parse_grid",
     "run_compare",
     "run_sweep",
-    "train_lockstep",
 ]

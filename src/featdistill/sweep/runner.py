@@ -11,9 +11,9 @@ from typing import Any
 from ..config import ConfigError, RunConfig, _safe_yaml, apply_overrides, parse_config
 from ..engine.checkpoint import load_safely, write_text_atomic
 from ..engine.distributed import barrier, is_main
+from ..engine.loop import train_together
 from ..tasks.ingest import announce_data
 from .grid import Variant, expand, lockstep_groups, parse_grid
-from .lockstep import train_lockstep
 from .report import best_row, write_best_config, write_report
 from .stats import mean_interval
 
@@ -166,7 +166,7 @@ def train_groups(
             announce_data(trainers[0].task, out_dir, resuming=resume)
             announced = True
         last = [Path(v.cfg.output.dir) / "last.pt" for v in todo]
-        outcomes = train_lockstep(
+        outcomes = train_together(
             trainers,
             [f"v{v.index}" for v in todo],
             [
