@@ -17,11 +17,12 @@ from PIL import Image
 
 from conftest import REPO
 from featdistill.cli.main import build_parser, main
-from featdistill.cli.starters import STARTERS, teacher_overrides
+from featdistill.cli.starters import teacher_overrides
 from featdistill.config import RunConfig, load_config, parse_config
 from featdistill.config_docs import field_docs
+from featdistill.tasks.registry import task_names
 
-TASKS = sorted(STARTERS)
+TASKS = sorted(task_names())
 RECIPES = sorted((REPO / "configs").glob("*/*.yaml"))
 
 

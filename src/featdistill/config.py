@@ -127,13 +127,23 @@ class OutputConfig:
 class RunConfig:
     """A whole run: ``task`` plus the sections above."""
 
-    task: Literal["classification", "detection", "segmentation"] = "classification"  # which task plug-in runs
+    task: str = (
+        "classification"  # which task plug-in runs: classification, detection, segmentation or your own
+    )
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        from .tasks.registry import task_class
+
+        try:
+            task_class(self.task)
+        except ValueError as err:
+            raise ConfigError(f"config key 'task': {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for checkpoints and YAML)."""

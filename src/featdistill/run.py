@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,24 +13,10 @@ from torch import nn
 
 from .config import RunConfig
 from .distiller import Distiller
-from .distiller.distiller import default_teacher_forward
 from .engine import Trainer
 from .engine.distributed import DistributedContext, init_distributed, sync_batchnorm, wrap_ddp
-
-
-def get_task(cfg: RunConfig) -> Any:
-    """The task plug-in named by ``cfg.task`` (imported lazily: detection needs pycocotools)."""
-    if cfg.task == "classification":
-        from .tasks.classification.task import ClassificationTask
-
-        return ClassificationTask(cfg)
-    if cfg.task == "detection":
-        from .tasks.detection.task import DetectionTask
-
-        return DetectionTask(cfg)
-    from .tasks.segmentation.task import SegmentationTask
-
-    return SegmentationTask(cfg)
+from .tasks.base import Task
+from .tasks.registry import get_task
 
 
 def select_device(name: str) -> torch.device:
@@ -72,7 +56,7 @@ def fingerprint(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def build_teacher(task: Any) -> nn.Module:
+def build_teacher(task: Task) -> nn.Module:
     """The task's teacher, built without drawing from the global RNG.
 
     The student and the transforms then get the same initialisation whether a teacher is built for them
@@ -84,7 +68,7 @@ def build_teacher(task: Any) -> nn.Module:
 
 def build_model(
     cfg: RunConfig,
-    task: Any,
+    task: Task,
     device: torch.device,
     ctx: DistributedContext | None = None,
     teacher: nn.Module | None = None,
@@ -112,7 +96,7 @@ def build_model(
         alpha=d.alpha,
         sample_input=task.sample_input(),
         options=d.options,
-        teacher_forward=getattr(task, "teacher_forward", default_teacher_forward),
+        teacher_forward=task.teacher_forward,
         teacher_dtype=dtype,
         verbose=ctx.is_main,
     )
@@ -157,10 +141,11 @@ def build_trainers(cfgs: list[RunConfig], evaluate_on: str = "val") -> list[Trai
     return trainers
 
 
-def _variant_task(task: Any, cfg: RunConfig) -> Any:
-    """The group's task (its loaders already read the data) answering for another variant's config."""
+def _variant_task(task: Task, cfg: RunConfig) -> Task:
+    """The task of another variant of ``task``'s lockstep group: built from its own config, with the data
+    that ``task`` read (the group shares it)."""
     if cfg is task.cfg:
         return task
-    variant = copy.copy(task)
-    variant.cfg = cfg
+    variant = get_task(cfg)
+    variant.share_data(task)
     return variant

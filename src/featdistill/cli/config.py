@@ -14,19 +14,17 @@ import yaml
 
 from ..config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
 from ..config_docs import field_docs
+from ..tasks.registry import task_names
 from .arguments import add_config_args
 from .starters import starter, teacher_overrides
 
-TASKS = ("classification", "detection", "segmentation")
 _COMMENT_COLUMN_MAX = 40  # longer keys/values push their comment further right instead
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``config`` command's arguments."""
     add_config_args(parser, optional_config="default: the task's starter config")
-    parser.add_argument(
-        "--task", choices=TASKS, help="the task of the starter config (default: classification)"
-    )
+    parser.add_argument("--task", help="the task of the starter config (default: classification)")
 
 
 class _Dumper(yaml.SafeDumper):
@@ -84,7 +82,7 @@ def _starter_header(task: str) -> list[str]:
 def resolve(path: str | None, overrides: list[str], task: str | None) -> tuple[RunConfig, list[str]]:
     """The validated config of ``path`` (or of the task's starter) with ``overrides``, and its header."""
     if path is None:
-        task = task or "classification"
+        task = task or task_names()[0]  # the schema default, classification
         return parse_config(apply_overrides(starter(task), overrides)), _starter_header(task)
     cfg = load_config(path, overrides)
     if task is not None and task != cfg.task:

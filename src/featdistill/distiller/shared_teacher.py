@@ -23,7 +23,11 @@ class SharedTeacher:
         for d in distillers[1:]:
             if d.teacher is not first.teacher:
                 raise ValueError("the distillers of a SharedTeacher must hold the same teacher module")
-            if d.teacher_dtype != first.teacher_dtype or d.teacher_forward is not first.teacher_forward:
+            # a task's teacher_forward is a method of each variant's task: the same function runs it the same way
+            same_forward = getattr(d.teacher_forward, "__func__", d.teacher_forward) is getattr(
+                first.teacher_forward, "__func__", first.teacher_forward
+            )
+            if d.teacher_dtype != first.teacher_dtype or not same_forward:
                 raise ValueError("the distillers of a SharedTeacher must run their teacher the same way")
         self.teacher, self.teacher_dtype, self.teacher_forward = (
             first.teacher,

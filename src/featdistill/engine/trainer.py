@@ -14,9 +14,9 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -37,6 +37,9 @@ from .distributed import broadcast_buffers, is_main, mean_across_ranks, world_si
 from .logger import RunLogger
 from .schedule import build_optimizer, build_scheduler
 
+if TYPE_CHECKING:
+    from ..tasks.base import Loader, Task
+
 # ``train.*`` settings that live in the optimizer / scheduler state, so a resume takes them from the checkpoint.
 RESTORED_ON_RESUME = (
     "optimizer",
@@ -54,24 +57,6 @@ RESTORED_ON_RESUME = (
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or infinite; training stops and the last good checkpoint is kept."""
-
-
-class Task(Protocol):
-    """What the trainer needs from a task plug-in."""
-
-    def to_device(self, batch: Any, device: torch.device) -> Any: ...
-    def forward_args(self, batch: Any) -> tuple[tuple, dict]: ...
-    def loss_terms(self, output: Any, batch: Any) -> dict[str, torch.Tensor]: ...
-    def batch_size(self, batch: Any) -> int: ...
-    def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]: ...
-
-
-class Loader(Protocol):
-    """A resumable, epoch-seeded batch source (``TensorBatchLoader`` or ``ResumableLoader``)."""
-
-    def __len__(self) -> int: ...
-    def set_epoch(self, epoch: int) -> None: ...
-    def iterate(self, start_batch: int = 0) -> Iterator[Any]: ...
 
 
 class Trainer:

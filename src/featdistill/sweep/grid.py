@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, RunConfig, _safe_yaml, apply_overrides, check_key, parse_config
+from ..tasks.registry import task_class
 
 #: Keys in which the variants of one lockstep group may differ: all else (data, batch order, teacher,
 #: schedule length, device) is shared, so each step makes one batch and one teacher forward for all.
@@ -127,8 +128,8 @@ def lockstep_key(cfg: RunConfig) -> str:
         if not any(k == free or (free.endswith(".") and k.startswith(free)) for free in LOCKSTEP_FREE)
         or k in TEACHER_KEYS
     }
-    if cfg.task == "detection":
-        shared["model.student"] = cfg.model.student  # the family decides the data (masks) and metrics
+    for key in task_class(cfg.task).lockstep_keys:  # what else the task needs equal (detection: the family)
+        shared[key] = flat[key]
     if cfg.model.teacher is None:
         shared = {k: v for k, v in shared.items() if k not in TEACHER_KEYS}
     return json.dumps(shared, sort_keys=True, default=str)

@@ -21,25 +21,69 @@ from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...distiller.distiller import default_teacher_forward
 from ...engine.distributed import sum_across_ranks
+from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats, check_not_constant
 from .data import TensorBatchLoader, channel_stats, image_size_of, load_tensors
-from .models import build_classifier
+from .models import build_classifier, list_classifiers
 from .streaming import streaming_loader
 from .synthetic import make_synthetic
 
+#: ``featdistill config --task classification``: configs/classification/cifar10_cpu_cwt.yaml with a generic data folder. Its teacher
+#: is read from ``runs/classification_teacher/last.pt``, which the starter trains first with ``TEACHER_RUN``.
+STARTER: dict[str, Any] = {
+    "task": "classification",
+    "data": {"name": "imagefolder", "root": "data/cifar10", "limit": 5000, "batch_size": 64},
+    "model": {
+        "student": "resnet8",
+        "teacher": "resnet20",
+        "num_classes": 10,
+        "teacher_weights": "runs/classification_teacher/last.pt",
+    },
+    "distill": {"method": "cwt", "pairs": [["layer3", "layer3"]], "alpha": 3.0e-4},
+    "train": {"epochs": 15, "lr": 0.05, "eval_every": 5},
+    "output": {"dir": "runs/classification_cwt", "tensorboard": False},
+}
+TEACHER_RUN = [
+    "model.teacher=null",
+    "model.student=resnet20",
+    "train.epochs=30",
+]  # --set items: the starter trains its teacher
 
-class ClassificationTask(ImageLabelBatches, ReportsData):
+
+class ClassificationTask(TaskBase, ImageLabelBatches, ReportsData):
     """Image classification: ``(images, labels)`` batches, logits out."""
 
     name = "classification"
     metric = "top1"  # what a sweep selects on (higher is better)
+    starter = STARTER
+    teacher_run = TEACHER_RUN
+    data_state = ("input_size", "data_stats")  # read from the data: shared by a lockstep group
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
         self.input_size: tuple[int, int] | None = None  # (H, W) of the training images, once loaded
+
+    @classmethod
+    def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
+        """featdistill's and torchvision's classifiers by name, and the hub forms."""
+        import torchvision
+
+        from_torchvision = set(torchvision.models.list_models(module=torchvision.models))
+        rows = [
+            (name, "torchvision" if name in from_torchvision else "featdistill")
+            for name in list_classifiers()
+        ]
+        hub = [
+            ("timm:<name>", "any timm model, e.g. timm:resnet50 (pip install 'featdistill[hub]')"),
+            (
+                "hf:<repo id or folder>",
+                "a Hugging Face image classifier (transformers AutoModelForImageClassification)",
+            ),
+        ]
+        return [("classification: model.student, model.teacher", rows + hub)]
 
     # -- models -------------------------------------------------------------------------------------
     def build_student(self) -> nn.Module:

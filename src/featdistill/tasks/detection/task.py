@@ -59,12 +59,13 @@ from torch import Tensor, nn
 from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
 from ...weights import load_weights
+from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import ReportsData, SplitStats
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
-from .models import build_detector, fpn_level_names, match_transform
+from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
 
 DATA_OPTIONS = (
     "ann_file",
@@ -125,11 +126,66 @@ class ScaleJitter:
         return RandomCrop((out_h, out_w))(image, target)
 
 
-class DetectionTask(ReportsData):
+#: ``featdistill config --task detection``: configs/detection/coco128_cpu_faster_rcnn_cwt.yaml with a generic data folder. Its teacher
+#: is read from ``runs/detection_teacher/last.pt``, which the starter trains first with ``TEACHER_RUN``.
+STARTER: dict[str, Any] = {
+    "task": "detection",
+    "data": {
+        "name": "coco",
+        "root": "data/coco128",
+        "limit": 32,
+        "val_limit": 32,
+        "batch_size": 4,
+        "eval_batch_size": 8,
+        "options": {"flip_prob": 0.5, "scale_range": [1.0, 1.25]},
+    },
+    "model": {
+        "student": "fasterrcnn",
+        "teacher": "fasterrcnn",
+        "num_classes": 81,
+        "teacher_weights": "runs/detection_teacher/last.pt",
+        "options": {
+            "min_size": 128,
+            "max_size": 224,
+            # fewer proposals and sampled RoIs than on COCO (CPU cost, few objects per image)
+            "rpn_pre_nms_top_n_train": 500,
+            "rpn_post_nms_top_n_train": 200,
+            "rpn_pre_nms_top_n_test": 250,
+            "rpn_post_nms_top_n_test": 100,
+            "box_batch_size_per_image": 64,
+            "box_score_thresh": 0.001,  # weak detectors still return ranked detections for COCOeval
+            "student": {"backbone": "resnet18"},
+            "teacher": {"backbone": "resnet34"},
+        },
+    },
+    "distill": {"method": "cwt", "alpha": 5.0e-6},
+    "train": {
+        "epochs": 16,
+        "lr": 0.01,
+        "weight_decay": 1.0e-4,
+        "schedule": "step",
+        "milestones": [11, 15],
+        "warmup_epochs": 1.0,
+        "clip_grad": 10.0,
+        "eval_every": 16,
+    },
+    "output": {"dir": "runs/detection_cwt", "tensorboard": False},
+}
+TEACHER_RUN = [
+    "model.teacher=null",
+    "model.options.student.backbone=resnet34",
+]  # --set items: the starter trains its teacher
+
+
+class DetectionTask(TaskBase, ReportsData):
     """Object detection / instance segmentation: ``(images, targets)`` lists in, loss dicts out."""
 
     name = "detection"
     metric = "bbox/AP"  # what a sweep selects on (higher is better)
+    starter = STARTER
+    teacher_run = TEACHER_RUN
+    data_state = ("_cat_ids", "_num_classes", "data_stats")  # read from the data: shared by a lockstep group
+    lockstep_keys = ("model.student",)  # the detector family decides the data read (masks) and the metrics
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -213,6 +269,20 @@ class DetectionTask(ReportsData):
         return match_transform(teacher, self._student if self._student is not None else self.build_student())
 
     teacher_forward = staticmethod(teacher_forward)
+
+    @classmethod
+    def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
+        """torchvision's detectors and the backbones they take."""
+        return [
+            (
+                "detection: model.student, model.teacher",
+                [(name, f"torchvision {family.__name__}") for name, family in DETECTORS.items()],
+            ),
+            (
+                "detection backbones: model.options.backbone (one side: model.options.student.backbone)",
+                [(name, "torchvision, with an FPN") for name in BACKBONES],
+            ),
+        ]
 
     def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
         """The first ``distill_levels`` student FPN levels, each with the teacher level of equal stride."""

@@ -48,6 +48,7 @@ from ...distiller.distiller import default_teacher_forward
 from ...engine import ResumableLoader
 from ...engine.distributed import sum_across_ranks
 from ...weights import load_weights
+from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats
@@ -55,7 +56,7 @@ from .augment import build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
 from .metrics import SegmentationMeter
-from .models import build_segmenter
+from .models import SEGMENTERS, build_segmenter
 
 AUX_WEIGHT = 0.4
 DEFAULT_CROP = 512
@@ -87,11 +88,46 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
-class SegmentationTask(ImageLabelBatches, ReportsData):
+#: ``featdistill config --task segmentation``: configs/segmentation/camvid_cpu_cwt.yaml with a generic data folder. Its teacher
+#: is read from ``runs/segmentation_teacher/last.pt``, which the starter trains first with ``TEACHER_RUN``.
+STARTER: dict[str, Any] = {
+    "task": "segmentation",
+    "data": {
+        "name": "camvid",
+        "root": "data/camvid",
+        "batch_size": 8,
+        "options": {"crop_size": 96, "scale_range": [0.75, 1.5]},
+    },
+    "model": {
+        "student": "pspnet",
+        "teacher": "pspnet",
+        "num_classes": 11,
+        "teacher_weights": "runs/segmentation_teacher/last.pt",
+        "options": {"student": {"backbone": "resnet18"}, "teacher": {"backbone": "resnet18"}},
+    },
+    "distill": {"method": "cwt", "alpha": 5.7e-4},
+    "train": {"epochs": 8, "lr": 0.02, "schedule": "poly", "eval_every": 8},
+    "output": {"dir": "runs/segmentation_cwt", "tensorboard": False},
+}
+TEACHER_RUN = ["model.teacher=null", "train.epochs=24"]  # --set items: the starter trains its teacher
+
+
+class SegmentationTask(TaskBase, ImageLabelBatches, ReportsData):
     """Semantic segmentation: ``(images, labels)`` batches, ``{"out", "aux"}`` logit dicts out."""
 
     name = "segmentation"
     metric = "miou"  # what a sweep selects on (higher is better)
+    starter = STARTER
+    teacher_run = TEACHER_RUN
+    data_state = ("class_names", "data_stats")  # read from the data: shared by a lockstep group
+
+    @classmethod
+    def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
+        """The segmenters and the backbones each takes."""
+        rows = [
+            (name, f"backbones (model.options.backbone): {', '.join(b)}") for name, b in SEGMENTERS.items()
+        ]
+        return [("segmentation: model.student, model.teacher", rows)]
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg

@@ -1,0 +1,111 @@
+"""The task contract: every member the core (run, engine, sweep, CLI) uses of a task plug-in, with types.
+
+A task is built from one validated config (``TaskClass(cfg)``) and answers for that config only. The built-in
+plug-ins (classification, detection, segmentation) and a user's own (``featdistill.register_task``) satisfy
+:class:`Task`; :class:`TaskBase` gives the members that most tasks share a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ..config import RunConfig
+
+
+class Loader(Protocol):
+    """A resumable, epoch-seeded batch source (``TensorBatchLoader`` or ``ResumableLoader``)."""
+
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+    def iterate(self, start_batch: int = 0) -> Iterator[Any]: ...
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What a task plug-in offers the core.
+
+    Attributes:
+        name: the registry name (``task:`` in a config).
+        metric: the evaluation metric a sweep selects on and ``compare`` reports (higher is better).
+        lockstep_keys: config keys (dotted) that must also be equal for runs to share a lockstep group, beyond the
+            data, schedule and teacher settings every task shares (detection: ``model.student``, which decides
+            whether masks are read).
+        starter: the starter config tree of ``featdistill config --task NAME`` (None: no starter).
+        teacher_run: ``--set`` items that turn the starter into the run that trains its teacher.
+        data_state: the attributes that ``build_loaders`` sets from the data (sizes, class names, report), which
+            the other tasks of a lockstep group take over with ``share_data`` instead of reading the data again.
+        cfg: the validated config the task was built from.
+    """
+
+    name: ClassVar[str]
+    metric: ClassVar[str]
+    lockstep_keys: ClassVar[tuple[str, ...]]
+    starter: ClassVar[dict[str, Any] | None]
+    teacher_run: ClassVar[list[str]]
+    data_state: ClassVar[tuple[str, ...]]
+    cfg: RunConfig
+
+    # -- models
+    def build_student(self) -> nn.Module: ...
+    def build_teacher(self) -> nn.Module: ...
+    def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]: ...
+    def sample_input(self) -> Any: ...
+    def teacher_forward(self, teacher: nn.Module, *args: Any, **kwargs: Any) -> Any: ...
+
+    # -- data
+    def build_loaders(
+        self, rank: int = 0, world_size: int = 1, evaluate_on: str = "val"
+    ) -> tuple[Loader, Any]: ...
+    def data_report(self) -> dict[str, Any]: ...
+    def share_data(self, source: Task) -> None: ...
+
+    # -- training and evaluation
+    def to_device(self, batch: Any, device: torch.device) -> Any: ...
+    def forward_args(self, batch: Any) -> tuple[tuple, dict]: ...
+    def loss_terms(self, output: Any, batch: Any) -> dict[str, torch.Tensor]: ...
+    def batch_size(self, batch: Any) -> int: ...
+    def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]: ...
+
+    # -- the CLI
+    @classmethod
+    def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]: ...
+
+
+#: The members a task class must have (checked by ``register_task``), from the contract above.
+MEMBERS: tuple[str, ...] = tuple(
+    sorted(
+        {name for name in Task.__dict__ if not name.startswith("_")}
+        | {name for name in Task.__annotations__ if name != "cfg"}
+    )
+)
+
+
+class TaskBase:
+    """Defaults for the members that most tasks share; a plug-in inherits it and overrides what differs."""
+
+    lockstep_keys: ClassVar[tuple[str, ...]] = ()
+    starter: ClassVar[dict[str, Any] | None] = None
+    teacher_run: ClassVar[list[str]] = ["model.teacher=null"]
+    data_state: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+
+    def share_data(self, source: Task) -> None:
+        """Take over what ``source`` (a task of the same lockstep group, so of the same data) read from the data."""
+        for name in self.data_state:
+            if hasattr(source, name):
+                setattr(self, name, getattr(source, name))
+
+    def teacher_forward(self, teacher: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        """Call the teacher with exactly the student's arguments."""
+        return teacher(*args, **kwargs)
+
+    @classmethod
+    def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
+        """``featdistill models``: sections of ``(model name, where it comes from)`` rows (none by default)."""
+        return []
