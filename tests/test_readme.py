@@ -25,6 +25,18 @@ def test_readme_example_runs_as_written():
     assert namespace["loss"].dim() == 0
 
 
+def test_readme_plugin_example_registers_a_method_the_distiller_uses():
+    section = re.search(r"\n## Your own methods and tasks\n(.*?)\n## ", _readme(), flags=re.S).group(1)
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    exec(compile(block, "README.md", "exec"), {})
+    import featdistill as fd
+
+    student, teacher = torch.nn.Conv2d(3, 4, 1), torch.nn.Conv2d(3, 8, 1)
+    x = torch.randn(2, 3, 4, 4)
+    d = fd.Distiller(student, teacher, pairs=[("", "")], method="cosine_cwt", alpha=1.0, sample_input=x)
+    assert d(x).loss.item() > 0
+
+
 def test_ci_runs_the_readme_test_command():
     test_command = re.search(r"Run the tests:\n\n    (.+)\n", _readme()).group(1)
     assert test_command in (REPO / ".ci" / "run").read_text()

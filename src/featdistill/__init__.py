@@ -5,8 +5,9 @@
 ...                  sample_input=torch.randn(2, 3, 224, 224))          # doctest: +SKIP
 """
 
-from .distiller import METHODS, Distiller, DistillOutput, Pair
+from .distiller import METHODS, Distiller, DistillOutput, Pair, register_method
 from .taps import FeatureTaps, TapError
+from .tasks.registry import register_task
 from .transforms import ChannelWiseTransform
 
 __version__ = "0.1.0"
@@ -20,4 +21,6 @@ __all__ = [
     "Pair",
     "TapError",
     "__version__",
+    "register_method",
+    "register_task",
 ]

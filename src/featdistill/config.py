@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import re
 import types
 import typing
@@ -127,9 +128,8 @@ class OutputConfig:
 class RunConfig:
     """A whole run: ``task`` plus the sections above."""
 
-    task: str = (
-        "classification"  # which task plug-in runs: classification, detection, segmentation or your own
-    )
+    task: str = "classification"  # the task plug-in: classification, detection, segmentation or your own
+    plugins: list[str] = field(default_factory=list)  # modules imported first: your register_* calls
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -260,8 +260,28 @@ def _safe_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where} is not valid YAML: {str(err).splitlines()[0]}") from None
 
 
+def import_plugins(modules: Any) -> None:
+    """Import the ``plugins:`` modules (once each), so the methods and tasks they register can be named.
+
+    A module that is not found or fails while importing is a one-line ``ConfigError`` naming it.
+    """
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise ConfigError(f"config key 'plugins' expects a list of module names, got {modules!r}")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # any failure of user code at import time: name the module and the error
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ConfigError(
+                f"plugins: cannot import {module!r} ({type(err).__name__}: {first}); it must be importable "
+                "from here (installed, or on PYTHONPATH)"
+            ) from None
+
+
 def parse_config(tree: dict[str, Any]) -> RunConfig:
-    """Validate a nested dict into a ``RunConfig``."""
+    """Validate a nested dict into a ``RunConfig`` (after importing its ``plugins``)."""
+    if isinstance(tree, dict):
+        import_plugins(tree.get("plugins", []))
     return _build(RunConfig, tree, "")
 
 

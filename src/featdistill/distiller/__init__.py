@@ -1,7 +1,16 @@
 """Orchestrating: the Distiller and the table of methods it can apply per layer pair."""
 
 from .distiller import Distiller, DistillOutput, Pair
-from .methods import METHODS, Method, get_method
+from .methods import METHODS, Method, get_method, register_method
 from .shared_teacher import SharedTeacher
 
-__all__ = ["METHODS", "DistillOutput", "Distiller", "Method", "Pair", "SharedTeacher", "get_method"]
+__all__ = [
+    "METHODS",
+    "DistillOutput",
+    "Distiller",
+    "Method",
+    "Pair",
+    "SharedTeacher",
+    "get_method",
+    "register_method",
+]

@@ -154,8 +154,53 @@ METHODS: dict[str, Method] = {
 
 
 def get_method(name: str) -> Method:
-    """Look up a method by name, with the list of valid names in the error."""
+    """Look up a method by name (built-in or registered), with the list of valid names in the error."""
     try:
         return METHODS[name]
     except KeyError:
         raise ValueError(f"unknown distillation method {name!r}; choose one of {sorted(METHODS)}") from None
+
+
+def register_method(
+    name: str,
+    *,
+    loss: Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor],
+    transform: str | Callable[[Shape, Shape, dict[str, Any]], FeatureTransform] = "cwt",
+    default_ratio: float = 7.0,
+    default_alpha: float = 1.0,
+    options: dict[str, Any] | None = None,
+    needs_maps: bool = False,
+) -> Method:
+    """Add a method that pairs, configs (``distill.method``) and the CLI can name.
+
+    Args:
+        name: the method's name (must not be taken).
+        loss: ``f(aligned_student, teacher, options)`` → the unweighted loss, a scalar (sum over the batch / N
+            as the built-in methods do, or a mean); features arrive in float32, the teacher's detached.
+        transform: the name of a method whose transform to reuse (``"cwt"``, ``"cwt_linear"``, ``"l2"`` for
+            none, ...) or ``f(student_shape, teacher_shape, options)`` → an ``nn.Module`` that takes
+            ``(feature, size)`` (see :class:`featdistill.transforms.base.FeatureTransform`).
+        default_ratio: ``alpha: auto``'s ratio of this term to the task loss at the start of training.
+        default_alpha: α when a run gives none.
+        options: the method's options and their defaults (``distill.options.NAME``).
+        needs_maps: the method takes (B, C, H, W) feature maps only.
+
+    Returns:
+        the registered :class:`Method`.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"register_method: the name must be an identifier such as 'cosine', got {name!r}")
+    if name in METHODS:
+        raise ValueError(f"register_method: method {name!r} exists already; choose another name")
+    if not default_ratio > 0:
+        raise ValueError(f"register_method({name!r}): default_ratio must be positive, got {default_ratio}")
+    build = get_method(transform).build_transform if isinstance(transform, str) else transform
+    if not callable(build) or not callable(loss):
+        raise TypeError(
+            f"register_method({name!r}): transform and loss must be callables (or transform a name)"
+        )
+    method = Method(
+        name, build, loss, float(default_alpha), dict(options or {}), needs_maps, float(default_ratio)
+    )
+    METHODS[name] = method
+    return method

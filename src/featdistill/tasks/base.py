@@ -105,6 +105,10 @@ class TaskBase:
         """Call the teacher with exactly the student's arguments."""
         return teacher(*args, **kwargs)
 
+    def data_report(self) -> dict[str, Any]:
+        """The ingest report (``featdistill data``, ``data.json``): no split described by default."""
+        return {"task": self.name, "splits": []}  # type: ignore[attr-defined]  # every task has a name
+
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
         """``featdistill models``: sections of ``(model name, where it comes from)`` rows (none by default)."""

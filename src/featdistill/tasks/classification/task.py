@@ -52,7 +52,7 @@ TEACHER_RUN = [
 ]  # --set items: the starter trains its teacher
 
 
-class ClassificationTask(TaskBase, ImageLabelBatches, ReportsData):
+class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
     """Image classification: ``(images, labels)`` batches, logits out."""
 
     name = "classification"

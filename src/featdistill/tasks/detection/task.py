@@ -177,7 +177,7 @@ TEACHER_RUN = [
 ]  # --set items: the starter trains its teacher
 
 
-class DetectionTask(TaskBase, ReportsData):
+class DetectionTask(ReportsData, TaskBase):
     """Object detection / instance segmentation: ``(images, targets)`` lists in, loss dicts out."""
 
     name = "detection"

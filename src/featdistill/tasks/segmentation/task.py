@@ -112,7 +112,7 @@ STARTER: dict[str, Any] = {
 TEACHER_RUN = ["model.teacher=null", "train.epochs=24"]  # --set items: the starter trains its teacher
 
 
-class SegmentationTask(TaskBase, ImageLabelBatches, ReportsData):
+class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
     """Semantic segmentation: ``(images, labels)`` batches, ``{"out", "aux"}`` logit dicts out."""
 
     name = "segmentation"
