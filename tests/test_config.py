@@ -45,3 +45,14 @@ def test_yaml_is_read_with_the_safe_loader(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_with_overrides_returns_a_new_validated_config():
+    cfg = parse_config({"data": {"name": "synthetic", "root": "-"}, "model": {"student": "resnet8"}})
+    changed = cfg.with_overrides({"train.lr": 0.05, "distill.alpha": "auto", "output.dir": "runs/x"})
+    assert (changed.train.lr, changed.distill.alpha, changed.output.dir) == (0.05, "auto", "runs/x")
+    assert (cfg.train.lr, cfg.distill.alpha, cfg.output.dir) == (0.1, None, "runs/default")  # unchanged
+    with pytest.raises(ConfigError, match=r"did you mean 'train\.lr'"):
+        cfg.with_overrides({"train.lrr": 0.05})
+    with pytest.raises(ConfigError, match=r"'train\.lr' expects float"):
+        cfg.with_overrides({"train.lr": "fast"})

@@ -19,7 +19,7 @@ import yaml
 from PIL import Image
 
 from featdistill.cli.main import main
-from featdistill.config import ConfigError
+from featdistill.config import ConfigError, load_config
 from featdistill.sweep.grid import expand, lockstep_groups, parse_grid, split_values
 
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -78,7 +78,7 @@ def test_grid_values_split_outside_brackets_and_keys_are_checked() -> None:
 
 
 def test_lockstep_groups_share_data_and_teacher_only(tmp_path: Path) -> None:
-    base = yaml.safe_load(_config(tmp_path, tmp_path / "g").read_text())
+    base = load_config(_config(tmp_path, tmp_path / "g"))
     grid = {"distill.alpha": [1e-3, 1e-2], "train.lr": [0.05, 0.1], "train.seed": [0, 1]}
     groups = lockstep_groups(expand(base, grid, tmp_path / "g"))
     assert [len(g) for g in groups] == [4, 4]  # the seed changes the batch order: two groups
@@ -345,3 +345,17 @@ def test_a_variant_that_cannot_start_fails_alone(tmp_path: Path, monkeypatch: py
     rows = json.loads((out / "sweep.json").read_text())["variants"]
     assert rows[0]["status"] == "failed" and "cannot be calibrated" in rows[0]["error"]
     assert rows[1]["status"] == "done" and rows[1]["metric"] is not None
+
+
+def test_a_sweep_validates_each_variant_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config, its default holdout, each variant and best.yaml are each validated once; nothing re-parses."""
+    import featdistill.config as config_module
+    from featdistill.sweep import run_sweep
+
+    calls = []
+    real = config_module.parse_config
+    monkeypatch.setattr(config_module, "parse_config", lambda tree: calls.append(1) or real(tree))
+    out = tmp_path / "once"
+    cfg = _config(tmp_path, out, data={"holdout": None}, train={"max_steps": 1})
+    run_sweep(cfg, ["distill.alpha=1e-3,2e-2", "train.lr=0.05,0.1"], progress=False)
+    assert len(calls) == 1 + 1 + 4 + 1

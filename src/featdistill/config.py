@@ -6,6 +6,7 @@ wrong type names the key and the expected type, a missing required key names its
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import importlib
@@ -148,6 +149,17 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for checkpoints and YAML)."""
         return dataclasses.asdict(self)
+
+    def with_overrides(self, values: dict[str, Any]) -> RunConfig:
+        """A new validated config: this one with each dotted key set, e.g. ``{"train.lr": 0.05}``.
+
+        ``self`` is never changed; a key that does not exist or a value of the wrong type is a ``ConfigError``.
+        """
+        tree = self.to_dict()
+        for key, value in values.items():
+            check_key(key)
+            _set_dotted(tree, key, copy.deepcopy(value))
+        return parse_config(tree)
 
 
 def _type_name(tp: Any) -> str:

@@ -66,13 +66,12 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
 
 def _locked(args: argparse.Namespace):
     """One process per output folder, or per shard of it (shards own disjoint variants, so they may share it)."""
-    from ..config import parse_config
+    from ..config import load_config
     from ..engine.run_lock import run_lock
     from ..sweep import Shard
-    from ..sweep.runner import load_tree
 
     shard = Shard.parse(args.shard)
-    out_dir = Path(parse_config(load_tree(args.config, args.overrides)).output.dir)
+    out_dir = Path(load_config(args.config, args.overrides).output.dir)
     return shard, run_lock(
         out_dir if shard.count == 1 else out_dir / f".shard-{shard.index}-of-{shard.count}"
     )

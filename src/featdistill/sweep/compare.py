@@ -13,12 +13,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, parse_config
+from ..config import ConfigError, load_config
 from ..engine.checkpoint import write_text_atomic
 from ..engine.distributed import barrier, is_main
 from .grid import Variant, expand, lockstep_groups, parse_grid
 from .report import cell, finite
-from .runner import Shard, discard_stale, load_tree, result_of, say, train_groups
+from .runner import Shard, discard_stale, result_of, say, train_groups
 from .stats import mean_interval, welch_t
 
 SEED_KEY = "train.seed"
@@ -39,22 +39,19 @@ def run_compare(
     """
     from ..run import get_task
 
-    tree = load_tree(config, overrides or [])
+    base = load_config(config, overrides)
     grid = parse_grid(grid_specs) if grid_specs else {}
     if SEED_KEY in grid:
         raise ConfigError(f"compare: give the seeds with --seeds, not --grid {SEED_KEY}")
     if "data.holdout" in grid:
-        raise ConfigError(
-            "compare trains on the whole training split; data.holdout cannot be a grid key here"
-        )
-    if tree.get("data", {}).get("holdout") is not None:
+        raise ConfigError("compare trains on the whole training split; data.holdout cannot be a grid key")
+    if base.data.holdout is not None:
         say("featdistill compare: data.holdout is ignored; every arm trains on the whole training split")
-        tree["data"]["holdout"] = None
-    base = parse_config(tree)
+        base = base.with_overrides({"data.holdout": None})
     seeds = seeds or [base.train.seed]
     out_dir, progress = Path(base.output.dir), progress and base.output.progress
     keys = list(grid)
-    runs = expand(tree, {**grid, SEED_KEY: seeds}, out_dir)
+    runs = expand(base, {**grid, SEED_KEY: seeds}, out_dir)
     shard = shard or Shard()
     mine = [v for v in runs if shard.takes(v)]
     out_dir.mkdir(parents=True, exist_ok=True)

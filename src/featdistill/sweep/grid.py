@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import re
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunConfig, _safe_yaml, apply_overrides, check_key, parse_config
+from ..config import ConfigError, RunConfig, _safe_yaml, check_key
 from ..tasks.registry import task_class
 
 #: Keys in which the variants of one lockstep group may differ: all else (data, batch order, teacher,
@@ -93,19 +92,16 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def expand(base: dict[str, Any], grid: dict[str, list[Any]], out_dir: Path) -> list[Variant]:
-    """Every combination of the grid values applied to ``base``, each validated, in ``out_dir/<name>``."""
+def expand(base: RunConfig, grid: dict[str, list[Any]], out_dir: Path) -> list[Variant]:
+    """Every combination of the grid values applied to ``base``, each validated once, in ``out_dir/<name>``."""
     variants = []
     keys = list(grid)
     for index, combo in enumerate(itertools.product(*(grid[k] for k in keys))):
         values = dict(zip(keys, combo))
-        tree = copy.deepcopy(base)
-        for key, value in values.items():
-            apply_overrides(tree, [f"{key}={json.dumps(value)}"])
-        variant = Variant(index, values, parse_config(tree))
-        variant.cfg.output.dir = str(out_dir / variant.name)
-        variant.cfg.output.progress = False  # the sweep shows one bar for all variants
-        variants.append(variant)
+        name = Variant(index, values, base).name
+        # the sweep shows one bar for all variants
+        cfg = base.with_overrides({**values, "output.dir": str(out_dir / name), "output.progress": False})
+        variants.append(Variant(index, values, cfg))
     return variants
 
 

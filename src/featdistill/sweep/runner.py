@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunConfig, _safe_yaml, apply_overrides, parse_config
+from ..config import ConfigError, RunConfig, load_config
 from ..engine.checkpoint import load_safely, write_text_atomic
 from ..engine.distributed import barrier, is_main
 from ..engine.loop import train_together
@@ -41,16 +41,6 @@ class Shard:
         return variant.index % self.count == self.index
 
 
-def load_tree(config: str | Path, overrides: list[str]) -> dict[str, Any]:
-    """The config file with ``--set`` applied, validated once, as a plain dict."""
-    path = Path(config)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    tree = apply_overrides(_safe_yaml(path.read_text(), str(path)) or {}, overrides)
-    parse_config(tree)
-    return tree
-
-
 def run_sweep(
     config: str | Path,
     grid_specs: list[str],
@@ -64,17 +54,15 @@ def run_sweep(
     """Run the sweep; return the ``sweep.json`` record."""
     from ..run import get_task
 
-    tree = load_tree(config, overrides or [])
+    base = load_config(config, overrides)
     grid = parse_grid(grid_specs)
-    data = tree.setdefault("data", {})
-    if data.get("holdout") is None and "data.holdout" not in grid:
-        data["holdout"] = DEFAULT_HOLDOUT
+    if base.data.holdout is None and "data.holdout" not in grid:
+        base = base.with_overrides({"data.holdout": DEFAULT_HOLDOUT})
         say(
             f"featdistill sweep: data.holdout is not set; scoring on {DEFAULT_HOLDOUT:.0%} of the training images"
         )
-    base = parse_config(tree)
     out_dir, progress = Path(base.output.dir), progress and base.output.progress
-    variants = expand(tree, grid, out_dir)
+    variants = expand(base, grid, out_dir)
     shard = shard or Shard()
     mine = [v for v in variants if shard.takes(v)]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +86,9 @@ def run_sweep(
     best = rows[0] if only else best_row(rows)
     refit_record = None
     if best is not None and is_main():
-        write_best_config(out_dir / "best.yaml", _refit_config(variants[best["index"]], out_dir, progress))
+        write_best_config(
+            out_dir / "best.yaml", _refit_config(variants[best["index"]], out_dir, progress).to_dict()
+        )
     if refit or refit_seeds:
         if best is None:
             raise ConfigError(
@@ -234,15 +224,16 @@ def _pending(variant: Variant, group: int, why: str = "") -> dict[str, Any]:
     }
 
 
-def _refit_config(variant: Variant, out_dir: Path, progress: bool, seed: int | None = None) -> dict[str, Any]:
+def _refit_config(variant: Variant, out_dir: Path, progress: bool, seed: int | None = None) -> RunConfig:
     """The variant's config trained on the whole training split (no holdout), in ``out_dir/refit[-seedS]``."""
-    tree = variant.cfg.to_dict()
-    tree["data"]["holdout"] = None
-    tree["output"]["dir"] = str(out_dir / ("refit" if seed is None else f"refit-seed{seed}"))
-    tree["output"]["progress"] = progress  # as the sweep's config says (variants run without their own bar)
-    if seed is not None:
-        tree["train"]["seed"] = seed
-    return tree
+    return variant.cfg.with_overrides(
+        {
+            "data.holdout": None,
+            "output.dir": str(out_dir / ("refit" if seed is None else f"refit-seed{seed}")),
+            "output.progress": progress,  # as the sweep's config says (variants run without their own bar)
+            **({} if seed is None else {"train.seed": seed}),
+        }
+    )
 
 
 def _refit(
@@ -253,7 +244,7 @@ def _refit(
 
     runs = []
     for seed in seeds or [None]:
-        cfg = parse_config(_refit_config(variant, out_dir, progress, seed))
+        cfg = _refit_config(variant, out_dir, progress, seed)
         last = Path(cfg.output.dir) / "last.pt"
         say(
             f"featdistill sweep: refitting {variant.name} on the whole training split"
