@@ -17,6 +17,7 @@ pytest.importorskip("lightning")
 
 import lightning.pytorch as L
 
+from conftest import readme_python_block
 from featdistill.integrations.lightning import DistillationModule
 from tiny_models import loader, tiny_cnn
 
@@ -180,3 +181,15 @@ def test_without_lightning_the_import_names_the_extra(monkeypatch: pytest.Monkey
     monkeypatch.delitem(sys.modules, "featdistill.integrations.lightning")
     with pytest.raises(ImportError, match=r"pip install 'featdistill\[lightning\]'"):
         import featdistill.integrations.lightning  # noqa: F401
+
+
+def test_the_readme_lightning_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # Lightning writes lightning_logs/ into the working directory
+    namespace: dict = {}
+    exec(compile(readme_python_block("DistillationModule"), "README.md", "exec"), namespace)
+    assert namespace["module"].trainer.global_step == 4
+    assert namespace["module"].distiller.alpha["cwt"] > 0
+    student = namespace["student"]
+    assert type(student).__name__ == "ResNet" and all(not m._forward_hooks for m in student.modules())

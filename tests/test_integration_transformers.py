@@ -20,6 +20,7 @@ from transformers import (
     ViTImageProcessor,
 )
 
+from conftest import readme_python_block
 from featdistill.integrations.transformers import TRANSFORMS_FILE, DistillationTrainer
 
 
@@ -173,3 +174,13 @@ def test_without_transformers_the_import_names_the_extra(monkeypatch: pytest.Mon
     monkeypatch.delitem(sys.modules, "featdistill.integrations.transformers", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'featdistill\[hub\]'"):
         import featdistill.integrations.transformers  # noqa: F401
+
+
+def test_the_readme_trainer_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(readme_python_block("DistillationTrainer"), "README.md", "exec"), namespace)
+    trainer = namespace["trainer"]
+    assert trainer.state.global_step == 4 and trainer.distiller.alpha["cwt"] > 0
+    loaded = ViTForImageClassification.from_pretrained(tmp_path / "runs" / "vit_distilled")
+    torch.testing.assert_close(loaded.state_dict(), trainer.student.state_dict(), rtol=0, atol=0)
