@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,25 @@ from transformers import (
 
 from conftest import readme_python_block
 from featdistill.integrations.transformers import TRANSFORMS_FILE, DistillationTrainer
+
+# Trains the tiny ViT pair of these tests under torchrun; each rank writes its α and its student's weights.
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+    import torch
+    from test_integration_transformers import _vit_trainer
+
+    out = Path(sys.argv[1])
+    trainer = _vit_trainer(out / "run")
+    trainer.train()
+    trainer.save_model()
+    rank = os.environ["RANK"]
+    torch.save({n: p.detach() for n, p in trainer.student.named_parameters()}, out / f"student{rank}.pt")
+    logged = [row["distill_loss"] for row in trainer.state.log_history if "distill_loss" in row]
+    (out / f"rank{rank}.json").write_text(json.dumps({"alpha": trainer.distiller.alpha, "distill": logged}))
+    """
+)
 
 
 def _vit(hidden: int) -> ViTForImageClassification:
@@ -184,3 +207,24 @@ def test_the_readme_trainer_example_runs_as_written(tmp_path: Path, monkeypatch:
     assert trainer.state.global_step == 4 and trainer.distiller.alpha["cwt"] > 0
     loaded = ViTForImageClassification.from_pretrained(tmp_path / "runs" / "vit_distilled")
     torch.testing.assert_close(loaded.state_dict(), trainer.student.state_dict(), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_agree_on_alpha_logs_and_weights(tmp_path: Path) -> None:
+    script = tmp_path / "train_ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*command, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # α from the measurement averaged over both shards; distill_loss averaged over processes at each log.
+    assert ranks[0] == ranks[1] and len(ranks[0]["distill"]) == 4 and ranks[0]["alpha"]["cwt"] > 0
+    students = [torch.load(tmp_path / f"student{r}.pt") for r in (0, 1)]
+    for key, value in students[0].items():
+        torch.testing.assert_close(students[1][key], value, rtol=0, atol=0, msg=key)
+    assert ViTForImageClassification.from_pretrained(tmp_path / "run") is not None
