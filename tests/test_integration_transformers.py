@@ -182,6 +182,15 @@ def test_wrong_arguments_are_refused_clearly(tmp_path: Path) -> None:
         DistillationTrainer(
             model=_vit(16), teacher=_vit(32), pairs=[("vit.layers.1", "vit.layers.1")], args=args
         )
+    unnamed = [{"image": torch.randn(3, 16, 16), "labels": 0}] * 2
+    with pytest.raises(ValueError, match="the training examples have no 'pixel_values' column"):
+        DistillationTrainer(
+            model=_vit(16),
+            teacher=_vit(32),
+            pairs=[("vit.layers.1", "vit.layers.1")],
+            args=args,
+            train_dataset=unnamed,
+        )
 
 
 def test_resuming_from_a_plain_trainer_checkpoint_names_the_missing_file(tmp_path: Path) -> None:
