@@ -182,6 +182,10 @@ def test_wrong_arguments_are_refused_clearly(tmp_path: Path) -> None:
         DistillationTrainer(
             model=_vit(16), teacher=_vit(32), pairs=[("vit.layers.1", "vit.layers.1")], args=args
         )
+    with pytest.raises(ValueError, match="activation_checkpointing"):
+        DistillationTrainer(
+            model=_vit(16), teacher=_vit(32), pairs=[], args=_args(tmp_path, gradient_checkpointing=True)
+        )
     unnamed = [{"image": torch.randn(3, 16, 16), "labels": 0}] * 2
     with pytest.raises(ValueError, match="the training examples have no 'pixel_values' column"):
         DistillationTrainer(

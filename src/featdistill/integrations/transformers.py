@@ -105,6 +105,11 @@ class DistillationTrainer(_hf.Trainer):
             raise ValueError(f"calibration_batches must be at least 1, got {calibration_batches}")
         # The Trainer inspects the model it is given (label names, loss kwargs, device placement): the student.
         super().__init__(model, *args, **kwargs)
+        if self.args.activation_checkpointing:
+            raise ValueError(
+                "TrainingArguments activation_checkpointing (gradient_checkpointing) is not supported by "
+                "DistillationTrainer: the Trainer would enable it on the Distiller, not the student; turn it off"
+            )
         self.calibration_batches = calibration_batches
         self._distill_sum, self._distill_count = 0.0, 0
         main_input = getattr(model, "main_input_name", "pixel_values")
