@@ -150,6 +150,26 @@ def test_resuming_from_a_checkpoint_restores_the_transforms_and_alpha(tmp_path: 
         torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+def test_gradient_accumulation_gives_the_step_of_the_whole_batch(tmp_path: Path) -> None:
+    # One SGD step on 4 examples: 2 accumulated batches of 2 move the student as 1 batch of 4 does, with the
+    # distillation term scaled like the Trainer's task loss (normalised over the accumulated batch here).
+    students = {}
+    for accumulate in (1, 2):
+        trainer = _vit_trainer(
+            tmp_path / str(accumulate),
+            alpha=1e-2,
+            max_steps=1,
+            optim="sgd",
+            per_device_train_batch_size=4 // accumulate,
+            gradient_accumulation_steps=accumulate,
+            train_sampling_strategy="sequential",
+        )
+        trainer.train()
+        students[accumulate] = trainer.distiller.state_dict()
+    for key, value in students[2].items():
+        torch.testing.assert_close(value, students[1][key], rtol=1e-4, atol=1e-6, msg=key)
+
+
 def test_a_timm_teacher_distils_into_a_timm_student(tmp_path: Path) -> None:
     timm = pytest.importorskip("timm")
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
@@ -162,7 +182,7 @@ def test_a_timm_teacher_distils_into_a_timm_student(tmp_path: Path) -> None:
         teacher=teacher,
         pairs=[("timm_model.layer3", "stages.2")],
         alpha=1e-3,
-        args=_args(tmp_path / "out", max_steps=2, save_steps=10),
+        args=_args(tmp_path / "out", max_steps=2, save_steps=10, label_smoothing_factor=0.1),
         train_dataset=_dataset(8, size=32),
     )
     trainer.train()

@@ -49,18 +49,22 @@ def teacher_on_main_input(name: str) -> Callable[..., Any]:
     return forward
 
 
-class _StudentCall:
-    """Stands for the model in ``Trainer.compute_loss``: runs the Distiller, returns the student's output."""
+class _StudentCall(nn.Module):
+    """Stands for the model in ``Trainer.compute_loss``: runs the Distiller, returns the student's output.
+
+    A module, because the Trainer's label smoother unwraps the model and asks its class name (the student's).
+    """
 
     def __init__(self, distiller: Callable[..., Any], student: nn.Module) -> None:
-        self.distiller, self.student, self.output = distiller, student, None
+        super().__init__()
+        self._call, self._student_name, self.output = distiller, student._get_name(), None
 
-    def __call__(self, **inputs: Any) -> Any:
-        self.output = self.distiller(**inputs)
+    def forward(self, **inputs: Any) -> Any:
+        self.output = self._call(**inputs)
         return self.output.student
 
-    def _get_name(self) -> str:  # Trainer's label smoother asks the model's class name
-        return self.student._get_name()
+    def _get_name(self) -> str:
+        return self._student_name
 
 
 class DistillationTrainer(_hf.Trainer):
