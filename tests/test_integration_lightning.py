@@ -37,7 +37,8 @@ DDP_SCRIPT = textwrap.dedent(
             pairs=[("relu", "relu")], alpha="auto", sample_input=torch.randn(2, 3, 8, 8),
             optimizer=lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9), verbose=False,
         )
-        trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=3, logger=False,
+        trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", precision="bf16-mixed", max_steps=3,
+                            logger=False,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(module, loader(n=32, batch_size=4))
         trainer.save_checkpoint(os.path.join(out, "last.ckpt"))
@@ -90,7 +91,7 @@ def _teacher_free(checkpoint: dict, teacher: torch.nn.Module) -> None:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_train_agree_on_alpha_and_save_no_teacher(tmp_path: Path) -> None:
+def test_two_gloo_processes_in_bf16_agree_on_alpha_and_save_no_teacher(tmp_path: Path) -> None:
     script = tmp_path / "train_ddp.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
