@@ -115,7 +115,8 @@ class DistillationTrainer(_hf.Trainer):
                 "DistillationTrainer: the Trainer would enable it on the Distiller, not the student; turn it off"
             )
         self.calibration_batches = calibration_batches
-        self._distill_sum, self._distill_count = 0.0, 0
+        self._distill_sum: torch.Tensor | float = 0.0  # summed on the device: no sync per step
+        self._distill_count = 0
         main_input = getattr(model, "main_input_name", "pixel_values")
         if self.place_model_on_device:
             teacher.to(self.args.device)
@@ -125,13 +126,19 @@ class DistillationTrainer(_hf.Trainer):
             pairs,
             method=method,
             alpha=alpha,
-            sample_input=self._sample_input(main_input) if sample_input is None else sample_input,
+            sample_input=self._sample_input(main_input)
+            if sample_input is None
+            else self._on_device(sample_input),
             options=options,
             teacher_forward=teacher_forward or teacher_on_main_input(main_input),
             teacher_dtype=teacher_dtype,
         )
         # From here on the Trainer trains, wraps (DDP) and optimises student + transforms.
         self.model = self.model_wrapped = self.distiller
+
+    def _on_device(self, sample: Any) -> Any:
+        """A tensor sample input goes where the Trainer put the student."""
+        return sample.to(self.args.device) if isinstance(sample, torch.Tensor) else sample
 
     def _sample_input(self, main_input: str) -> torch.Tensor:
         """The main input of the first two training examples, collated as in training, on the device."""
@@ -147,7 +154,7 @@ class DistillationTrainer(_hf.Trainer):
                 f"the training examples have no {main_input!r} column (the student's main input; they have "
                 f"{sorted(batch)}): pass sample_input=<a batch the student accepts>"
             )
-        return batch[main_input].to(self.args.device)
+        return self._on_device(batch[main_input])
 
     @property
     def student(self) -> nn.Module:
@@ -182,7 +189,7 @@ class DistillationTrainer(_hf.Trainer):
         call = _StudentCall(model, self.student)
         task, outputs = super().compute_loss(call, inputs, True, num_items_in_batch)
         term = call.output.loss
-        self._distill_sum += float(term.detach())
+        self._distill_sum = self._distill_sum + term.detach()
         self._distill_count += 1
         if self._task_loss_spans_accumulation(num_items_in_batch):
             term = term / self.current_gradient_accumulation_steps  # the Trainer will not divide it
@@ -203,7 +210,7 @@ class DistillationTrainer(_hf.Trainer):
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add ``distill_loss``, the mean distillation term since the last log (over all processes)."""
         if "loss" in logs and self._distill_count:
-            mean = torch.tensor(self._distill_sum / self._distill_count, device=self.args.device)
+            mean = torch.as_tensor(self._distill_sum / self._distill_count, device=self.args.device)
             logs["distill_loss"] = round(float(self.accelerator.reduce(mean, reduction="mean")), 6)
             self._distill_sum, self._distill_count = 0.0, 0
         super().log(logs, *args, **kwargs)
