@@ -142,7 +142,7 @@ def with_pixel_input(
         pixels = torch.randint(0, 256, tuple(example.shape), dtype=torch.uint8)
         return PixelInput(student, card).eval(), pixels
     images = [torch.randint(0, 256, tuple(image.shape), dtype=torch.uint8) for image in example]
-    return ImagesPixelInput(student, card).eval(), images
+    return ImagesPixelInput(student).eval(), images
 
 
 def export_student(
