@@ -36,11 +36,11 @@ def _image_folder(root: Path) -> None:
                 Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, **data: object) -> Path:
     tree = {
         "task": "classification",
         "device": "cpu",
-        "data": {"name": "imagefolder", "root": str(tmp_path / "data"), "batch_size": 4},
+        "data": {"name": "imagefolder", "root": str(tmp_path / "data"), "batch_size": 4, **data},
         "model": {"student": "resnet8", "num_classes": 2},
         "train": {"epochs": 1, "max_steps": 2, "lr": 0.05},
         "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
@@ -50,9 +50,9 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
-def _train(tmp_path: Path) -> tuple[Path, Path, dict]:
+def _train(tmp_path: Path, **data: object) -> tuple[Path, Path, dict]:
     _image_folder(tmp_path / "data")
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, **data)
     assert main(["train", str(cfg)]) == 0
     run = tmp_path / "run"
     return cfg, run / "last.pt", json.loads((run / "metrics.json").read_text())
@@ -100,8 +100,13 @@ def test_checkpoint_card_describes_the_student(trained) -> None:
     json.dumps(card)  # plain JSON data
 
 
-def test_eval_needs_only_the_checkpoint_once_the_training_folder_is_gone(tmp_path: Path, capsys) -> None:
-    cfg, checkpoint, metrics = _train(tmp_path)
+@pytest.mark.parametrize(
+    "data", [{}, {"in_memory": False}, {"in_memory": False, "crop": "resized", "image_size": 8}]
+)
+def test_eval_needs_only_the_checkpoint_once_the_training_folder_is_gone(
+    tmp_path: Path, capsys, data
+) -> None:
+    cfg, checkpoint, metrics = _train(tmp_path, **data)
     shutil.rmtree(tmp_path / "data" / "train")
     printed = _eval(capsys, "--checkpoint", str(checkpoint))
     assert printed["top1"] == pytest.approx(metrics["top1"]) and printed["loss"] == pytest.approx(
@@ -109,6 +114,9 @@ def test_eval_needs_only_the_checkpoint_once_the_training_folder_is_gone(tmp_pat
     )
     # the training config still works, and gives the same numbers without the training split
     assert _eval(capsys, str(cfg), "--checkpoint", str(checkpoint)) == printed
+    task, _, card = load_student(checkpoint)
+    batches = torch.cat([images for images, _ in task.build_eval_loader()])
+    assert torch.equal(preprocess(_test_pixels(cfg)[0], card), batches)  # what predict will feed it
 
 
 def test_same_metric_whatever_limit_or_holdout_say(trained, capsys) -> None:
@@ -250,3 +258,22 @@ def test_older_checkpoint_without_card_works_with_its_config_and_one_warning(
     torch.save(state["student"], tmp_path / "plain.pt")
     err = _one_line_error(capsys, "eval", "--checkpoint", str(tmp_path / "plain.pt"))
     assert "is a plain state_dict" in err
+
+
+def test_distilled_student_card_names_teacher_method_pairs_and_alpha(tmp_path: Path) -> None:
+    _image_folder(tmp_path / "data")
+    cfg = _config(tmp_path)
+    tree = yaml.safe_load(cfg.read_text())
+    tree["model"]["teacher"] = "resnet8"
+    tree["distill"] = {"method": "cwt", "alpha": 0.5}
+    cfg.write_text(yaml.safe_dump(tree))
+    assert main(["train", str(cfg)]) == 0
+    checkpoint = tmp_path / "run" / "last.pt"
+    distillation = read_card(checkpoint)["distillation"]
+    assert distillation["teacher"] == "resnet8" and distillation["method"] == "cwt"
+    assert distillation["alpha"] == {"cwt": 0.5} and len(distillation["pairs"]) == 1
+    assert distillation["pairs"][0][2] == "cwt"
+    out = tmp_path / "student.pt2"
+    assert main(["export", "--checkpoint", str(checkpoint), "--output", str(out)]) == 0
+    words = out.with_name("student.pt2.md").read_text()
+    assert "Distilled from the teacher `resnet8` with cwt" in words and "alpha cwt 0.5" in words
