@@ -277,3 +277,13 @@ def test_distilled_student_card_names_teacher_method_pairs_and_alpha(tmp_path: P
     assert main(["export", "--checkpoint", str(checkpoint), "--output", str(out)]) == 0
     words = out.with_name("student.pt2.md").read_text()
     assert "Distilled from the teacher `resnet8` with cwt" in words and "alpha cwt 0.5" in words
+
+
+def test_include_preprocessing_refuses_a_16_bit_student(trained, tmp_path: Path) -> None:
+    from featdistill.export import export_student
+
+    _, checkpoint, _ = trained
+    _, student, card = load_student(checkpoint)
+    card["preprocessing"]["bits"] = 16
+    with pytest.raises(ValueError, match=r"trained on 16-bit pixels \(data\.bits: 16\); export without it"):
+        export_student(student, "export", tmp_path / "s.pt2", torch.zeros(2, 3, 16, 12), card, True)
