@@ -70,6 +70,11 @@ class Task(Protocol):
     def batch_size(self, batch: Any) -> int: ...
     def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]: ...
 
+    # -- the student card (featdistill.card): what a checkpoint says of its student
+    def card_fields(self, student: nn.Module) -> dict[str, Any]: ...
+    def apply_card(self, card: dict[str, Any]) -> None: ...
+    def configured_preprocessing(self) -> dict[str, Any]: ...
+
     # -- the CLI
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]: ...
@@ -104,6 +109,17 @@ class TaskBase:
     def teacher_forward(self, teacher: nn.Module, *args: Any, **kwargs: Any) -> Any:
         """Call the teacher with exactly the student's arguments."""
         return teacher(*args, **kwargs)
+
+    def card_fields(self, student: nn.Module) -> dict[str, Any]:
+        """The data side of the student card: outputs, preprocessing (none described) and class names (none)."""
+        return {"num_classes": self.cfg.model.num_classes, "preprocessing": {}, "classes": []}
+
+    def apply_card(self, card: dict[str, Any]) -> None:
+        """Take what the card says of the data (nothing to take by default) before the student is rebuilt."""
+
+    def configured_preprocessing(self) -> dict[str, Any]:
+        """The preprocessing the config fixes, checked against a card's (none by default)."""
+        return {}
 
     def data_report(self) -> dict[str, Any]:
         """The ingest report (``featdistill data``, ``data.json``): no split described by default."""
