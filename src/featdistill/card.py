@@ -190,13 +190,20 @@ def load_student(
             "use the config that trained it"
         ) from None
     if card is None:
-        warnings.warn(
-            f"{checkpoint} has no student card (an older checkpoint or a plain state_dict): its preprocessing "
-            "and class names are taken from the config; retrain or resume with this featdistill to store them",
-            stacklevel=2,
-        )
         card = student_card(task, cfg, student, state.get("metrics") if trained else None)
         card["source"] = "config"
+        estimated = (
+            "; without data.options.mean/std, eval estimates its normalisation from the training split as "
+            "before and an export's sidecar has none"
+            if card["preprocessing"]["mean"] is None
+            else ""
+        )
+        warnings.warn(
+            f"{checkpoint} has no student card (an older checkpoint or a plain state_dict): its preprocessing "
+            f"and class names are taken from the config{estimated}; retrain or resume with this featdistill "
+            "to store them",
+            stacklevel=2,
+        )
     return task, student.eval(), card
 
 
