@@ -151,12 +151,6 @@ def test_shared_parameters_are_refused() -> None:
         _distiller(student, teacher)
 
 
-def test_the_same_model_twice_in_the_cli_is_not_shared(tmp_path: Path, capsys) -> None:
-    # model.teacher == model.student builds two separate models: it trains (the student learns).
-    code, _ = _cli(capsys, "train", _config(tmp_path))
-    assert code == 0
-
-
 class Pack(nn.Module):
     """Returns a feature map with a scalar and a count, as a model returning (features, loss, n) does."""
 

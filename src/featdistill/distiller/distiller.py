@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +63,7 @@ def _alpha_value(value: float | str, method: str) -> float | None:
     """A number >= 0 (0 switches the method's term off), or None for ``"auto"``."""
     if value == "auto":
         return None
-    if isinstance(value, (str, bool)) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"alpha of method {method!r} must be a number or 'auto', got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(
@@ -73,7 +75,7 @@ def _alpha_value(value: float | str, method: str) -> float | None:
 
 def _params_device(model: nn.Module) -> tuple[torch.device, torch.dtype] | None:
     """The device and floating dtype of the model's first floating parameter or buffer (None: it has none)."""
-    for tensor in (*model.parameters(), *model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         if tensor.is_floating_point():
             return tensor.device, tensor.dtype
     return None
