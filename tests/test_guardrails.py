@@ -114,7 +114,7 @@ def test_alpha_zero_switches_the_term_off_and_set_alpha_is_checked() -> None:
 @pytest.mark.parametrize("ratio", [0.0, -1.0, math.nan, math.inf])
 def test_auto_ratio_must_be_positive_and_finite(ratio: float) -> None:
     d = _distiller(alpha="auto")
-    with pytest.raises(ValueError, match=r"ratio .* must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"ratio .* must be positive and finite"):
         d.set_auto_alpha({"task": 1.0, "cwt": 2.0}, ratio)
 
 

@@ -393,7 +393,7 @@ class Distiller(nn.Module):
         """α = ratio · task loss / method loss for each uncalibrated method, from ``measure_losses``."""
         if ratio is not None and not (isinstance(ratio, (int, float)) and 0 < ratio < math.inf):
             raise ValueError(
-                f"ratio (alpha 'auto', distill.auto_ratio) must be a finite number > 0, got {ratio}"
+                f"ratio (alpha 'auto', distill.auto_ratio) must be positive and finite, got {ratio}"
             )
         chosen = {}
         for name in self.uncalibrated:
