@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from .engine import Trainer
 from .engine.distributed import DistributedContext, init_distributed, sync_batchnorm, wrap_ddp
 from .tasks.base import Task
 from .tasks.registry import get_task
+
+OWN_WEIGHTS = ("hf:",)  # model names whose builder loads the model's own trained weights
 
 
 def select_device(name: str) -> torch.device:
@@ -60,10 +63,20 @@ def build_teacher(task: Task) -> nn.Module:
     """The task's teacher, built without drawing from the global RNG.
 
     The student and the transforms then get the same initialisation whether a teacher is built for them
-    alone (``train``) or once for several students (``sweep``).
+    alone (``train``) or once for several students (``sweep``). A teacher without weights warns: it is
+    untrained (``hf:`` models carry their own weights).
     """
     with torch.random.fork_rng(devices=[]):
-        return task.build_teacher()
+        teacher = task.build_teacher()
+    m = task.cfg.model
+    if m.teacher_weights is None and not m.teacher.startswith(OWN_WEIGHTS):
+        warnings.warn(
+            f"the teacher is untrained: model.teacher {m.teacher!r} is built without weights "
+            "(model.teacher_weights is null), so the student would learn random features; set "
+            "model.teacher_weights to the trained teacher's checkpoint",
+            stacklevel=2,
+        )
+    return teacher
 
 
 def build_model(
