@@ -133,14 +133,14 @@ def format_pairs(
 def run(args: argparse.Namespace) -> None:
     from ..config import load_config
     from ..distiller.auto_pairs import plan_pairs
-    from ..distiller.distiller import default_teacher_forward, parse_pairs
+    from ..distiller.distiller import parse_pairs
     from ..run import build_teacher, get_task
 
     cfg = load_config(args.config, args.overrides)
     task = get_task(cfg)
     sample = task.sample_input()
     inputs = sample if isinstance(sample, tuple) else (sample,)
-    teacher_forward = getattr(task, "teacher_forward", default_teacher_forward)
+    teacher_forward = task.teacher_forward
 
     def student_run(model: nn.Module) -> object:
         return model(*inputs)

@@ -24,7 +24,6 @@ from torch import nn
 
 from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
-from ...distiller.distiller import default_teacher_forward
 from ...engine.distributed import sum_across_ranks
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
@@ -110,7 +109,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
     def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
         """The paper's classification setting: the last spatial stage of both networks."""
         student_layer, teacher_layer, _ = auto_pairs(
-            student, teacher, self.sample_input(), default_teacher_forward
+            student, teacher, self.sample_input(), self.teacher_forward
         )[-1]
         return [(student_layer, teacher_layer)]
 

@@ -44,7 +44,6 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
-from ...distiller.distiller import default_teacher_forward
 from ...engine import ResumableLoader
 from ...engine.distributed import sum_across_ranks
 from ...weights import load_weights
@@ -178,7 +177,7 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
         if all(DEFAULT_PAIR in n for n in names):
             return [(DEFAULT_PAIR, DEFAULT_PAIR)]
         student_layer, teacher_layer, _ = auto_pairs(
-            student, teacher, self.sample_input(), default_teacher_forward
+            student, teacher, self.sample_input(), self.teacher_forward
         )[-1]
         return [(student_layer, teacher_layer)]
 
