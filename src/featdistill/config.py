@@ -7,7 +7,6 @@ wrong type names the key and the expected type, a missing required key names its
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from .suggest import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -181,8 +182,7 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in values:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.4)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {sorted(fields)}"
+            hint = did_you_mean(str(key), sorted(fields), prefix=prefix)
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
     kwargs = {}
     for name, f in fields.items():
@@ -275,9 +275,7 @@ def check_key(dotted: str) -> None:
         hints = typing.get_type_hints(cls)
         if part not in hints:
             prefix = ".".join(parts[:depth])
-            keys = [f"{prefix}.{k}" if prefix else k for k in hints]
-            close = difflib.get_close_matches(dotted, keys, n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys here: {sorted(keys)}"
+            hint = did_you_mean(part, sorted(hints), prefix=f"{prefix}." if prefix else "")
             raise ConfigError(f"unknown config key '{dotted}'{hint}")
         tp = hints[part]
         last = depth == len(parts) - 1

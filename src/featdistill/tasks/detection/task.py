@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,6 +57,7 @@ from torch import Tensor, nn
 
 from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
+from ...suggest import did_you_mean
 from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import ReportsData, SplitStats
@@ -89,9 +89,7 @@ _SCHEMA_NUM_CLASSES = next(f.default for f in dataclasses.fields(ModelConfig) if
 def _check_keys(given: Mapping[str, Any], valid: Sequence[str], where: str) -> None:
     for key in given:
         if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid: {list(valid)}"
-            raise ValueError(f"unknown {where} key '{key}'{hint}")
+            raise ValueError(f"unknown {where} key '{key}'{did_you_mean(str(key), valid)}")
 
 
 def teacher_forward(teacher: nn.Module, images: list[Tensor], targets: Any = None) -> Any:

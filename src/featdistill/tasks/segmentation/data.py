@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ...suggest import did_you_mean
 from ..decode import IMAGE_EXTENSIONS, decode_or_fail, is_hidden_or_system
 from ..ingest import HIDDEN, UNSUPPORTED, SplitStats, evenly_spaced
 
@@ -359,5 +360,5 @@ def build_dataset(
     """Build a segmentation dataset by name (``camvid`` or ``cityscapes``); ``stats`` gets the report."""
     key = name.lower()
     if key not in _DATASETS:
-        raise ValueError(f"unknown segmentation dataset {name!r}; valid: {', '.join(_DATASETS)}")
+        raise ValueError(f"unknown segmentation dataset {name!r}{did_you_mean(key, _DATASETS)}")
     return _DATASETS[key](root, split, transform, in_memory=in_memory, stats=stats)
