@@ -24,6 +24,7 @@ from ...engine.distributed import sum_across_ranks
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats, check_not_constant
+from ..options import data_options
 from .data import TensorBatchLoader, channel_stats, image_size_of, load_tensors
 from .models import build_classifier
 from .streaming import streaming_loader
@@ -38,6 +39,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
+        self.options = data_options(cfg)
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
         self.input_size: tuple[int, int] | None = None  # (H, W) of the training images, once loaded
 
@@ -100,7 +102,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
                 image_size=d.image_size,
                 limit=limit,
                 on_bad_file=d.on_bad_file,
-                cache_dir=d.options.get("cache_dir"),
+                cache_dir=self.options.cache_dir,
                 bits=d.bits,
                 stats=stats,
             )
@@ -109,9 +111,8 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
 
     def _normalization(self, images: torch.Tensor | None) -> tuple[list[float] | None, list[float] | None]:
         """``data.options.mean``/``std`` if given, else the training images' statistics (None: estimate)."""
-        options = self.cfg.data.options
-        if "mean" in options and "std" in options:
-            return [float(v) for v in options["mean"]], [float(v) for v in options["std"]]
+        if self.options.mean is not None:
+            return list(self.options.mean), list(self.options.std)
         return channel_stats(images) if images is not None else (None, None)
 
     def _streaming_loaders(self, rank: int, world_size: int, evaluate_on: str) -> tuple[Any, Any]:
@@ -127,7 +128,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
             "image_size": d.image_size,
             "crop": d.crop,
             "augment": d.augment,
-            "pad": d.options.get("pad"),
+            "pad": self.options.pad,
             "bits": d.bits,
             "on_bad_file": d.on_bad_file,
             "workers": d.workers,
@@ -214,7 +215,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
             "world_size": world_size,
             "channels_last": self.cfg.train.channels_last,
         }
-        pad = int(d.options.get("pad", max(1, self.input_size[1] // 8)))
+        pad = self.options.pad if self.options.pad is not None else max(1, self.input_size[1] // 8)
         train = TensorBatchLoader(
             train_x,
             train_y,
