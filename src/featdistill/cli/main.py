@@ -1,6 +1,7 @@
 """The ``featdistill`` command line: the parser, the small commands, and the error handling of all of them.
 
-Errors end with one line ``featdistill: error: ...`` and exit code 2 (no traceback unless ``--debug``).
+Errors end with one line ``featdistill: error: ...`` and exit code 2 (no traceback unless ``--debug``);
+warnings print as one line ``featdistill: warning: ...`` (:mod:`.messages`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from . import layers as layers_command
 from . import models as models_command
 from . import sweep as sweep_command
 from .arguments import add_command, add_config_args
+from .messages import exporter_warnings, one_line_warnings
 
 _DEBUG_HELP = "show the full traceback on errors"
 
@@ -164,7 +166,8 @@ def _export(args: argparse.Namespace) -> None:
     sample = task.sample_input()  # at the training size
     example = sample if isinstance(sample, torch.Tensor) else sample[0][:1]  # a batch / a list of one image
     fmt = args.format or default_format(example)
-    path = export_student(student, fmt, args.output, example)
+    with exporter_warnings(args.debug):
+        path = export_student(student, fmt, args.output, example)
     print(f"wrote {fmt} to {path}")
 
 
@@ -200,7 +203,8 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with one_line_warnings(args.debug):
+            COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("featdistill: interrupted", file=sys.stderr)
         return 130
