@@ -33,7 +33,7 @@ from .checkpoint import (
     write_text_atomic,
 )
 from .distributed import broadcast_buffers, is_main, mean_across_ranks, world_size
-from .logger import RunLogger
+from .logger import RunLogger, rate_text
 from .schedule import build_optimizer, build_scheduler
 
 # ``train.*`` settings that live in the optimizer / scheduler state, so a resume takes them from the checkpoint.
@@ -405,7 +405,8 @@ class Trainer:
         self.step += 1
         self.batch += 1
         self._seen += self.task.batch_size(batch)
-        log_now = self.step % tcfg.log_every == 0 or self.batch == steps_per_epoch
+        # the epoch's and the run's last steps are logged too, so every run has a training row
+        log_now = self.step % tcfg.log_every == 0 or self.batch == steps_per_epoch or self.done
         checkpoint_now = (
             tcfg.checkpoint_every and self.step % tcfg.checkpoint_every == 0 and self.batch < steps_per_epoch
         )
@@ -444,7 +445,7 @@ class Trainer:
         for batch in self.train_loader.iterate(self.batch):
             values = self.record_step(self.train_step(batch), batch)
             if values is not None:
-                bar.set_postfix({k: f"{v:.4g}" if k != "img/s" else f"{v:.0f}" for k, v in values.items()})
+                bar.set_postfix({k: f"{v:.4g}" if k != "img/s" else rate_text(v) for k, v in values.items()})
             bar.update(1)
             if self.done:
                 break
