@@ -74,7 +74,9 @@ class ModelConfig:
     num_classes: int = 10  # classes of the output; a pretrained head of another size is trained anew
     student_weights: str | None = None  # .pt/.pth/.bin/.safetensors file, torchvision[:<ENUM>] or timm
     teacher_weights: str | None = None  # the teacher's weights, same forms as student_weights
-    options: dict[str, Any] = field(default_factory=dict)  # the task's model builder options (its schema)
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # the task's model builder options (checked by its schema)
 
 
 @dataclass
