@@ -46,3 +46,11 @@ def model_options(cfg: RunConfig) -> Any:
             )
         check_options(module.ModelOptions, given, f"model.options.{side}.", extra)
     return shared
+
+
+def builder_options(cfg: RunConfig, role: str) -> dict[str, Any]:
+    """The builder keyword arguments of ``role`` (``student`` or ``teacher``): ``model.options`` less its
+    ``SIDE_ONLY`` keys, updated with the ``model.options.<role>`` mapping."""
+    side_only = schemas(cfg.task).SIDE_ONLY
+    shared = {k: v for k, v in cfg.model.options.items() if k not in side_only}
+    return {**shared, **(cfg.model.options.get(role) or {})}

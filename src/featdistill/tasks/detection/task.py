@@ -59,12 +59,11 @@ from ...engine import ResumableLoader
 from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import ReportsData, SplitStats
-from ..options import SIDES, data_options, model_options
+from ..options import SIDES, builder_options, data_options, model_options
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
 from .models import build_detector, fpn_level_names, match_transform
-from .options import SIDE_ONLY
 
 SHARED_ONLY = ("min_size", "max_size", "image_mean", "image_std", "size_divisible", "fixed_size")
 _DETECTOR_DEFAULTS = {
@@ -158,8 +157,7 @@ class DetectionTask(ReportsData):
 
     def detector_options(self, role: str) -> dict[str, Any]:
         """The :func:`build_detector` keyword arguments of ``role`` (``student`` or ``teacher``)."""
-        shared = {k: v for k, v in self.cfg.model.options.items() if k not in SIDE_ONLY}
-        return {**shared, **(self.cfg.model.options.get(role) or {})}
+        return builder_options(self.cfg, role)
 
     def _build(self, family: str, role: str, weights: str | None) -> nn.Module:
         try:

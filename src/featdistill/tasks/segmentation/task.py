@@ -51,7 +51,7 @@ from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats
-from ..options import SIDES, data_options, model_options
+from ..options import builder_options, data_options, model_options
 from .augment import build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
@@ -106,13 +106,8 @@ class SegmentationTask(ImageLabelBatches, ReportsData):
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
-    def _model_options(self, role: str) -> dict[str, Any]:
-        """``model.options`` without the per-side mappings, updated with the ``role`` mapping."""
-        shared = {k: v for k, v in self.cfg.model.options.items() if k not in SIDES}
-        return {**shared, **(self.cfg.model.options.get(role) or {})}
-
     def _build(self, name: str, role: str, weights: str | None) -> nn.Module:
-        model = build_segmenter(name, self.num_classes, **self._model_options(role))
+        model = build_segmenter(name, self.num_classes, **builder_options(self.cfg, role))
         if weights is not None:
             load_weights(model, weights, name, self.num_classes)
         return model
