@@ -20,6 +20,7 @@ from featdistill.cli.main import build_parser, main
 from featdistill.cli.starters import teacher_overrides
 from featdistill.config import RunConfig, load_config, parse_config
 from featdistill.config_docs import field_docs
+from featdistill.tasks.options import data_options
 from featdistill.tasks.registry import task_names
 
 TASKS = sorted(task_names())
@@ -92,7 +93,9 @@ def test_printed_starter_documents_every_key(task: str, capsys) -> None:
 def test_printed_recipe_is_the_same_config(path: Path, capsys) -> None:
     printed = _printed(capsys, str(path), "--set", "train.lr=0.125")
     cfg = load_config(path, ["train.lr=0.125"])
-    assert parse_config(yaml.safe_load(printed)).to_dict() == cfg.to_dict()
+    expected = cfg.to_dict()
+    expected["data"]["options"] = dataclasses.asdict(data_options(cfg))  # every option, defaults filled in
+    assert parse_config(yaml.safe_load(printed)).to_dict() == expected
     assert printed.startswith(f"# {path} with --set overrides: every key")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,32 @@ def test_cached_split_keeps_its_report(tmp_path: Path) -> None:
         reports.append(stats.to_dict())
     assert reports[0] == reports[1] and reports[0]["alpha_dropped"] == 1
     assert reports[0]["skipped"][UNSUPPORTED]["count"] == 1
+
+
+def test_opaque_alpha_is_dropped_without_a_warning(tmp_path: Path) -> None:
+    from featdistill.cli.main import main
+
+    opaque = np.dstack([RGB, np.full((6, 10), 255, np.uint8)])
+    partly = np.dstack([255 - RGB, np.full((6, 10), 255, np.uint8)])  # other colours: data not constant
+    partly[0, 0, 3] = 254
+    for name, pixels in (("opaque", opaque), ("partly", partly)):
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")  # torchvision's PNG decoder
+        Image.fromarray(pixels).save(tmp_path / f"{name}.tiff")  # Pillow
+    for suffix in ("png", "tiff"):
+        opaque_file, partly_file = (decode_image(tmp_path / f"{n}.{suffix}") for n in ("opaque", "partly"))
+        assert opaque_file.mode == partly_file.mode == "RGBA"
+        assert not opaque_file.alpha and partly_file.alpha
+        assert np.array_equal(_hwc(opaque_file.pixels), RGB)
+
+    (tmp_path / "data" / "train" / "a").mkdir(parents=True)
+    Image.fromarray(opaque).save(tmp_path / "data" / "train" / "a" / "0.png")
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        f"data: {{name: imagefolder, root: {tmp_path / 'data'}, val_split: train}}\nmodel: {{student: resnet8}}\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a warning would end the command with an error
+        assert main(["data", str(config)]) == 0
+    Image.fromarray(partly).save(tmp_path / "data" / "train" / "a" / "1.png")
+    with pytest.warns(UserWarning, match="1 images of split 'train'.*alpha channel"):
+        assert main(["data", str(config)]) == 0

@@ -204,7 +204,14 @@ def test_default_pairs_match_fpn_levels_by_stride(coco128: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "error", "message"),
     [
-        ("data.options.flip_prb=0.5", ValueError, "did you mean 'flip_prob'"),
+        ("data.options.flip_prb=0.5", ValueError, "did you mean 'data.options.flip_prob'"),
+        ("model.options.min_sise=256", ValueError, "did you mean 'model.options.min_size'"),
+        (
+            "model.options.student={backbon: resnet18}",
+            ValueError,
+            "did you mean 'model.options.student.backbone'",
+        ),
+        ("model.options.distill_levels=0", ValueError, "distill_levels must be 1 or more"),
         ("model.options.teacher={min_size: 256}", ValueError, "identical for student and teacher"),
         ("model.num_classes=3", ValueError, "must be 81"),
         ("data.options.scale_range=[0.5, 1.0]", ValueError, "1 <= low <= high"),

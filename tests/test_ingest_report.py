@@ -77,3 +77,67 @@ def test_detection_report_counts_empty_and_crowd_only_images(tmp_path: Path) -> 
     text = format_report({"task": "detection", "splits": [report]})
     assert "images without annotations: 1 (3.jpg)" in text
     assert "images with only crowd regions: 1 (1.jpg)" in text
+
+
+def _cityscapes(root: Path) -> Path:
+    """Two cities' worth of tiny Cityscapes files per split: road (7), car (26) and unlabeled (0) pixels."""
+    for split in ("train", "val"):
+        for city in ("aachen", "bonn"):
+            images, labels = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
+            images.mkdir(parents=True)
+            labels.mkdir(parents=True)
+            Image.fromarray(np.full((4, 6, 3), 90 if city == "bonn" else 30, np.uint8)).save(
+                images / f"{city}_000000_000019_leftImg8bit.png"
+            )
+            ids = np.full((4, 6), 7, np.uint8)
+            ids[0, :3], ids[3, 5] = 26, 0
+            Image.fromarray(ids).save(labels / f"{city}_000000_000019_gtFine_labelIds.png")
+    return root
+
+
+def test_segmentation_report_names_the_real_folders_and_counts_pixels(tmp_path: Path) -> None:
+    from featdistill.tasks.ingest import SplitStats
+    from featdistill.tasks.segmentation.data import Cityscapes
+
+    root = _cityscapes(tmp_path / "cityscapes")
+    stats = SplitStats("train", str(root / "train"))  # what a caller guesses; the dataset corrects it
+    Cityscapes(root, "train", in_memory=True, stats=stats)
+    report = stats.to_dict()
+    assert report["root"] == str(root / "leftImg8bit" / "train")
+    assert report["label_root"] == str(root / "gtFine" / "train")
+    assert report["class_pixels"]["road"] == 2 * 20 and report["class_pixels"]["car"] == 2 * 3
+    assert report["class_pixels"]["sky"] == 0 and report["ignored_pixels"] == 2
+    lines = format_report({"task": "segmentation", "splits": [report]}).splitlines()
+    assert lines[1] == f"  train: 2 images from {root / 'leftImg8bit' / 'train'}"
+    assert lines[2] == f"    labels from {root / 'gtFine' / 'train'}"
+    assert lines[3].startswith(
+        "    pixels per class (labels of 2 decoded images): road 40 (83.3%), sidewalk 0"
+    )
+    assert "car 6 (12.5%)" in lines[3] and lines[3].endswith("; ignored 2 (4.2%)")
+
+    camvid = _camvid(tmp_path / "camvid", [3, 11])  # a Road pixel, a void pixel; the rest Sky (0)
+    stats = SplitStats("train", "guessed")
+    CamVid(camvid, "train", stats=stats)  # streaming: the report's sample is decoded up front
+    report = stats.to_dict()
+    assert (report["root"], report["label_root"]) == (str(camvid / "train"), str(camvid / "trainannot"))
+    assert report["class_pixels"]["Sky"] == 2 * 23 and report["class_pixels"]["Road"] == 1
+    assert report["ignored_pixels"] == 1 and report["pixel_images"] == 2
+
+
+def test_data_command_on_a_cityscapes_tree(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from featdistill.cli.main import main
+
+    root = _cityscapes(tmp_path / "cityscapes")
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        "task: segmentation\n"
+        f"data: {{name: cityscapes, root: {root}, val_split: val, batch_size: 2, options: {{crop_size: 4}}}}\n"
+        "model: {student: pspnet, num_classes: 19}\n"
+    )
+    assert main(["data", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"train: 2 images from {root / 'leftImg8bit' / 'train'}" in out
+    assert f"val: 2 images from {root / 'leftImg8bit' / 'val'}" in out
+    assert f"labels from {root / 'gtFine' / 'val'}" in out
+    assert out.count("pixels per class (labels of 2 decoded images): road 40 (83.3%)") == 2
+    assert f"{root}/train" not in out

@@ -4,6 +4,7 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import REPO
@@ -79,3 +80,24 @@ def test_every_command_in_the_command_line_section_runs(tmp_path, monkeypatch, c
         if grep:
             assert any(grep in printed for printed in out.splitlines()), line
         assert out, line
+
+
+def test_readme_hugging_face_layer_exists_in_the_installed_transformers(tmp_path):
+    """The README's ``hf.vit....`` example names a module of a ViTForImageClassification built here."""
+    transformers = pytest.importorskip("transformers")
+    from featdistill.taps.hooks import resolve_module
+    from featdistill.tasks.classification.models import build_classifier
+
+    example = re.search(r"`(hf\.vit\.[\w.]+)`", _readme()).group(1)
+    config = transformers.ViTConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
+    )
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "tiny-vit")
+    teacher = build_classifier(f"hf:{tmp_path / 'tiny-vit'}", 2)
+    last_block = re.sub(r"\.\d+$", f".{config.num_hidden_layers - 1}", example)  # ViT-Base has 12 blocks
+    assert isinstance(resolve_module(teacher, last_block), torch.nn.Module)

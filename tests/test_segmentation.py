@@ -248,7 +248,7 @@ def test_build_segmenter_options_and_errors(tmp_path: Path) -> None:
     loaded = build_segmenter("deeplabv3", 3, backbone="resnet18", pretrained_backbone=str(path))
     assert torch.equal(loaded.backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
 
-    with pytest.raises(ValueError, match="did you mean pspnet"):
+    with pytest.raises(ValueError, match="did you mean 'pspnet'"):
         build_segmenter("pspnett", 3)
     with pytest.raises(ValueError, match="valid: resnet18, resnet34, resnet50, resnet101"):
         build_segmenter("fcn", 3, backbone="mobilenet_v3_large")

@@ -144,7 +144,10 @@ def test_options_per_side_and_clear_errors(tmp_path: Path) -> None:
     assert task.default_pairs(teacher, torchvision_model) == [("backbone.layer4", "backbone.layer4")]
 
     tree["data"]["options"]["crop"] = 64
-    with pytest.raises(ValueError, match=r"unknown data.options \['crop'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown config key 'data\.options\.crop'; did you mean 'data\.options\.crop_size'\?",
+    ):
         SegmentationTask(parse_config(tree))
 
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import importlib
 import math
 import re
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
+
+from .suggest import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -26,6 +28,7 @@ class ConfigError(ValueError):
 
 
 REQUIRED: Any = dataclasses.MISSING
+T = TypeVar("T")
 Alpha = float | Literal["auto"]  # a loss weight, or "auto": calibrated before training (see DistillConfig)
 DistillOptions = dict[str, dict[str, Any] | bool]  # {method: {option: value}}, and strict_shapes: true/false
 
@@ -50,7 +53,9 @@ class DataConfig:
     crop: Literal["pad", "resized"] = "pad"  # pad: zero-pad, crop, flip; resized: ImageNet crops (streaming)
     bits: Literal[8, 16] = 8  # pixel depth kept after decoding; 16 keeps every level of 16-bit images
     on_bad_file: Literal["raise", "skip"] = "raise"  # an undecodable image: stop naming it, or skip it
-    options: dict[str, Any] = field(default_factory=dict)  # task-specific dataset options
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # the task's dataset options (checked by its schema)
 
     def __post_init__(self) -> None:
         if isinstance(self.holdout, float) and not 0 < self.holdout < 1:
@@ -73,7 +78,9 @@ class ModelConfig:
     num_classes: int = 10  # classes of the output; a pretrained head of another size is trained anew
     student_weights: str | None = None  # .pt/.pth/.bin/.safetensors file, torchvision[:<ENUM>] or timm
     teacher_weights: str | None = None  # the teacher's weights, same forms as student_weights
-    options: dict[str, Any] = field(default_factory=dict)  # task-specific builder options
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # the task's model builder options (checked by its schema)
 
 
 @dataclass
@@ -209,15 +216,15 @@ def _matches(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
-def _build(cls: type, values: Any, prefix: str) -> Any:
+def _build(cls: type, values: Any, prefix: str, passthrough: Collection[str] = ()) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"'{prefix or 'config'}' must be a mapping of keys, got {type(values).__name__}")
+        where = prefix.rstrip(".") or "config"
+        raise ConfigError(f"'{where}' must be a mapping of keys, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in values:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.4)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {sorted(fields)}"
+        if key not in fields and key not in passthrough:
+            hint = did_you_mean(str(key), sorted({*fields, *passthrough}), prefix=prefix)
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
     kwargs = {}
     for name, f in fields.items():
@@ -239,6 +246,16 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
         else:
             kwargs[name] = float(value) if tp is float else value
     return cls(**kwargs)
+
+
+def check_options(schema: type[T], values: Any, prefix: str, passthrough: Collection[str] = ()) -> T:
+    """A task's ``data.options`` or ``model.options`` mapping validated into its schema dataclass.
+
+    Checked as every other section is: an unknown key names the closest valid one, a wrong type the expected
+    type. Keys in ``passthrough`` are accepted untyped (they go on to a constructor that checks them itself);
+    they are not in the returned instance.
+    """
+    return _build(schema, values, prefix, passthrough)
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -330,9 +347,7 @@ def check_key(dotted: str) -> None:
         hints = typing.get_type_hints(cls)
         if part not in hints:
             prefix = ".".join(parts[:depth])
-            keys = [f"{prefix}.{k}" if prefix else k for k in hints]
-            close = difflib.get_close_matches(dotted, keys, n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys here: {sorted(keys)}"
+            hint = did_you_mean(part, sorted(hints), prefix=f"{prefix}." if prefix else "")
             raise ConfigError(f"unknown config key '{dotted}'{hint}")
         tp = hints[part]
         last = depth == len(parts) - 1

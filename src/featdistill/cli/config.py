@@ -14,6 +14,7 @@ import yaml
 
 from ..config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
 from ..config_docs import field_docs
+from ..tasks.options import data_options
 from ..tasks.registry import task_names
 from .arguments import add_config_args
 from .starters import starter, teacher_overrides
@@ -65,9 +66,13 @@ def _render(section: Any, indent: str = "") -> list[str]:
 
 
 def render_config(cfg: RunConfig, header: list[str] | None = None) -> str:
-    """Every key of ``cfg`` as YAML with its documentation as a comment; ``header`` lines go on top."""
+    """Every key of ``cfg`` as YAML with its documentation as a comment; ``header`` lines go on top.
+
+    ``data.options`` is shown as the task's schema: every option, its value (defaults filled in) and doc.
+    """
     lines = [f"# {line}" for line in header or []]
-    return "\n".join([*lines, *_render(cfg)]) + "\n"
+    typed = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, options=data_options(cfg)))
+    return "\n".join([*lines, *_render(typed)]) + "\n"
 
 
 def _starter_header(task: str) -> list[str]:

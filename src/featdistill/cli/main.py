@@ -1,6 +1,7 @@
 """The ``featdistill`` command line: the parser, the small commands, and the error handling of all of them.
 
-Errors end with one line ``featdistill: error: ...`` and exit code 2 (no traceback unless ``--debug``).
+Errors end with one line ``featdistill: error: ...`` and exit code 2 (no traceback unless ``--debug``);
+warnings print as one line ``featdistill: warning: ...`` (:mod:`.messages`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from . import layers as layers_command
 from . import models as models_command
 from . import sweep as sweep_command
 from .arguments import add_command, add_config_args
+from .messages import exporter_warnings, one_line_warnings
 
 _DEBUG_HELP = "show the full traceback on errors"
 
@@ -168,9 +170,10 @@ def _export(args: argparse.Namespace) -> None:
     ):  # an older checkpoint: the size as read
         card["preprocessing"]["input_size"] = list(example.shape[-2:])
     fmt = args.format or default_format(example)
-    path = export_student(
-        student, fmt, args.output, example, card=card, include_preprocessing=args.include_preprocessing
-    )
+    with exporter_warnings(args.debug):
+        path = export_student(
+            student, fmt, args.output, example, card=card, include_preprocessing=args.include_preprocessing
+        )
     print(f"wrote {fmt} to {path} (sidecar {path.name}.json, model card {path.name}.md)")
 
 
@@ -207,7 +210,8 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with one_line_warnings(args.debug):
+            COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("featdistill: interrupted", file=sys.stderr)
         return 130

@@ -10,6 +10,11 @@ from typing import Any
 from .checkpoint import write_text_atomic
 
 
+def rate_text(images_per_second: float) -> str:
+    """A throughput for the progress bar: whole numbers from 10 up, two significant digits below (0.31)."""
+    return f"{images_per_second:.0f}" if images_per_second >= 10 else f"{images_per_second:.2g}"
+
+
 class RunLogger:
     """Appends scalar rows to ``<dir>/log.csv`` (one row per call) and mirrors them to TensorBoard."""
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..distiller import Distiller, SharedTeacher
 from .checkpoint import CheckpointError
+from .logger import rate_text
 from .trainer import NonFiniteLossError
 
 if TYPE_CHECKING:
@@ -143,4 +144,4 @@ def _postfix(values: dict[str, float], label: str, alone: bool) -> dict[str, str
     """What the bar shows of a logged step: every term of a lone trainer, the loss of each in a group."""
     if not alone:
         return {label: f"{values['loss']:.3g}"}
-    return {k: f"{v:.4g}" if k != "img/s" else f"{v:.0f}" for k, v in values.items()}
+    return {k: f"{v:.4g}" if k != "img/s" else rate_text(v) for k, v in values.items()}

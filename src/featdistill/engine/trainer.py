@@ -405,7 +405,8 @@ class Trainer:
         self.step += 1
         self.batch += 1
         self._seen += self.task.batch_size(batch)
-        log_now = self.step % tcfg.log_every == 0 or self.batch == steps_per_epoch
+        # the epoch's and the run's last steps are logged too, so every run has a training row
+        log_now = self.step % tcfg.log_every == 0 or self.batch == steps_per_epoch or self.done
         checkpoint_now = (
             tcfg.checkpoint_every and self.step % tcfg.checkpoint_every == 0 and self.batch < steps_per_epoch
         )

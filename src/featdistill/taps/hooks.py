@@ -12,7 +12,6 @@ only as far as the distilled features need (no detection heads, no classifier af
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..suggest import did_you_mean
 from .selectors import TapAddress, parse_address, select
 
 OUTPUT_ALIASES = ("", "output")
@@ -62,14 +62,10 @@ def resolve_module(model: nn.Module, name: str, role: str = "") -> nn.Module:
     if name in OUTPUT_ALIASES:
         return model
     names = [n for n in modules if n]
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-    if not close:
-        close = [n for n, _ in model.named_children()][:10]
-        hint = f"top-level modules of {type(model).__name__}: {close}"
-    else:
-        hint = f"closest existing names: {close}"
+    top = [n for n, _ in model.named_children()][:10]
+    hint = did_you_mean(name, names, many=5, otherwise=f"top-level modules of {type(model).__name__}: {top}")
     which = f" (the {role})" if role else ""
-    raise TapError(f"unknown layer {name!r} in {type(model).__name__}{which}; {hint}")
+    raise TapError(f"unknown layer {name!r} in {type(model).__name__}{which}{hint}")
 
 
 def _version(value: Any) -> int | None:

@@ -8,7 +8,8 @@ The rules (also in ``docs/reliability.md``, "Image decoding"):
   BMP, ...) by Pillow. GIF and other animations: the first frame.
 - EXIF orientation is applied, so phone photos are upright.
 - The result has 3 channels: gray is repeated, palettes expanded, CMYK/YCbCr converted to RGB, and an
-  alpha channel dropped (the colour values are kept as stored, not composited); ``Decoded.alpha`` says so.
+  alpha channel dropped (the colour values are kept as stored, not composited); ``Decoded.alpha`` says so
+  when it made some pixel transparent (a fully opaque alpha channel loses nothing, so it is not reported).
 - High bit depths are scaled, never clipped: unsigned 16-bit images by their range 0..65535; 32-bit
   integer images (Pillow mode ``I``, e.g. 16-bit PGM) must hold values in 0..65535 and are read as 16-bit;
   float images (mode ``F``) must hold values in [0, 1] and are read as such. Values outside these ranges
@@ -75,7 +76,7 @@ class Decoded:
 
     pixels: torch.Tensor
     mode: str  # Pillow-style mode of the file: RGB, L, P, CMYK, I;16, RGBA, ...
-    alpha: bool  # an alpha channel was dropped
+    alpha: bool  # an alpha channel with some transparent pixel was dropped
 
 
 def is_hidden_or_system(path: Path) -> bool:
@@ -132,7 +133,7 @@ def _decode_torchvision(data: bytes, bits: int) -> Decoded | None:
             return None
         pixels = decode_png(_as_tensor(data), mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
         mode = "I;16" if (depth, color_type) == (16, 0) else _PNG_MODES[color_type] + (";16" * (depth == 16))
-        alpha = color_type in (4, 6)
+        alpha = color_type in (4, 6) and _transparent(pixels[-1], max_level(pixels.dtype))
         return Decoded(_to_bits(_three_channels(pixels), bits), mode, alpha)
     return None
 
@@ -141,6 +142,11 @@ def _as_tensor(data: bytes) -> torch.Tensor:
     with warnings.catch_warnings():  # frombuffer warns that bytes are read-only; the decoders only read
         warnings.simplefilter("ignore", UserWarning)
         return torch.frombuffer(data, dtype=torch.uint8)
+
+
+def _transparent(alpha: torch.Tensor | np.ndarray, opaque: int) -> bool:
+    """Whether an alpha channel makes any pixel (partly) transparent."""
+    return bool((alpha < opaque).any())
 
 
 def _three_channels(pixels: torch.Tensor) -> torch.Tensor:
@@ -172,7 +178,8 @@ def _decode_pillow(path: Path, bits: int) -> Decoded:
             values = _checked(np.asarray(image, dtype=np.float64), 0.0, 1.0, "float", "[0, 1]")
             array = np.rint(values * 65535).astype(np.uint16)
         elif alpha:
-            array = np.asarray(image.convert("RGBA"))[..., :3]
+            rgba = np.asarray(image.convert("RGBA"))
+            array, alpha = rgba[..., :3], _transparent(rgba[..., 3], 255)
         else:
             array = np.asarray(image.convert("RGB"))
     pixels = torch.from_numpy(np.array(array))  # a writable copy (Pillow arrays are read-only)

@@ -129,6 +129,17 @@ def _counts(counter: dict[str, int], limit: int = 6) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "") or "-"
 
 
+def _pixel_line(split: dict[str, Any]) -> str:
+    """Labelled pixels per class, with each class's share of all pixels (segmentation)."""
+    pixels, ignored = split["class_pixels"], split["ignored_pixels"]
+    total = max(sum(pixels.values()) + ignored, 1)
+    shares = ", ".join(f"{name} {n} ({100 * n / total:.1f}%)" for name, n in pixels.items())
+    return (
+        f"    pixels per class (labels of {split['pixel_images']} decoded images): {shares}; "
+        f"ignored {ignored} ({100 * ignored / total:.1f}%)"
+    )
+
+
 def format_report(report: dict[str, Any]) -> str:
     """Human-readable lines of a ``data_report()`` dict."""
     lines = [f"data ({report['task']}):"]
@@ -136,6 +147,10 @@ def format_report(report: dict[str, Any]) -> str:
         inspected = split["inspected"]
         sample = "" if inspected == split["images"] else f" (sizes/formats from {inspected} sampled images)"
         lines.append(f"  {split['split']}: {split['images']} images from {split['root']}{sample}")
+        if "label_root" in split:
+            lines.append(f"    labels from {split['label_root']}")
+        if "class_pixels" in split:
+            lines.append(_pixel_line(split))
         if split["classes"]:
             lines.append(f"    classes ({len(split['classes'])}): {_counts(split['classes'], 10)}")
         lines.append(f"    sizes: {_counts(split['sizes'])}; formats: {_counts(split['formats'])}")

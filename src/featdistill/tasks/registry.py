@@ -6,10 +6,10 @@ from here; nothing else names a task.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import TYPE_CHECKING
 
+from ..suggest import did_you_mean
 from .base import MEMBERS, Task
 
 if TYPE_CHECKING:
@@ -54,10 +54,9 @@ def task_class(name: str) -> type:
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name not in _BUILTIN:
-        close = difflib.get_close_matches(name, task_names(), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(task_names())}"
         raise ValueError(
-            f"unknown task {name!r}; {hint} (a task of your own: featdistill.register_task, loaded by plugins:)"
+            f"unknown task {name!r}{did_you_mean(name, task_names())} (a task of your own: "
+            "featdistill.register_task, in a module that the config's plugins: imports)"
         )
     module, cls = _BUILTIN[name].split(":")
     try:

@@ -17,6 +17,7 @@ import torch
 import torchvision
 from torchvision.models import WeightsEnum
 
+from ..suggest import did_you_mean
 from .errors import WeightsError
 from .files import load_state_dict_file
 
@@ -41,8 +42,8 @@ def torchvision_weights(model_name: str, spec: str) -> WeightsEnum:
         ) from None
     member = spec.partition(":")[2].strip().upper() or "DEFAULT"
     if member not in weights_enum.__members__:
-        valid = ", ".join(f"{TORCHVISION}:{name}" for name in weights_enum.__members__)
-        raise WeightsError(f"unknown torchvision weights {spec!r} for {model_name}; valid: {valid}")
+        hint = did_you_mean(member, weights_enum.__members__, prefix=f"{TORCHVISION}:")
+        raise WeightsError(f"unknown torchvision weights {spec!r} for {model_name}{hint}")
     return weights_enum[member]
 
 

@@ -25,6 +25,7 @@ import torchvision
 from PIL import Image
 from torchvision.transforms.v2.functional import resize as resize_tensor
 
+from ...suggest import did_you_mean
 from ..decode import (
     IMAGE_EXTENSIONS,
     BadImageError,
@@ -117,7 +118,11 @@ def load_tensors(
         return _load_imagefolder(Path(root), split, size, limit, on_bad_file, cache_dir, bits, stats)
     if key in _TORCHVISION:
         return _load_torchvision(key, Path(root), split, size, limit, download, stats)
-    raise ValueError(f"unknown dataset {name!r}; expected one of: imagefolder, {', '.join(_TORCHVISION)}")
+    raise _unknown_dataset(name)
+
+
+def _unknown_dataset(name: str) -> ValueError:
+    return ValueError(f"unknown dataset {name!r}{did_you_mean(name.lower(), ['imagefolder', *_TORCHVISION])}")
 
 
 def image_size_of(name: str, root: str | Path, split: str) -> tuple[int, int]:
@@ -130,7 +135,7 @@ def image_size_of(name: str, root: str | Path, split: str) -> tuple[int, int]:
     if key in _TORCHVISION_SIZES:
         return _TORCHVISION_SIZES[key]
     if key != "imagefolder":
-        raise ValueError(f"unknown dataset {name!r}; expected one of: imagefolder, {', '.join(_TORCHVISION)}")
+        raise _unknown_dataset(name)
     _, files = scan_imagefolder(Path(root) / split)
     first = next(path for paths in files for path in paths)
     with Image.open(first) as image:

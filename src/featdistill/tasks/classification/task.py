@@ -29,6 +29,7 @@ from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats, check_not_constant
+from ..options import data_options
 from .data import TensorBatchLoader, _class_names, channel_stats, image_size_of, load_tensors
 from .models import build_classifier, list_classifiers
 from .streaming import EVAL_CROP_FRACTION, streaming_loader
@@ -72,6 +73,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
+        self.options = data_options(cfg)
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
         self.input_size: tuple[int, int] | None = None  # (H, W) of the training images, once loaded
         self.normalization: tuple[list[float], list[float]] | None = None  # (mean, std) in use, once known
@@ -156,7 +158,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
                 image_size=d.image_size,
                 limit=limit,
                 on_bad_file=d.on_bad_file,
-                cache_dir=d.options.get("cache_dir"),
+                cache_dir=self.options.cache_dir,
                 bits=d.bits,
                 stats=stats,
             )
@@ -170,9 +172,8 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         images' statistics (None: estimate)."""
         if self.normalization is not None:
             return self.normalization
-        options = self.cfg.data.options
-        if "mean" in options and "std" in options:
-            return [float(v) for v in options["mean"]], [float(v) for v in options["std"]]
+        if self.options.mean is not None:
+            return [float(v) for v in self.options.mean], [float(v) for v in self.options.std]
         return channel_stats(images) if images is not None else (None, None)
 
     # -- the student card --------------------------------------------------------------------------------
@@ -183,9 +184,9 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         fixed: dict[str, Any] = {"bits": d.bits, "color_mode": self.color_mode, "resize": resize}
         if d.image_size is not None:
             fixed["input_size"] = [d.image_size, d.image_size]
-        if "mean" in d.options and "std" in d.options:
-            fixed["mean"] = [float(v) for v in d.options["mean"]]
-            fixed["std"] = [float(v) for v in d.options["std"]]
+        if self.options.mean is not None:
+            fixed["mean"] = [float(v) for v in self.options.mean]
+            fixed["std"] = [float(v) for v in self.options.std]
         return fixed
 
     def card_fields(self, student: nn.Module) -> dict[str, Any]:
@@ -231,7 +232,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
             "image_size": d.image_size,
             "crop": d.crop,
             "augment": d.augment,
-            "pad": d.options.get("pad"),
+            "pad": self.options.pad,
             "bits": d.bits,
             "on_bad_file": d.on_bad_file,
             "workers": d.workers,
@@ -329,7 +330,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
             "world_size": world_size,
             "channels_last": self.cfg.train.channels_last,
         }
-        pad = int(d.options.get("pad", max(1, self.input_size[1] // 8)))
+        pad = self.options.pad if self.options.pad is not None else max(1, self.input_size[1] // 8)
         train = TensorBatchLoader(
             train_x,
             train_y,

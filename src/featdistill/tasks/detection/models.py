@@ -9,7 +9,6 @@ eval preprocessing identical; do scale augmentation in the dataset (see ``augmen
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +27,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from ...suggest import did_you_mean
 from ...weights import load_weights
 
 __all__ = ["BACKBONES", "DETECTORS", "build_detector", "fpn_level_names", "match_transform"]
@@ -56,9 +56,7 @@ _ONE_STAGE = ("retinanet", "fcos")
 
 
 def _unknown(kind: str, name: str, choices: tuple[str, ...] | list[str]) -> ValueError:
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"Unknown {kind} {name!r}.{hint} Available: {', '.join(choices)}.")
+    return ValueError(f"unknown {kind} {name!r}{did_you_mean(name, choices, many=3)}")
 
 
 def _build_backbone(

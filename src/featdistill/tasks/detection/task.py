@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import inspect
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,37 +60,17 @@ from ...weights import load_weights
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import ReportsData, SplitStats
+from ..options import SIDES, builder_options, data_options, model_options
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
 
-DATA_OPTIONS = (
-    "ann_file",
-    "images",
-    "train_ann",
-    "val_ann",
-    "train_images",
-    "val_images",
-    "skip_empty",
-    "flip_prob",
-    "scale_range",
-    "save_results",
-)
 SHARED_ONLY = ("min_size", "max_size", "image_mean", "image_std", "size_divisible", "fixed_size")
-DEFAULT_LEVELS = 4
 _DETECTOR_DEFAULTS = {
     k: p.default for k, p in inspect.signature(build_detector).parameters.items() if k in SHARED_ONLY
 }
 _SCHEMA_NUM_CLASSES = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == "num_classes")
-
-
-def _check_keys(given: Mapping[str, Any], valid: Sequence[str], where: str) -> None:
-    for key in given:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid: {list(valid)}"
-            raise ValueError(f"unknown {where} key '{key}'{hint}")
 
 
 def teacher_forward(teacher: nn.Module, images: list[Tensor], targets: Any = None) -> Any:
@@ -199,21 +177,15 @@ class DetectionTask(ReportsData, TaskBase):
             raise ValueError(f"detection reads COCO-format json: set data.name: coco (got {d.name!r})")
         if d.image_size is not None:
             raise ValueError("data.image_size is not used by detection; set model.options.min_size instead")
-        _check_keys(d.options, DATA_OPTIONS, "data.options")
-        for side in ("student", "teacher"):
-            value = m.options.get(side, {}) or {}
-            if not isinstance(value, dict):
-                raise ValueError(f"model.options.{side} must be a mapping of options, got {value!r}")
-            shared = sorted(set(value) & set(SHARED_ONLY))
+        self.options = data_options(cfg)
+        self.distill_levels = model_options(cfg).distill_levels
+        for side in SIDES:
+            shared = sorted(set(m.options.get(side) or {}) & set(SHARED_ONLY))
             if shared:
                 raise ValueError(
                     f"model.options.{side} sets {shared}: preprocessing must be identical for student and "
                     "teacher, set it once in model.options"
                 )
-        levels = m.options.get("distill_levels", DEFAULT_LEVELS)
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"model.options.distill_levels must be an int >= 1, got {levels!r}")
-        self.distill_levels = levels
         self.iou_types = ("bbox", "segm") if m.student == "maskrcnn" else ("bbox",)
         self._num_classes: int | None = None
         self._cat_ids: list[int] | None = None
@@ -249,10 +221,7 @@ class DetectionTask(ReportsData, TaskBase):
 
     def detector_options(self, role: str) -> dict[str, Any]:
         """The :func:`build_detector` keyword arguments of ``role`` (``student`` or ``teacher``)."""
-        shared = dict(self.cfg.model.options)
-        shared.pop("distill_levels", None)
-        sides = {side: shared.pop(side, None) or {} for side in ("student", "teacher")}
-        return {**shared, **sides[role]}
+        return builder_options(self.cfg, role)
 
     def _build(self, family: str, role: str, weights: str | None) -> nn.Module:
         try:
@@ -312,16 +281,16 @@ class DetectionTask(ReportsData, TaskBase):
     # -- data ---------------------------------------------------------------------------------------
     def paths(self, split: str) -> tuple[Path, Path]:
         """``(annotation file, image folder)`` of ``split`` (``train`` or ``val``), see the module doc."""
-        d, options = self.cfg.data, self.cfg.data.options
+        d, options = self.cfg.data, self.options
         root = Path(d.root)
         name = d.train_split if split == "train" else d.val_split
-        given_ann = options.get(f"{split}_ann") or options.get("ann_file")
+        given_ann = getattr(options, f"{split}_ann") or options.ann_file
         if given_ann is not None:
             ann = root / given_ann  # an absolute path stays as it is
         else:
             ann = root / "annotations" / f"instances_{name}.json"
             ann = ann if ann.is_file() else root / "annotations" / "instances.json"
-        given_images = options.get(f"{split}_images") or options.get("images")
+        given_images = getattr(options, f"{split}_images") or options.images
         if given_images is not None:
             images = root / given_images
         else:
@@ -334,14 +303,14 @@ class DetectionTask(ReportsData, TaskBase):
         return ann, images
 
     def _dataset(self, split: str, limit: int | None) -> CocoDetection:
-        d, options = self.cfg.data, self.cfg.data.options
+        d = self.cfg.data
         ann, images = self.paths(split)
         train = split == "train"
         dataset = CocoDetection(
             images,
             ann,
             masks=train and self.cfg.model.student == "maskrcnn",
-            skip_empty=train and bool(options.get("skip_empty", True)),
+            skip_empty=train and self.options.skip_empty,
             transforms=self._train_transforms() if train and d.augment else None,
         )
         self._set_categories(dataset.cat_ids, ann)
@@ -359,14 +328,11 @@ class DetectionTask(ReportsData, TaskBase):
         return dataset
 
     def _train_transforms(self) -> Compose | None:
-        options = self.cfg.data.options
         steps: list[Any] = []
-        flip = float(options.get("flip_prob", 0.5))
-        if flip > 0:
-            steps.append(RandomHorizontalFlip(flip))
-        scale_range = options.get("scale_range")
-        if scale_range is not None:
-            low, high = (float(v) for v in scale_range)
+        if self.options.flip_prob > 0:
+            steps.append(RandomHorizontalFlip(self.options.flip_prob))
+        if self.options.scale_range is not None:
+            low, high = self.options.scale_range
             sizes = {**_DETECTOR_DEFAULTS, **self.detector_options("student")}
             steps.append(ScaleJitter(low, high, sizes["min_size"], sizes["max_size"]))
         return Compose(steps) if steps else None
@@ -484,7 +450,7 @@ class DetectionTask(ReportsData, TaskBase):
                 evaluator.merge(results, image_ids)
         metrics = evaluator.summarize()
         main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
-        if self.cfg.data.options.get("save_results") and main:
+        if self.options.save_results and main:
             out = Path(self.cfg.output.dir)
             out.mkdir(parents=True, exist_ok=True)
             for iou_type in self.iou_types:

@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ...suggest import did_you_mean
 from ..decode import IMAGE_EXTENSIONS, decode_or_fail, is_hidden_or_system
 from ..ingest import HIDDEN, UNSUPPORTED, SplitStats, evenly_spaced
 
@@ -187,7 +188,19 @@ class SegmentationFolder(Dataset):
                 f"({self.num_classes} classes) nor void ({', '.join(map(str, self._void))}); fix the label "
                 "file or the dataset's class list"
             )
-        return image, self._lut[raw.long()]
+        label = self._lut[raw.long()]
+        if stats is not None:
+            self._count_pixels(label, stats)
+        return image, label
+
+    def _count_pixels(self, label: Tensor, stats: SplitStats) -> None:
+        """Add one label map's pixels per class (and ignored pixels) to the report."""
+        counts = torch.bincount(label.flatten().long(), minlength=IGNORE_INDEX + 1).tolist()
+        pixels = stats.extra.setdefault("class_pixels", dict.fromkeys(self.classes, 0))
+        for train_id, name in enumerate(self.classes):
+            pixels[name] += counts[train_id]
+        stats.extra["ignored_pixels"] = stats.extra.get("ignored_pixels", 0) + counts[IGNORE_INDEX]
+        stats.extra["pixel_images"] = stats.extra.get("pixel_images", 0) + 1
 
     def __len__(self) -> int:
         return len(self.images)
@@ -226,7 +239,7 @@ def _image_label_pairs(
     """The checked ``(images, labels)`` paths of one split; a wrong split, folder or file names itself.
 
     Hidden or system files, and files of the image folder that do not match ``pattern``, are left out
-    and recorded in ``stats``.
+    and recorded in ``stats``, which also gets the image and label folders.
     """
     if split not in ("train", "val", "test"):
         raise ValueError(f"{dataset} split must be train, val or test, got {split!r}")
@@ -237,6 +250,7 @@ def _image_label_pairs(
     matching = set(image_dir.glob(pattern))
     images = sorted(p for p in matching if not is_hidden_or_system(p))
     if stats is not None:
+        stats.root, stats.extra["label_root"] = str(image_dir), str(label_dir)  # the folders read
         for path in sorted(image_dir.rglob("*")):
             if path.is_file() and (path not in matching or is_hidden_or_system(path)):
                 hidden = any(is_hidden_or_system(Path(part)) for part in path.relative_to(image_dir).parts)
@@ -359,5 +373,5 @@ def build_dataset(
     """Build a segmentation dataset by name (``camvid`` or ``cityscapes``); ``stats`` gets the report."""
     key = name.lower()
     if key not in _DATASETS:
-        raise ValueError(f"unknown segmentation dataset {name!r}; valid: {', '.join(_DATASETS)}")
+        raise ValueError(f"unknown segmentation dataset {name!r}{did_you_mean(key, _DATASETS)}")
     return _DATASETS[key](root, split, transform, in_memory=in_memory, stats=stats)

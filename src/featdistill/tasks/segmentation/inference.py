@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ...suggest import did_you_mean
 from .metrics import SegmentationMeter
 
 __all__ = ["evaluate", "predict", "slide_inference", "whole_inference"]
@@ -90,7 +91,7 @@ def predict(
         if window is None:
             raise ValueError("slide inference needs a window size")
         return slide_inference(model, image, window, stride if stride is not None else window)
-    raise ValueError(f"unknown inference mode {mode!r}; valid: whole, slide")
+    raise ValueError(f"unknown inference mode {mode!r}{did_you_mean(mode, ('whole', 'slide'))}")
 
 
 def evaluate(

@@ -10,7 +10,6 @@ The heads never modify a backbone stage output in place, so those tensors can be
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from torchvision.models.segmentation import (
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
+from ...suggest import did_you_mean
 from ...weights import fit_state_dict, read_weights
 
 __all__ = [
@@ -79,7 +79,7 @@ class DilatedResNet(nn.Module):
     def __init__(self, name: str = "resnet18") -> None:
         super().__init__()
         if name not in _RESNETS:
-            raise ValueError(f"unknown ResNet {name!r}; valid: {', '.join(_RESNETS)}")
+            raise ValueError(f"unknown ResNet {name!r}{did_you_mean(name, _RESNETS)}")
         if name in _BASIC_BLOCK_RESNETS:
             net = _RESNETS[name](weights=None)
             _dilate_basic_stage(net.layer3, 2)
@@ -227,12 +227,6 @@ def load_backbone_weights(backbone: nn.Module, weights: str | Path, arch: str = 
     fit_state_dict(backbone, remapped, source, f"{arch} backbone")
 
 
-def _closest(value: str, valid: Sequence[str]) -> str:
-    close = difflib.get_close_matches(value, valid, n=3, cutoff=0.4)
-    hint = f"did you mean {' or '.join(close)}? " if close else ""
-    return f"{hint}valid: {', '.join(valid)}"
-
-
 def _torchvision_segmenter(name: str, backbone: str, num_classes: int, aux: bool) -> nn.Module:
     builders: dict[tuple[str, str], Callable[..., nn.Module]] = {
         ("deeplabv3", "resnet50"): deeplabv3_resnet50,
@@ -271,9 +265,11 @@ def build_segmenter(
     Unknown names or backbones raise ValueError naming the closest valid ones.
     """
     if name not in SEGMENTERS:
-        raise ValueError(f"unknown segmentation model {name!r}; {_closest(name, list(SEGMENTERS))}")
+        raise ValueError(f"unknown segmentation model {name!r}{did_you_mean(name, SEGMENTERS)}")
     if backbone not in SEGMENTERS[name]:
-        raise ValueError(f"unknown backbone {backbone!r} for {name}; {_closest(backbone, SEGMENTERS[name])}")
+        raise ValueError(
+            f"unknown backbone {backbone!r} for {name}{did_you_mean(backbone, SEGMENTERS[name])}"
+        )
     if name == "pspnet":
         model: nn.Module = PSPNet(num_classes, backbone, aux=aux, **kw)  # type: ignore[arg-type]
     elif backbone in _BASIC_BLOCK_RESNETS:

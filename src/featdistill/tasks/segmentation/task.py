@@ -51,6 +51,7 @@ from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats
+from ..options import builder_options, data_options, model_options
 from .augment import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
@@ -59,7 +60,6 @@ from .models import SEGMENTERS, build_segmenter
 
 AUX_WEIGHT = 0.4
 DEFAULT_CROP = 512
-DATA_OPTIONS = ("crop_size", "scale_range", "flip_prob", "photometric", "eval_mode", "window", "stride")
 DEFAULT_PAIR = "backbone.layer4"
 
 
@@ -130,33 +130,20 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
-        options = cfg.data.options
-        unknown = sorted(set(options) - set(DATA_OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown data.options {unknown} for segmentation; valid: {list(DATA_OPTIONS)}")
-        self.crop = _pair(options.get("crop_size", cfg.data.image_size or DEFAULT_CROP))
-        self.eval_mode = str(options.get("eval_mode", "whole"))
-        if self.eval_mode not in ("whole", "slide"):
-            raise ValueError(f"data.options.eval_mode must be 'whole' or 'slide', got {self.eval_mode!r}")
-        self.window = _pair(options.get("window", self.crop))
-        self.stride = _pair(options.get("stride", tuple(max(1, 2 * w // 3) for w in self.window)))
+        self.options = options = data_options(cfg)
+        model_options(cfg)
+        self.crop = _pair(options.crop_size or cfg.data.image_size or DEFAULT_CROP)
+        self.eval_mode = options.eval_mode
+        self.window = _pair(options.window or self.crop)
+        self.stride = _pair(options.stride or tuple(max(1, 2 * w // 3) for w in self.window))
         self.num_classes = cfg.model.num_classes
         self.class_names: list[str] = [str(i) for i in range(self.num_classes)]
         self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)  # the card's after apply_card
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
-    def _model_options(self, role: str) -> dict[str, Any]:
-        """``model.options`` without the per-side mappings, updated with the ``role`` mapping."""
-        shared = dict(self.cfg.model.options)
-        sides = {side: shared.pop(side, None) or {} for side in ("student", "teacher")}
-        for side, value in sides.items():
-            if not isinstance(value, dict):
-                raise ValueError(f"model.options.{side} must be a mapping of options, got {value!r}")
-        return {**shared, **sides[role]}
-
     def _build(self, name: str, role: str, weights: str | None) -> nn.Module:
-        model = build_segmenter(name, self.num_classes, **self._model_options(role))
+        model = build_segmenter(name, self.num_classes, **builder_options(self.cfg, role))
         if weights is not None:
             load_weights(model, weights, name, self.num_classes)
         return model
@@ -186,13 +173,13 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
 
     # -- data ---------------------------------------------------------------------------------------
     def _dataset(self, split: str, train: bool, limit: int | None) -> Dataset:
-        d, options = self.cfg.data, self.cfg.data.options
+        d, options = self.cfg.data, self.options
         if train and d.augment:
             transform = build_train_transform(
                 self.crop,
-                scale_range=tuple(options.get("scale_range", (0.5, 2.0))),
-                flip_prob=float(options.get("flip_prob", 0.5)),
-                photometric=bool(options.get("photometric", True)),
+                scale_range=tuple(options.scale_range),
+                flip_prob=options.flip_prob,
+                photometric=options.photometric,
                 ignore_index=IGNORE_INDEX,
                 mean=self.mean,
                 std=self.std,

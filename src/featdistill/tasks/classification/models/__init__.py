@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import torchvision
 from torch import nn
 
+from ....suggest import did_you_mean
 from ....weights import load_weights
 from ....weights.files import load_state_dict_file
 from ....weights.huggingface import build_hf_classifier, build_timm_classifier
@@ -98,8 +98,7 @@ def build_classifier(
     elif name in torchvision.models.list_models(module=torchvision.models):
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     else:
-        close = difflib.get_close_matches(name, list_classifiers(), n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see list_classifiers()"
+        hint = did_you_mean(name, list_classifiers(), many=5, otherwise="see list_classifiers()")
         raise ValueError(f"unknown classifier {name!r}{hint}")
     if pretrained is not None:
         load_weights(model, pretrained, name, num_classes)

@@ -1,0 +1,31 @@
+"""The classification task's ``data.options`` schema (``model.options`` go to the model's constructor)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...config import ConfigError
+
+
+@dataclass
+class DataOptions:
+    """Classification dataset options: crop padding, fixed normalisation, a decode cache."""
+
+    pad: int | None = None  # zero padding of the random crop, pixels (null = image width // 8)
+    mean: list[float] | None = (
+        None  # per-channel normalisation mean, with std (null = from the training images)
+    )
+    std: list[float] | None = None  # per-channel normalisation std, with mean
+    cache_dir: str | None = None  # folder caching decoded in-memory ImageFolder splits (null = no cache)
+
+    def __post_init__(self) -> None:
+        if (self.mean is None) != (self.std is None):
+            given = "mean" if self.mean is not None else "std"
+            raise ConfigError(f"data.options.{given} is set alone; set data.options.mean and std together")
+        if self.pad is not None and self.pad < 0:
+            raise ConfigError(f"data.options.pad must be 0 or more pixels, got {self.pad}")
+
+
+# model.options are the keyword arguments of the model's own constructor (a torchvision, timm, transformers
+# or local classifier): their names depend on the model, so its constructor checks them, not a schema here.
+ModelOptions = None

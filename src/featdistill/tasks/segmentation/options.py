@@ -1,0 +1,50 @@
+"""The segmentation task's ``data.options`` and ``model.options`` schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ...config import ConfigError
+
+Size = int | list[int]  # one side, or [h, w]
+
+
+@dataclass
+class DataOptions:
+    """Training crops and augmentation, and how evaluation covers a full image."""
+
+    crop_size: Size | None = None  # training crop (null = data.image_size, else 512)
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])  # random rescale range in training
+    flip_prob: float = 0.5  # horizontal flip probability in training
+    photometric: bool = True  # brightness / contrast / saturation / hue jitter in training
+    eval_mode: Literal["whole", "slide"] = "whole"  # evaluate whole images, or by sliding windows
+    window: Size | None = None  # sliding window (null = the crop size)
+    stride: Size | None = None  # sliding window stride (null = 2/3 of the window)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.flip_prob <= 1.0:
+            raise ConfigError(f"data.options.flip_prob must be in [0, 1], got {self.flip_prob}")
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ConfigError(
+                f"data.options.scale_range must be [low, high], 0 < low <= high, got {self.scale_range}"
+            )
+
+
+@dataclass
+class ModelOptions:
+    """``build_segmenter`` keyword arguments of both models; ``student`` / ``teacher`` set one side's."""
+
+    backbone: str | None = None  # backbone network (null = build_segmenter's default)
+    aux: bool | None = None  # auxiliary head on the third stage (trained with 0.4 x its cross-entropy)
+    pretrained_backbone: str | None = None  # backbone weights: file, torchvision or torchvision:<ENUM>
+    channels: int | None = None  # PSPNet: channels of the pyramid pooling module
+    bins: list[int] | None = None  # PSPNet: pooled grid sizes
+    dropout: float | None = None  # PSPNet: dropout before the classifier
+    atrous_rates: list[int] | None = None  # DeepLabV3 on ResNet18/34: ASPP dilation rates
+    aux_in_eval: bool | None = None  # also return the auxiliary logits in eval mode
+    student: dict[str, Any] | None = None  # options for the student alone
+    teacher: dict[str, Any] | None = None  # options for the teacher alone
+
+
+SIDE_ONLY = ("student", "teacher")  # keys of model.options that are not builder arguments
