@@ -131,7 +131,7 @@ def folder_data(root: Path, **extra: Any) -> dict[str, Any]:
 def test_unknown_layer_name(trained, capsys) -> None:
     cfg, out, before = trained
     code, err = cli(capsys, "train", cfg, "--set", "distill.pairs=[[layer9, layer3]]")
-    assert_one_line_error(code, err, "unknown layer 'layer9' in CifarResNet; did you mean")
+    assert_one_line_error(code, err, "unknown layer 'layer9' in CifarResNet (the student); did you mean")
     assert snapshot(out) == before
 
 

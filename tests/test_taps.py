@@ -60,7 +60,7 @@ def test_bad_selector_names_available_keys():
 
 
 def test_unknown_layer_lists_closest_names():
-    with pytest.raises(TapError, match=r"unknown layer 'fpnn' in Net; did you mean 'fpn'"):
+    with pytest.raises(TapError, match=r"unknown layer 'fpnn' in Net \(the model\); did you mean 'fpn'"):
         FeatureTaps(Net(), ["fpnn"])
 
 
