@@ -16,6 +16,7 @@ from . import config as config_command
 from . import data as data_command
 from . import layers as layers_command
 from . import models as models_command
+from . import predict as predict_command
 from . import sweep as sweep_command
 from .arguments import add_command, add_config_args
 
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_command.add_parser(sub)
     data_command.add_parser(sub)
     layers_command.add_parser(sub)
+    predict_command.add_parser(sub)
 
     about = "Run the offline demo: teacher, plain student and CWT student on generated data."
     demo = add_command(sub, "demo", about, "--data ../shared/data/cifar10 --out runs/demo_cifar10")
@@ -184,6 +186,7 @@ COMMANDS = {
     "config": config_command.run,
     "models": models_command.run,
     "data": data_command.run,
+    "predict": predict_command.run,
 }
 
 

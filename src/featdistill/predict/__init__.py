@@ -1,0 +1,1 @@
+"""Running a trained student on image files: ``featdistill predict`` (:func:`.predictor.predict`)."""
