@@ -115,6 +115,7 @@ class DetectionWriter:
         self.output, self.categories = output, categories  # label -> {"id", "name"}
         self.drawn = output.with_name(f"{output.stem}_drawn") if draw else None
         self.draw_threshold = draw_threshold
+        self.colours = palette(len(categories))
         self.results: list[dict[str, Any]] = []
 
     def write(
@@ -145,7 +146,8 @@ class DetectionWriter:
                 names = [
                     f"{self.categories[int(n)]['name']} {s:.2f}" for n, s in zip(labels[shown], scores[shown])
                 ]
-                drawn = draw_bounding_boxes(_as_uint8(source), boxes[shown], labels=names, width=2)
+                colours = [self.colours[int(n)] for n in labels[shown]]  # one colour per category
+                drawn = draw_bounding_boxes(_as_uint8(source), boxes[shown], names, colours, width=2)
                 Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(_png_path(self.drawn, image))
 
     def close(self) -> None:
