@@ -93,7 +93,8 @@ class _Student:
     @torch.no_grad()
     def detect(self, pixels: list[Tensor]) -> list[dict[str, Tensor]]:
         """Detections of each image, in the image's own pixel coordinates."""
-        return self.model([self.inputs(image[None])[0] for image in pixels])
+        images = pixels if self.raw_pixels else preprocess(pixels, self.card)  # detectors resize inside
+        return self.model([image.to(self.device) for image in images])
 
 
 def _categories(card: dict[str, Any]) -> list[dict[str, Any]]:
