@@ -5,17 +5,26 @@ default) or traced, at the size it was trained on, with batch, height and width 
 allows it. Torchvision detectors take a list of images and have data-dependent shapes that
 ``torch.export`` cannot capture: they are scripted for TorchScript (their default) and exported to ONNX
 with a fixed number of images, each of any height and width (opset 17).
+
+With the student card (:mod:`featdistill.card`), every export also writes the sidecar ``<output>.json`` (the
+card plus what the file takes as input) and a short model card ``<output>.md``; ONNX files carry the
+sidecar in their ``metadata_props`` too. ``include_preprocessing`` bakes the card's normalisation into the
+graph, so the exported model takes uint8 NCHW pixels (detectors: a list of uint8 ``[3, H, W]`` images)
+instead of normalised floats.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from .card import ImagesPixelInput, PixelInput, sidecar_path
 from .engine import save_atomic
+from .engine.checkpoint import write_text_atomic
 
 Format = Literal["export", "torchscript", "onnx", "state_dict", "safetensors"]
 FORMATS: tuple[str, ...] = ("export", "torchscript", "onnx", "state_dict", "safetensors")
@@ -119,24 +128,65 @@ def _onnx(student: nn.Module, example: torch.Tensor | list[torch.Tensor], output
         _onnx_detector(student, example, output)
 
 
+def with_pixel_input(
+    student: nn.Module, card: dict[str, Any], example: torch.Tensor | list[torch.Tensor]
+) -> tuple[nn.Module, torch.Tensor | list[torch.Tensor]]:
+    """``student`` taking uint8 pixels (the card's normalisation inside), and ``example`` as such pixels."""
+    bits = int(card["preprocessing"].get("bits", 8))
+    if bits != 8:
+        raise ValueError(
+            f"--include-preprocessing makes the model take uint8 pixels, but this student was trained on "
+            f"{bits}-bit pixels (data.bits: {bits}); export without it and normalise with the sidecar's mean/std"
+        )
+    if isinstance(example, torch.Tensor):
+        pixels = torch.randint(0, 256, tuple(example.shape), dtype=torch.uint8)
+        return PixelInput(student, card).eval(), pixels
+    images = [torch.randint(0, 256, tuple(image.shape), dtype=torch.uint8) for image in example]
+    return ImagesPixelInput(student, card).eval(), images
+
+
 def export_student(
     student: nn.Module,
     fmt: Format,
     output: str | Path,
     example: torch.Tensor | list[torch.Tensor],
+    card: dict[str, Any] | None = None,
+    include_preprocessing: bool = False,
 ) -> Path:
     """Write ``student`` (in eval mode) to ``output`` in the given format; returns the path.
 
     ``example`` is one input at the training size: a batch tensor (of at least 2 images, so that the
-    batch stays dynamic in ``torch.export``), or a list of image tensors for a detector.
+    batch stays dynamic in ``torch.export``), or a list of image tensors for a detector. With ``card``
+    (the student card) the sidecar ``<output>.json`` and the model card ``<output>.md`` are written too;
+    ``include_preprocessing`` (needs ``card``) exports a model that takes uint8 pixels.
     """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     student = student.eval()
+    if include_preprocessing:
+        if card is None:
+            raise ValueError("include_preprocessing needs the student card (the mean/std to bake in)")
+        if fmt in ("state_dict", "safetensors"):
+            raise ValueError(
+                f"--include-preprocessing bakes the normalisation into a graph (export, torchscript, onnx); "
+                f"--format {fmt} holds weights only: drop one of the two"
+            )
+        student, example = with_pixel_input(student, card, example)
+    _write(student, fmt, output, example)
+    if card is not None:
+        sidecar = describe_export(card, output, fmt, include_preprocessing, example)
+        if fmt == "onnx":
+            _add_onnx_metadata(output, sidecar)
+        write_text_atomic(json.dumps(sidecar, indent=2), sidecar_path(output))
+        write_text_atomic(model_card(sidecar), output.with_name(f"{output.name}.md"))
+    return output
+
+
+def _write(student: nn.Module, fmt: Format, output: Path, example: torch.Tensor | list[torch.Tensor]) -> None:
     takes_tensor = isinstance(example, torch.Tensor)
     if fmt == "state_dict":
-        return save_atomic(student.state_dict(), output)
-    if fmt == "safetensors":
+        save_atomic(student.state_dict(), output)
+    elif fmt == "safetensors":
         _safetensors(student, output)
     elif fmt == "export":
         if not takes_tensor:
@@ -155,4 +205,138 @@ def export_student(
         _onnx(student, example, output)
     else:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return output
+
+
+def describe_export(
+    card: dict[str, Any],
+    output: Path,
+    fmt: str,
+    include_preprocessing: bool,
+    example: torch.Tensor | list[torch.Tensor],
+) -> dict[str, Any]:
+    """The sidecar: the card plus ``export`` (file, format, and the input the file takes)."""
+    dtype = "uint8" if include_preprocessing else "float32"
+    if isinstance(example, torch.Tensor):
+        entry = {"name": "input", "layout": "NCHW", "shape": ["batch", *example.shape[1:]]}
+    else:  # a detector: a list of images, each of any size
+        entry = {"name": "images", "layout": "list of CHW", "shape": [example[0].shape[0], "height", "width"]}
+    return {
+        **card,
+        "export": {
+            "file": output.name,
+            "format": fmt,
+            "include_preprocessing": include_preprocessing,
+            "input": {**entry, "dtype": dtype, "shape": [*map(_plain_dim, entry["shape"])]},
+        },
+    }
+
+
+def _plain_dim(dim: Any) -> Any:
+    return dim if isinstance(dim, str) else int(dim)
+
+
+def _add_onnx_metadata(output: Path, sidecar: dict[str, Any]) -> None:
+    """Each top-level sidecar key as an ONNX ``metadata_props`` entry (JSON text), ``featdistill`` = all of it."""
+    import onnx
+
+    model = onnx.load(str(output))
+    entries = {"featdistill": sidecar, **sidecar}
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(model, str(output))
+
+
+_CALLS = {
+    "export": "program = torch.export.load('{file}'); output = program.module()({input})",
+    "torchscript": "model = torch.jit.load('{file}'); output = model({input})",
+    "onnx": "session = onnxruntime.InferenceSession('{file}'); output = session.run(None, {{'{name}': {input}}})",
+    "state_dict": "student.load_state_dict(torch.load('{file}', weights_only=True)); output = student({input})",
+    "safetensors": "safetensors.torch.load_model(student, '{file}'); output = student({input})",
+}
+
+
+def model_card(sidecar: dict[str, Any]) -> str:
+    """A short Markdown model card: what the file is, how it was made, how to call it."""
+    export, p, model = sidecar["export"], sidecar["preprocessing"], sidecar["model"]
+    classes = sidecar["classes"]
+    shown = ", ".join(classes[:10]) + (f", ... ({len(classes)} in all)" if len(classes) > 10 else "")
+    lines = [
+        f"# {export['file']}",
+        "",
+        f"A {sidecar['task']} student, `{model['student']}` with {model['num_classes']} outputs "
+        f"({shown}), exported by featdistill {sidecar['versions']['featdistill']} "
+        f"(torch {sidecar['versions']['torch']}) as `{export['format']}`.",
+        "",
+        "## How it was made",
+        "",
+    ]
+    d = sidecar.get("distillation")
+    if d:
+        pairs = "; ".join(f"{s} <- {t} ({m})" for s, t, m in d["pairs"])
+        alpha = ", ".join(f"{k} {v:.4g}" if v is not None else f"{k} default" for k, v in d["alpha"].items())
+        lines.append(
+            f"Distilled from the teacher `{d['teacher']}` with {d['method']}: {pairs}; alpha {alpha}."
+        )
+    else:
+        lines.append("Trained without a teacher (a plain student).")
+    metric = sidecar.get("metric")
+    if metric:
+        lines.append(f"Last evaluation: {metric['name']} {metric['value']:.4g} on `{metric['split']}`.")
+    entry = export["input"]
+    if export["include_preprocessing"]:
+        how = f"{entry['dtype']} pixels as decoded (0-255), normalisation inside"
+    elif p.get("normalize_in_model"):
+        how = "float32 pixels in [0, 1]; the detector resizes and normalises inside"
+    else:
+        how = (
+            f"float32 `(pixels / 255 - mean) / std` with mean {_rounded(p['mean'])}, std {_rounded(p['std'])}"
+        )
+    resize = _resize_words(p)
+    bits = f"{p.get('bits', 8)}-bit {p.get('color_mode', 'RGB')} images (gray is repeated to 3 channels)"
+    example = "pixels" if export["include_preprocessing"] else "x"
+    call = _CALLS[export["format"]].format(file=export["file"], name=entry["name"], input=example)
+    lines += [
+        "",
+        "## How to call it",
+        "",
+        f"Input `{entry['name']}`: {entry['layout']} {entry['shape']}, {how}; {resize}; from {bits}.",
+        f"Output: {_output_words(sidecar)}. Everything above, as data: `{export['file']}.json`.",
+        "",
+        "```python",
+        call,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _resize_words(p: dict[str, Any]) -> str:
+    size = p.get("input_size")
+    if size is None:
+        return "any image size"
+    shown = f"{size[0]}x{size[1]} (H x W)"
+    if p.get("resize") == "exact":
+        return f"resize every image to {shown} first"
+    if p.get("resize") == "center_crop":
+        return (
+            f"resize the short side to {round(min(size) / p['crop_fraction'])}, then crop the centred {shown}"
+        )
+    return f"any image size (trained at {shown})"
+
+
+def _rounded(values: list[float] | None) -> list[float] | None:
+    return None if values is None else [round(v, 4) for v in values]
+
+
+def _output_words(sidecar: dict[str, Any]) -> str:
+    if sidecar["task"] == "classification":
+        return "logits `[batch, classes]`, class names in the sidecar's `classes`"
+    if sidecar["task"] == "segmentation":
+        return (
+            "per-pixel logits (`out`, `[batch, classes, H, W]`); argmax gives class indices, "
+            f"names in `classes`, label {sidecar.get('ignore_index')} ignored in training"
+        )
+    return (
+        "per image: boxes (xyxy), labels, scores; a label's COCO category id is in the sidecar's `categories`"
+    )

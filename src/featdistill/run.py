@@ -153,7 +153,9 @@ def build_trainers(cfgs: list[RunConfig], evaluate_on: str = "val") -> list[Trai
             (model.student if isinstance(model, Distiller) else model).compile()
         model = wrap_ddp(model, ctx)  # the Distiller (student + transforms); the teacher is not a submodule
         Path(cfg.output.dir).mkdir(parents=True, exist_ok=True)  # config.yaml is written by Trainer.fit
-        trainers.append(Trainer(model, variant, train_loader, val_loader, cfg, device, fingerprint(cfg)))
+        trainers.append(
+            Trainer(model, variant, train_loader, val_loader, cfg, device, fingerprint(cfg), evaluate_on)
+        )
     return trainers
 
 

@@ -52,25 +52,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from a checkpoint; 'auto' = <output.dir>/last.pt if it exists",
     )
 
-    about = "Evaluate a trained student on the validation split."
-    evaluate = add_command(sub, "eval", about, "CONFIG.yaml --checkpoint runs/try/last.pt")
-    add_config_args(evaluate)
+    from_card = "default: the checkpoint's own; given, its preprocessing must match the checkpoint's"
+    about = "Evaluate a trained student on the validation split (never reads the training split)."
+    evaluate = add_command(sub, "eval", about, "--checkpoint runs/try/last.pt")
+    add_config_args(evaluate, optional_config=from_card)
     evaluate.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
 
     about = (
         "Export the plain student, without teacher or transforms: torch.export, TorchScript, ONNX or weights."
     )
-    export = add_command(
-        sub, "export", about, "CONFIG.yaml --checkpoint runs/try/last.pt --output student.pt2"
-    )
-    add_config_args(export)
+    export = add_command(sub, "export", about, "--checkpoint runs/try/last.pt --output student.pt2")
+    add_config_args(export, optional_config=from_card)
     export.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
     export.add_argument(
         "--format",
         choices=["export", "torchscript", "onnx", "state_dict", "safetensors"],
         help="default: export (a torch.export program, .pt2), torchscript for detectors",
     )
-    export.add_argument("--output", required=True, help="file to write")
+    export.add_argument(
+        "--output",
+        required=True,
+        help="file to write; its sidecar <output>.json and model card <output>.md beside it",
+    )
+    export.add_argument(
+        "--include-preprocessing",
+        action="store_true",
+        help="bake the normalisation into the model: it takes uint8 NCHW pixels (default: normalised floats)",
+    )
 
     sweep_command.add_parser(sub)
     data_command.add_parser(sub)
@@ -124,34 +132,25 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _load_student(args: argparse.Namespace):
+    """``(task, student, card)`` of ``--checkpoint``; the config (optional) and ``--set`` adjust the data side."""
+    from ..card import load_student
     from ..config import load_config
-    from ..engine import CheckpointError, load_safely
-    from ..run import get_task
 
-    cfg = load_config(args.config, args.overrides)
-    task = get_task(cfg)
-    student = task.build_student()
-    state = load_safely(args.checkpoint)
-    if isinstance(state, dict) and "student" in state:
-        state = state["student"]
-    try:
-        student.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        detail = " ".join(str(err).split())[:300] or type(err).__name__
-        raise CheckpointError(
-            f"{args.checkpoint} does not fit model.student {cfg.model.student!r} ({detail}); "
-            "use the config that trained it"
-        ) from None
-    return cfg, task, student.eval()
+    if args.config is None:
+        return load_student(args.checkpoint, overrides=args.overrides)
+    return load_student(args.checkpoint, load_config(args.config, args.overrides))
 
 
 def _eval(args: argparse.Namespace) -> None:
     from ..run import select_device
     from ..tasks.ingest import announce_data
 
-    cfg, task, student = _load_student(args)
-    device = select_device(cfg.device)
-    _, val_loader = task.build_loaders()
+    task, student, card = _load_student(args)
+    device = select_device(task.cfg.device)
+    if card["preprocessing"]["mean"] is None:  # an older checkpoint whose config has no mean/std: as before
+        _, val_loader = task.build_loaders()
+    else:
+        val_loader = task.build_eval_loader()  # the evaluation split alone
     announce_data(task, stream=sys.stderr)  # stdout stays one JSON line
     metrics = task.evaluate(student.to(device), val_loader, device)
     print(json.dumps(metrics))
@@ -162,12 +161,18 @@ def _export(args: argparse.Namespace) -> None:
 
     from ..export import default_format, export_student
 
-    _, task, student = _load_student(args)
+    task, student, card = _load_student(args)
     sample = task.sample_input()  # at the training size
     example = sample if isinstance(sample, torch.Tensor) else sample[0][:1]  # a batch / a list of one image
+    if card["source"] == "config" and isinstance(
+        example, torch.Tensor
+    ):  # an older checkpoint: the size as read
+        card["preprocessing"]["input_size"] = list(example.shape[-2:])
     fmt = args.format or default_format(example)
-    path = export_student(student, fmt, args.output, example)
-    print(f"wrote {fmt} to {path}")
+    path = export_student(
+        student, fmt, args.output, example, card=card, include_preprocessing=args.include_preprocessing
+    )
+    print(f"wrote {fmt} to {path} (sidecar {path.name}.json, model card {path.name}.md)")
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from ..card import student_card
 from ..config import RunConfig
 from ..distiller import Distiller, DistillOutput
 from ..taps import unwrap_model
@@ -63,6 +64,7 @@ class Task(Protocol):
     def loss_terms(self, output: Any, batch: Any) -> dict[str, torch.Tensor]: ...
     def batch_size(self, batch: Any) -> int: ...
     def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]: ...
+    def card_fields(self, student: nn.Module) -> dict[str, Any]: ...
 
 
 class Loader(Protocol):
@@ -83,6 +85,7 @@ class Trainer:
         cfg: the validated run configuration (``train`` and ``output`` sections are used here).
         device: where to train.
         fingerprint: identifies the config/model; a resume from a checkpoint with another one is refused.
+        evaluate_on: what ``val_loader`` holds, ``val`` (``data.val_split``) or ``holdout`` (for the card).
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Trainer:
         cfg: RunConfig,
         device: torch.device,
         fingerprint: str = "",
+        evaluate_on: str = "val",
     ) -> None:
         self.model, self.task, self.cfg, self.device = model, task, cfg, device
         self.train_loader, self.val_loader = train_loader, val_loader
@@ -102,7 +106,7 @@ class Trainer:
                 f"no full training batch: data.batch_size {cfg.data.batch_size} (per process) is more than the "
                 "training images left after data.limit and data.holdout; lower data.batch_size"
             )
-        self.fingerprint = fingerprint
+        self.fingerprint, self.evaluate_on = fingerprint, evaluate_on
         self.out_dir = Path(cfg.output.dir)
         self.is_main = is_main()
         self.optimizer = build_optimizer(model.parameters(), cfg.train)
@@ -129,12 +133,22 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs, and the student card (``card``) that lets the student run on its own."""
         core = self.core
+        student = self.student
+        card = student_card(
+            self.task,
+            self.cfg,
+            student,
+            self.metrics,
+            self.evaluate_on,
+            core if isinstance(core, Distiller) else None,
+        )
         return {
             "format": "featdistill-checkpoint-1",
             "fingerprint": self.fingerprint,
             "config": self.cfg.to_dict(),
-            "student": self.student.state_dict(),
+            "student": student.state_dict(),
             "transforms": core.transforms.state_dict() if isinstance(core, Distiller) else {},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -146,6 +160,7 @@ class Trainer:
             "metrics": self.metrics,
             "alpha": dict(core.alpha) if isinstance(core, Distiller) else {},
             "pending_eval": self.pending_eval,
+            "card": card,
         }
 
     def save_checkpoint(self) -> Path | None:

@@ -7,10 +7,15 @@ size unless ``image_size`` is set, and with ``data.crop: pad`` augment alike (ze
 ``data.options.pad``, default ``image_size // 8``, and flip). ``data.options.mean``/``std`` fix the
 normalisation; otherwise it is estimated from the training images (streaming: up to 1000 of them).
 ``data.options.cache_dir`` caches decoded in-memory ImageFolder splits.
+
+After training, the student card (:mod:`featdistill.card`) is the one source of the normalisation, size and
+class names: :meth:`ClassificationTask.apply_card` sets them, and :meth:`build_eval_loader` reads only the
+evaluation split with them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,9 +29,9 @@ from ...engine.distributed import sum_across_ranks
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats, check_not_constant
-from .data import TensorBatchLoader, channel_stats, image_size_of, load_tensors
+from .data import TensorBatchLoader, _class_names, channel_stats, image_size_of, load_tensors
 from .models import build_classifier
-from .streaming import streaming_loader
+from .streaming import EVAL_CROP_FRACTION, streaming_loader
 from .synthetic import make_synthetic
 
 
@@ -40,6 +45,9 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
         self.cfg = cfg
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
         self.input_size: tuple[int, int] | None = None  # (H, W) of the training images, once loaded
+        self.normalization: tuple[list[float], list[float]] | None = None  # (mean, std) in use, once known
+        self.classes: list[str] | None = None  # output index -> class name, once known
+        self.color_mode = "L" if cfg.data.name in ("mnist", "fashionmnist") else "RGB"
 
     # -- models -------------------------------------------------------------------------------------
     def build_student(self) -> nn.Module:
@@ -93,7 +101,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
             stats.sizes[f"{images.shape[-1]}x{images.shape[-2]}"] = n
             stats.formats["RGB"] = n
         else:
-            images, labels, _ = load_tensors(
+            images, labels, classes = load_tensors(
                 d.name,
                 d.root,
                 split,
@@ -104,26 +112,74 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
                 bits=d.bits,
                 stats=stats,
             )
+            if split == d.train_split:
+                self.classes = list(classes)
         check_not_constant(images, split, stats.root)
         return images, labels
 
     def _normalization(self, images: torch.Tensor | None) -> tuple[list[float] | None, list[float] | None]:
-        """``data.options.mean``/``std`` if given, else the training images' statistics (None: estimate)."""
+        """The card's (after :meth:`apply_card`), ``data.options.mean``/``std`` if given, else the training
+        images' statistics (None: estimate)."""
+        if self.normalization is not None:
+            return self.normalization
         options = self.cfg.data.options
         if "mean" in options and "std" in options:
             return [float(v) for v in options["mean"]], [float(v) for v in options["std"]]
         return channel_stats(images) if images is not None else (None, None)
 
-    def _streaming_loaders(self, rank: int, world_size: int, evaluate_on: str) -> tuple[Any, Any]:
-        """The per-image loaders: same files, limits, holdout, sizes, decoding and augmentation as in memory."""
+    # -- the student card --------------------------------------------------------------------------------
+    def configured_preprocessing(self) -> dict[str, Any]:
+        """The preprocessing keys the config itself fixes (compared with a checkpoint's card)."""
+        d = self.cfg.data
+        resize = "center_crop" if d.crop == "resized" else "exact" if d.image_size is not None else "none"
+        fixed: dict[str, Any] = {"bits": d.bits, "color_mode": self.color_mode, "resize": resize}
+        if d.image_size is not None:
+            fixed["input_size"] = [d.image_size, d.image_size]
+        if "mean" in d.options and "std" in d.options:
+            fixed["mean"] = [float(v) for v in d.options["mean"]]
+            fixed["std"] = [float(v) for v in d.options["std"]]
+        return fixed
+
+    def card_fields(self, student: nn.Module) -> dict[str, Any]:
+        """What the student card needs from the data: preprocessing and class names (see featdistill.card)."""
+        d = self.cfg.data
+        mean, std = self._normalization(None)
+        size = self.input_size or (self.image_size() if d.image_size or d.name == "synthetic" else None)
+        preprocessing = {
+            **self.configured_preprocessing(),
+            "mean": mean,
+            "std": std,
+            "input_size": list(size) if size else None,
+            "channels": 3,
+            "normalize_in_model": False,
+        }
+        if preprocessing["resize"] == "center_crop":
+            preprocessing["crop_fraction"] = EVAL_CROP_FRACTION
+        k = self.cfg.model.num_classes
+        return {
+            "num_classes": k,
+            "preprocessing": preprocessing,
+            "classes": self.classes or list(map(str, range(k))),
+        }
+
+    def apply_card(self, card: dict[str, Any]) -> None:
+        """Take the normalisation, input size and class names from a student card (no training data read)."""
+        p = card["preprocessing"]
+        if p.get("mean") is not None and p.get("std") is not None:
+            self.normalization = (list(p["mean"]), list(p["std"]))
+        if p.get("input_size") is not None:
+            self.input_size = (int(p["input_size"][0]), int(p["input_size"][1]))
+        self.classes = list(card["classes"])
+
+    def _streaming_common(self, rank: int, world_size: int) -> dict[str, Any]:
+        """The ``streaming_loader`` arguments every split shares."""
         d = self.cfg.data
         if d.name != "imagefolder":
             raise ValueError(
                 f"data.in_memory: false reads ImageFolder trees (data.name: imagefolder); {d.name!r} is read "
                 "in memory: set data.in_memory: true"
             )
-        mean, std = self._normalization(None)
-        common = {
+        return {
             "image_size": d.image_size,
             "crop": d.crop,
             "augment": d.augment,
@@ -134,6 +190,23 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
             "rank": rank,
             "world_size": world_size,
         }
+
+    def _streaming_evaluation(self, mean: Any, std: Any, rank: int, world_size: int) -> dict[str, Any]:
+        """The ``streaming_loader`` arguments of an evaluation split (no augmentation, given normalisation)."""
+        d = self.cfg.data
+        return {
+            "train": False,
+            "batch_size": d.eval_batch_size or d.batch_size,
+            "mean": mean,
+            "std": std,
+            **self._streaming_common(rank, world_size),
+        }
+
+    def _streaming_loaders(self, rank: int, world_size: int, evaluate_on: str) -> tuple[Any, Any]:
+        """The per-image loaders: same files, limits, holdout, sizes, decoding and augmentation as in memory."""
+        d = self.cfg.data
+        common = self._streaming_common(rank, world_size)
+        mean, std = self._normalization(None)
         train = streaming_loader(
             d.root,
             d.train_split,
@@ -148,13 +221,9 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
             **common,
         )
         self._check_labels(torch.as_tensor(train.dataset.targets), d.train_split)
-        evaluation = {
-            "train": False,
-            "batch_size": d.eval_batch_size or d.batch_size,
-            "mean": train.dataset.mean,
-            "std": train.dataset.std,
-            **common,
-        }
+        self.normalization = (train.dataset.mean, train.dataset.std)
+        self.classes = _class_names(Path(d.root) / d.train_split)
+        evaluation = self._streaming_evaluation(*self.normalization, rank, world_size)
         if evaluate_on == "holdout":  # the held-out training images; data.val_split is never read
             held = streaming_loader(
                 d.root, d.train_split, limit=d.limit, holdout=d.holdout, held_out=True, **evaluation
@@ -201,12 +270,10 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
             val_x, val_y = train_x[held], train_y[held]
             train_x, train_y = train_x[keep], train_y[keep]
         if evaluate_on == "val":
-            val_x, val_y = self._load(d.val_split, d.val_limit, seed=1000 * (seed // 1000) + 1)
-            self._check_labels(val_y, d.val_split)
-        if train_x.shape[1] == 1:  # gray datasets feed 3-channel models
-            train_x, val_x = train_x.expand(-1, 3, -1, -1), val_x.expand(-1, 3, -1, -1)
+            val_x, val_y = self._load_val()
+        train_x, val_x = _three_channels(train_x), _three_channels(val_x)
         self.input_size = (train_x.shape[-2], train_x.shape[-1])
-        mean, std = self._normalization(train_x)
+        mean, std = self.normalization = self._normalization(train_x)
         common = {
             "mean": mean,
             "std": std,
@@ -228,6 +295,49 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
         )
         val = TensorBatchLoader(val_x, val_y, eval_bs, shuffle=False, augment=False, **common)
         return train, val
+
+    def _load_val(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``data.val_split`` (``data.val_limit`` images), its labels checked."""
+        d, seed = self.cfg.data, self.cfg.train.seed
+        val_x, val_y = self._load(d.val_split, d.val_limit, seed=1000 * (seed // 1000) + 1)
+        self._check_labels(val_y, d.val_split)
+        return val_x, val_y
+
+    def build_eval_loader(self) -> Any:
+        """The evaluation split alone, normalised as the card says: ``eval`` never opens the training split.
+
+        Needs :meth:`apply_card` first (or ``data.options.mean``/``std``); the loader is that of training's
+        evaluation (same images, same batches).
+        """
+        d = self.cfg.data
+        mean, std = self._normalization(None)
+        if mean is None or std is None:
+            raise ValueError(
+                "the normalisation of this student is unknown (no student card): set data.options.mean and "
+                "data.options.std to the values it was trained with"
+            )
+        self.data_stats = {}
+        if not d.in_memory:
+            val = streaming_loader(
+                d.root,
+                d.val_split,
+                limit=d.val_limit,
+                stats=self._stats(d.val_split),
+                **self._streaming_evaluation(mean, std, 0, 1),
+            )
+            self._check_labels(torch.as_tensor(val.dataset.targets), d.val_split)
+            return val
+        val_x, val_y = self._load_val()
+        return TensorBatchLoader(
+            _three_channels(val_x),
+            val_y,
+            d.eval_batch_size or d.batch_size,
+            shuffle=False,
+            augment=False,
+            mean=mean,
+            std=std,
+            channels_last=self.cfg.train.channels_last,
+        )
 
     # -- training and evaluation ---------------------------------------------------------------------
     def loss_terms(self, output: torch.Tensor, batch: Any) -> dict[str, torch.Tensor]:
@@ -253,3 +363,8 @@ class ClassificationTask(ImageLabelBatches, ReportsData):
         c1, c5, loss, n = sum_across_ranks(totals).tolist()
         n = max(n, 1.0)
         return {"top1": 100 * c1 / n, "top5": 100 * c5 / n, "loss": loss / n}
+
+
+def _three_channels(images: torch.Tensor) -> torch.Tensor:
+    """Gray datasets feed 3-channel models."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images

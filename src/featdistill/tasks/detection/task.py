@@ -156,6 +156,7 @@ class DetectionTask(ReportsData):
         self.iou_types = ("bbox", "segm") if m.student == "maskrcnn" else ("bbox",)
         self._num_classes: int | None = None
         self._cat_ids: list[int] | None = None
+        self._cat_names: dict[int, str] = {}  # category id -> name, once the annotations are read
         self._student: nn.Module | None = None
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
@@ -165,7 +166,9 @@ class DetectionTask(ReportsData):
         """Categories + 1, from the data (read from the validation annotation file if not yet loaded)."""
         if self._num_classes is None:
             ann, _ = self.paths("val")
-            self._set_categories(sorted(load_coco(ann).getCatIds()), ann)
+            coco = load_coco(ann)
+            self._set_categories(sorted(coco.getCatIds()), ann)
+            self._cat_names = {cid: str(coco.cats[cid]["name"]) for cid in self._cat_ids}
         return self._num_classes  # type: ignore[return-value]
 
     def _set_categories(self, cat_ids: list[int], source: Path) -> None:
@@ -267,6 +270,7 @@ class DetectionTask(ReportsData):
             transforms=self._train_transforms() if train and d.augment else None,
         )
         self._set_categories(dataset.cat_ids, ann)
+        self._cat_names = {cid: str(dataset.coco.cats[cid]["name"]) for cid in dataset.cat_ids}
         left_out = sorted(set(dataset.coco.getImgIds()) - set(dataset.ids))  # skip_empty's choice
         if limit is not None:
             if limit < 1:
@@ -319,6 +323,55 @@ class DetectionTask(ReportsData):
         train = ResumableLoader(train_set, d.batch_size, True, seed=seed, **common)
         val = ResumableLoader(eval_set, d.eval_batch_size or d.batch_size, False, **common)
         return train, val
+
+    def build_eval_loader(self) -> ResumableLoader:
+        """The validation split alone (``data.val_limit`` images): ``eval`` never opens the training split."""
+        d = self.cfg.data
+        self.data_stats = {}
+        dataset = self._dataset("val", d.val_limit)
+        return ResumableLoader(
+            dataset, d.eval_batch_size or d.batch_size, False, workers=d.workers, collate_fn=collate_fn
+        )
+
+    # -- the student card --------------------------------------------------------------------------------
+    def configured_preprocessing(self) -> dict[str, Any]:
+        """The detector's own resize and normalisation as the config sets them (compared with a card)."""
+        options = self.detector_options("student")
+        keys = {"min_size": "min_size", "max_size": "max_size", "image_mean": "mean", "image_std": "std"}
+        return {card_key: options[key] for key, card_key in keys.items() if key in options}
+
+    def card_fields(self, student: nn.Module) -> dict[str, Any]:
+        """The detector's transform (it resizes and normalises inside) and label -> category for the card."""
+        transform = student.transform
+        preprocessing = {
+            "mean": [float(v) for v in transform.image_mean],
+            "std": [float(v) for v in transform.image_std],
+            "input_size": None,
+            "resize": "none",
+            "bits": 8,
+            "channels": 3,
+            "color_mode": "RGB",
+            "normalize_in_model": True,
+            "min_size": int(transform.min_size[0]),
+            "max_size": int(transform.max_size),
+        }
+        ids = self._cat_ids or []
+        names = ["__background__", *(self._cat_names.get(cid, str(cid)) for cid in ids)]
+        categories = [{"label": 0, "id": 0, "name": "__background__"}]
+        categories += [{"label": i, "id": cid, "name": names[i]} for i, cid in enumerate(ids, start=1)]
+        return {
+            "num_classes": self.num_classes,
+            "preprocessing": preprocessing,
+            "classes": names,
+            "categories": categories,
+        }
+
+    def apply_card(self, card: dict[str, Any]) -> None:
+        """Take the category list from a student card (no annotation file read to build the student)."""
+        labelled = sorted(card["categories"], key=lambda c: c["label"])[1:]
+        self._cat_ids = [int(c["id"]) for c in labelled]
+        self._cat_names = {int(c["id"]): str(c["name"]) for c in labelled}
+        self._num_classes = len(self._cat_ids) + 1
 
     # -- training and evaluation ---------------------------------------------------------------------
     def to_device(self, batch: Any, device: torch.device) -> Any:

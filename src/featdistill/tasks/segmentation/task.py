@@ -51,7 +51,7 @@ from ...weights import load_weights
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats
-from .augment import build_eval_transform, build_train_transform
+from .augment import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
 from .metrics import SegmentationMeter
@@ -107,6 +107,7 @@ class SegmentationTask(ImageLabelBatches, ReportsData):
         self.stride = _pair(options.get("stride", tuple(max(1, 2 * w // 3) for w in self.window)))
         self.num_classes = cfg.model.num_classes
         self.class_names: list[str] = [str(i) for i in range(self.num_classes)]
+        self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)  # the card's after apply_card
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
@@ -158,9 +159,11 @@ class SegmentationTask(ImageLabelBatches, ReportsData):
                 flip_prob=float(options.get("flip_prob", 0.5)),
                 photometric=bool(options.get("photometric", True)),
                 ignore_index=IGNORE_INDEX,
+                mean=self.mean,
+                std=self.std,
             )
         else:
-            transform = build_eval_transform()
+            transform = build_eval_transform(self.mean, self.std)
         stats = self.data_stats[split] = SplitStats(split, f"{d.root}/{split}")
         dataset = build_dataset(d.name, d.root, split, transform, in_memory=d.in_memory, stats=stats)
         if dataset.num_classes != self.num_classes:
@@ -220,8 +223,48 @@ class SegmentationTask(ImageLabelBatches, ReportsData):
             base, positions = train_set, list(range(len(train_set)))  # type: ignore[arg-type]
         keep, held = split_holdout(len(positions), self.cfg.data.holdout)  # type: ignore[arg-type]
         unaugmented = copy.copy(base)  # shares the images decoded by data.in_memory
-        unaugmented.transform = build_eval_transform()
+        unaugmented.transform = build_eval_transform(self.mean, self.std)
         return Subset(base, [positions[i] for i in keep]), Subset(unaugmented, [positions[i] for i in held])
+
+    def build_eval_loader(self) -> DataLoader:
+        """``data.val_split`` alone (``data.val_limit`` images): ``eval`` never opens the training split."""
+        d = self.cfg.data
+        self.data_stats = {}
+        val_set = self._dataset(d.val_split, False, d.val_limit)
+        return DataLoader(val_set, batch_size=d.eval_batch_size or d.batch_size, num_workers=d.workers)
+
+    # -- the student card --------------------------------------------------------------------------------
+    def configured_preprocessing(self) -> dict[str, Any]:
+        """The preprocessing keys the config fixes (compared with a checkpoint's card)."""
+        return {"input_size": list(self.crop)}
+
+    def card_fields(self, student: nn.Module) -> dict[str, Any]:
+        """Normalisation, training crop, class names and ignore index for the student card.
+
+        Segmenters run on whole images of any size (``resize: none``); ``input_size`` is the training crop.
+        """
+        preprocessing = {
+            **self.configured_preprocessing(),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": "none",
+            "bits": 8,  # segmentation decodes 8-bit pixels
+            "channels": 3,
+            "color_mode": "RGB",
+            "normalize_in_model": False,
+        }
+        return {
+            "num_classes": self.num_classes,
+            "preprocessing": preprocessing,
+            "classes": list(self.class_names),
+            "ignore_index": IGNORE_INDEX,
+        }
+
+    def apply_card(self, card: dict[str, Any]) -> None:
+        """Take the normalisation and class names from a student card."""
+        p = card["preprocessing"]
+        self.mean, self.std = list(p["mean"]), list(p["std"])
+        self.class_names = list(card["classes"])
 
     # -- training and evaluation ---------------------------------------------------------------------
     def loss_terms(self, output: Any, batch: Any) -> dict[str, torch.Tensor]:
