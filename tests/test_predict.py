@@ -23,13 +23,18 @@ from featdistill.predict.score import score_detections, score_label_pngs
 CLASSES = ("ant", "bee", "cow")
 
 
-def _run(capsys: pytest.CaptureFixture, *args: str | Path) -> dict:
-    """Run the CLI; assert success; return its last JSON line on stdout."""
+def _cli(capsys: pytest.CaptureFixture, *args: str | Path) -> str:
+    """Run the CLI; assert success; return its stdout."""
     capsys.readouterr()
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    return json.loads([line for line in captured.out.splitlines() if line.startswith("{")][-1])
+    return captured.out
+
+
+def _run(capsys: pytest.CaptureFixture, *args: str | Path) -> dict:
+    """Run the CLI; assert success; return its last JSON line on stdout."""
+    return json.loads([line for line in _cli(capsys, *args).splitlines() if line.startswith("{")][-1])
 
 
 def _imagefolder(root: Path, per_class: dict[str, int]) -> None:
@@ -89,7 +94,7 @@ def test_classification_predict_equals_eval_from_the_checkpoint_alone(
         if name != "eager":
             fmt = ["--format", "onnx"] if name.startswith("onnx") else []
             pixels = ["--include-preprocessing"] if name == "onnx_uint8" else []
-            _run(capsys, "export", "--checkpoint", checkpoint, "--output", model, *fmt, *pixels)
+            _cli(capsys, "export", "--checkpoint", checkpoint, "--output", model, *fmt, *pixels)
         out = tmp_path / f"{name}.csv"
         report = _run(capsys, "predict", model, test, "--output", out, "--top-k", "2", "--no-progress")
         assert report["images"] == 18 and report["bad_files"] == 0 and report["task"] == "classification"
@@ -192,7 +197,7 @@ def test_detection_results_score_like_eval(tmp_path: Path, capsys: pytest.Captur
             "name": "coco",
             "root": str(tmp_path / "data"),
             "batch_size": 3,
-            "options": {"ann_file": "ann.json", "images": "images"},
+            "options": {"ann_file": "ann.json", "images": "images", "save_results": True},
         },
         "model": {
             "student": "fasterrcnn",
@@ -222,9 +227,29 @@ def test_detection_results_score_like_eval(tmp_path: Path, capsys: pytest.Captur
         and {r["category_id"] for r in results} == {7}
     )
     assert sorted(p.name for p in (tmp_path / "detections_drawn").iterdir()) == ["0.png", "1.png", "2.png"]
+    # the same detections as eval's own results file (eval writes it with save_results), box for box
+    by_id = {entry["id"]: entry["file_name"] for entry in json.loads(ann.read_text())["images"]}
+    eval_results = json.loads((tmp_path / "run" / "results_bbox.json").read_text())
+    assert len(results) == len(eval_results) > 0
+    for mine, theirs in zip(results, eval_results):
+        assert mine["file_name"] == by_id[theirs["image_id"]] and mine["category_id"] == theirs["category_id"]
+        assert mine["bbox"] == pytest.approx(theirs["bbox"], abs=1e-3)
+        assert mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
     scored = score_detections(out, ann)
     for key in ("bbox/AP", "bbox/AP50", "bbox/AR100"):
         assert scored[key] == pytest.approx(evaluated[key], abs=1e-6), key
+    # the scorer is not trivially 0: the ground truth itself, as predictions, scores AP 1
+    truth = tmp_path / "truth.json"
+    gt = json.loads(ann.read_text())["annotations"]
+    truth.write_text(
+        json.dumps(
+            [
+                {"file_name": by_id[a["image_id"]], "bbox": a["bbox"], "category_id": 7, "score": 1.0}
+                for a in gt
+            ]
+        )
+    )
+    assert score_detections(truth, ann)["bbox/AP"] == pytest.approx(1.0)
 
 
 def test_hf_export_runs_in_a_transformers_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -244,8 +269,7 @@ def test_hf_export_runs_in_a_transformers_pipeline(tmp_path: Path, capsys: pytes
     }
     checkpoint = _train(tmp_path, capsys, tree)
     folder = tmp_path / "hf_student"
-    capsys.readouterr()
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "hf", "--output", str(folder)]) == 0
+    _cli(capsys, "export", "--checkpoint", checkpoint, "--format", "hf", "--output", folder)
     out = tmp_path / "p.csv"
     _run(
         capsys,

@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
     export.add_argument(
         "--format",
-        choices=["export", "torchscript", "onnx", "state_dict", "safetensors"],
-        help="default: export (a torch.export program, .pt2), torchscript for detectors",
+        choices=["export", "torchscript", "onnx", "state_dict", "safetensors", "hf"],
+        help="default: export (a torch.export program, .pt2), torchscript for detectors; "
+        "hf: a save_pretrained folder of an hf: student, with its image processor",
     )
     export.add_argument(
         "--output",
@@ -162,6 +163,11 @@ def _export(args: argparse.Namespace) -> None:
     from ..export import default_format, export_student
 
     task, student, card = _load_student(args)
+    if args.format == "hf":
+        from ..hf_export import save_hf
+
+        print(f"wrote hf to {save_hf(student, card, args.output)} (transformers save_pretrained folder)")
+        return
     sample = task.sample_input()  # at the training size
     example = sample if isinstance(sample, torch.Tensor) else sample[0][:1]  # a batch / a list of one image
     if card["source"] == "config" and isinstance(

@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from ..card import load_student, preprocess, read_card
+from ..card import _resized, load_student, preprocess, read_card  # _resized: the card's resize alone
 from ..run import select_device
-from ..tasks.decode import resize_pixels
 from ..tasks.segmentation.inference import predict as segment
 from .inputs import BadFiles, InputImage, collect_images, decoded_batches
 from .runners import load_exported
@@ -60,35 +59,38 @@ class _Student:
             self.model = load_exported(Path(source), export["format"])
             self.raw_pixels = bool(export.get("include_preprocessing"))
 
-    def inputs(self, pixels: Tensor) -> Tensor:
-        """Model input of a ``[N, 3, H, W]`` batch of decoded pixels of one size."""
+    def inputs(self, pixels: list[Tensor]) -> Tensor:
+        """Model input of decoded ``[3, H, W]`` images: the card's preprocessing, or for an export that bakes
+        the normalisation in, the card's resize alone."""
         if not self.raw_pixels:
             return preprocess(pixels, self.card).to(self.device)
         steps = self.card["preprocessing"]
-        if steps["resize"] == "exact" and steps["input_size"] is not None:
-            pixels = resize_pixels(pixels, tuple(steps["input_size"]))
-        return pixels.to(self.device)
+        return torch.stack([_resized(image[None], steps, True)[0] for image in pixels]).to(self.device)
 
     @torch.no_grad()
     def dense(self, pixels: list[Tensor]) -> list[Tensor]:
         """Per image, classification logits ``[C]`` or segmentation logits ``[C, H, W]`` at the image's size,
-        for images of any sizes, in their order: one model call per size."""
-        by_size: dict[tuple[int, ...], list[int]] = {}
+        in their order: one model call for the batch, or one per image size where the card does not resize."""
+        steps = self.card["preprocessing"]
+        groups: dict[Any, list[int]] = {}
+        resized = steps.get("input_size") is not None and steps.get("resize") in ("exact", "center_crop")
         for i, image in enumerate(pixels):
-            by_size.setdefault(tuple(image.shape), []).append(i)
-        results: list[Tensor | None] = [None] * len(pixels)
-        for positions in by_size.values():
-            batch = self.inputs(torch.stack([pixels[i] for i in positions]))
+            groups.setdefault(None if resized else tuple(image.shape), []).append(i)
+        results: list[Tensor] = list(pixels)
+        for positions in groups.values():
+            batch = self.inputs([pixels[i] for i in positions])
             if self.card["task"] == "segmentation":
                 out = segment(self.model, batch, **self.segmentation_mode)
-                size = pixels[positions[0]].shape[-2:]
-                if out.shape[-2:] != size:  # resized to the training size: labels at the image's own size
-                    out = F.interpolate(out, size, mode="bilinear", align_corners=False)
             else:
                 out = self.model(batch)
             for i, row in zip(positions, out.float().cpu()):
+                size = pixels[i].shape[-2:]
+                if (
+                    row.dim() == 3 and row.shape[-2:] != size
+                ):  # resized for the model: labels at the image's size
+                    row = F.interpolate(row[None], size, mode="bilinear", align_corners=False)[0]
                 results[i] = row
-        return results  # type: ignore[return-value]
+        return results
 
     @torch.no_grad()
     def detect(self, pixels: list[Tensor]) -> list[dict[str, Tensor]]:

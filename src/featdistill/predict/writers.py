@@ -147,7 +147,9 @@ class DetectionWriter:
                     f"{self.categories[int(n)]['name']} {s:.2f}" for n, s in zip(labels[shown], scores[shown])
                 ]
                 colours = [self.colours[int(n)] for n in labels[shown]]  # one colour per category
-                drawn = draw_bounding_boxes(_as_uint8(source), boxes[shown], names, colours, width=2)
+                drawn = _as_uint8(source)
+                if names:  # torchvision warns on an empty box list
+                    drawn = draw_bounding_boxes(drawn, boxes[shown], names, colours, width=2)
                 Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(_png_path(self.drawn, image))
 
     def close(self) -> None:
