@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -333,3 +334,19 @@ def test_readme_use_the_student_runs_as_written(
     top = capsys.readouterr().out.strip()
     expected = next(r for r in _csv(Path("predictions.csv")) if r["file"].endswith("bee/0.png"))
     assert top == expected["class_1"], printed
+
+
+def test_hf_export_of_a_16_bit_student_is_refused(tmp_path: Path) -> None:
+    from featdistill.hf_export import save_hf
+
+    class Wrapper(torch.nn.Module):  # an hf: student: the transformers model as .hf
+        def __init__(self) -> None:
+            super().__init__()
+            self.hf = type("Model", (), {"save_pretrained": lambda self, folder: None})()
+
+    card = {"task": "classification", "model": {"student": "hf:x"}, "preprocessing": {"bits": 16}}
+    with pytest.raises(
+        ValueError, match="trained on 16-bit images, but Hugging Face image processors read 8-bit"
+    ):
+        save_hf(Wrapper(), card, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
