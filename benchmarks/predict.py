@@ -40,19 +40,20 @@ from machine import cpu_name
 from runlog import mean_std
 
 REPO = Path(__file__).resolve().parents[1]
+WORK = "/tmp/featdistill_predict_bench"  # the default scratch folder; --work sets it, logged as $WORK
 
 
 def featdistill(*args: str | Path) -> tuple[float, dict]:
     """Run ``python -m featdistill ARGS`` from the repository root; (wall seconds, its last JSON line)."""
     command = [sys.executable, "-m", "featdistill", *map(str, args)]
-    print("$ featdistill " + " ".join(map(str, args)), flush=True)
+    print("$ featdistill " + " ".join(map(str, args)).replace(WORK, "$WORK"), flush=True)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"featdistill {args[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     last = [line for line in done.stdout.splitlines() if line.startswith("{")][-1]
-    print(f"  {seconds:.2f} s: {last}", flush=True)
+    print(f"  {seconds:.2f} s: {last}".replace(WORK, "$WORK"), flush=True)
     return seconds, json.loads(last)
 
 
@@ -95,12 +96,13 @@ def classification(args: argparse.Namespace, work: Path, lines: list[str]) -> No
         "Then `featdistill eval --checkpoint last.pt --set data.root=ROOT`, alternating the two roots, "
         f"{args.repeats} times each (wall time of the whole command, a fresh process each):",
         "",
-        "| training split beside the test split | eval seconds (mean ± std) | top-1 % (every run) |",
-        "|---|---:|---:|",
+        "| training split beside the test split | eval seconds (mean ± std) | each run, in order | top-1 % (every run) |",
+        "|---|---:|---:|---:|",
     ]
     for name in roots:
         values = ", ".join(f"{v:.2f}" for v in sorted(metrics[name]))
-        lines.append(f"| {name} images | {mean_std(times[name])} | {values} |")
+        each = ", ".join(f"{v:.1f}" for v in times[name])
+        lines.append(f"| {name} images | {mean_std(times[name])} | {each} | {values} |")
     lines += [
         "",
         "The 5,000-image root is a scratch folder of symlinks to the first 500 images of each class.",
@@ -138,71 +140,57 @@ def classification(args: argparse.Namespace, work: Path, lines: list[str]) -> No
     lines.append("")
 
 
-def segmentation(args: argparse.Namespace, work: Path, lines: list[str]) -> None:
-    run, out = work / "camvid", work / "camvid_predictions"
-    config = "configs/segmentation/camvid_cpu_student.yaml"
-    train = sets(
-        f"data.root={args.camvid}",
-        "data.val_split=val",
-        "data.limit=16",
-        "train.epochs=1",
-        "train.eval_every=1",
-        "output.progress=false",
-        f"output.dir={run}",
-    )
-    featdistill("train", config, *train)
+def train_eval_predict(config: str, run: Path, images: Path, out: Path, *overrides: str) -> dict:
+    """Train ``config`` briefly into ``run``, ``eval`` its ``last.pt`` alone, ``predict`` on ``images``; eval's metrics."""
+    featdistill("train", config, *sets(*overrides, "output.progress=false", f"output.dir={run}"))
     _, evaluated = featdistill("eval", "--checkpoint", run / "last.pt")
-    images = Path(args.camvid) / "val"
     featdistill("predict", run / "last.pt", images, "--output", out, "--device", "cpu", "--no-progress")
+    return evaluated
+
+
+def comparison(evaluated: dict, scored: dict, keys: tuple[str, ...], what: str) -> list[str]:
+    """A table of eval's metrics beside those of predict's files."""
+    rows = [f"| {key} | {evaluated[key]:.4f} | {scored[key]:.4f} |" for key in keys]
+    return ["", f"| metric | eval | {what} |", "|---|---:|---:|", *rows, ""]
+
+
+def segmentation(args: argparse.Namespace, work: Path, lines: list[str]) -> None:
+    config, out, images = (
+        "configs/segmentation/camvid_cpu_student.yaml",
+        work / "camvid_out",
+        Path(args.camvid) / "val",
+    )
+    settings = (f"data.root={args.camvid}", "data.val_split=val", "data.limit=16", "train.epochs=1")
+    evaluated = train_eval_predict(config, work / "camvid", images, out, *settings, "train.eval_every=1")
     scored = score_label_pngs(out, build_dataset("camvid", args.camvid, "val"), images)
     lines += [
         "## 3a. Segmentation on CamVid: predict's label PNGs scored against the ground truth",
         "",
-        f"`{config}` (PSPNet-R18) trained one epoch on 16 images, then `eval --checkpoint last.pt` and "
-        f"`predict last.pt {args.camvid}/val`, whose label PNGs are scored against `valannot/` "
-        "(`featdistill.predict.score.score_label_pngs`), 101 images:",
-        "",
-        "| metric | eval | predict's PNGs |",
-        "|---|---:|---:|",
-        *[
-            f"| {key} | {evaluated[key]:.4f} | {scored[key]:.4f} |"
-            for key in ("miou", "pixel_acc", "mean_acc")
-        ],
-        "",
+        f"`{config}` (PSPNet-R18) trained one epoch on 16 images (`{' '.join(settings[1:])}`), then `eval "
+        f"--checkpoint last.pt` and `predict last.pt {args.camvid}/val`, whose label PNGs are scored against "
+        "`valannot/` (`featdistill.predict.score.score_label_pngs`), 101 images:",
+        *comparison(evaluated, scored, ("miou", "pixel_acc", "mean_acc"), "predict's PNGs"),
     ]
 
 
 def detection(args: argparse.Namespace, work: Path, lines: list[str]) -> None:
-    run, out = work / "coco128", work / "coco128_predictions.json"
-    config = "configs/detection/coco128_cpu_faster_rcnn_cwt.yaml"
-    train = sets(
-        f"data.root={args.coco128}",
-        "model.teacher=null",
-        "model.teacher_weights=null",
-        "data.limit=16",
-        "data.val_limit=null",
-        "train.epochs=2",
-        "train.eval_every=2",
-        "output.progress=false",
-        f"output.dir={run}",
+    config, out, images = (
+        "configs/detection/coco128_cpu_faster_rcnn_cwt.yaml",
+        work / "coco128.json",
+        Path(args.coco128) / "images",
     )
-    featdistill("train", config, *train)
-    _, evaluated = featdistill("eval", "--checkpoint", run / "last.pt")
-    images = Path(args.coco128) / "images"
-    featdistill("predict", run / "last.pt", images, "--output", out, "--device", "cpu", "--no-progress")
+    settings = (f"data.root={args.coco128}", "model.teacher=null", "model.teacher_weights=null")
+    settings += ("data.limit=16", "data.val_limit=null", "train.epochs=2", "train.eval_every=2")
+    evaluated = train_eval_predict(config, work / "coco128", images, out, *settings)
     scored = score_detections(out, Path(args.coco128) / "annotations" / "instances.json")
-    keys = ("bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/AR100")
     lines += [
         "## 3b. Detection on coco128: predict's COCO results JSON scored against the annotations",
         "",
-        f"`{config}` without its teacher (Faster R-CNN R18 at 128 px) trained two epochs on 16 images, then "
-        f"`eval --checkpoint last.pt` and `predict last.pt {args.coco128}/images` on all 128 images, whose JSON "
-        "is scored by pycocotools (`featdistill.predict.score.score_detections`):",
-        "",
-        "| metric | eval | predict's JSON |",
-        "|---|---:|---:|",
-        *[f"| {key} | {evaluated[key]:.4f} | {scored[key]:.4f} |" for key in keys],
-        "",
+        f"`{config}` without its teacher (Faster R-CNN R18 at 128 px) trained two epochs on 16 images "
+        f"(`{' '.join(settings[1:])}`), then `eval --checkpoint last.pt` and `predict last.pt "
+        f"{args.coco128}/images` on all 128 images, whose JSON is scored by pycocotools "
+        "(`featdistill.predict.score.score_detections`):",
+        *comparison(evaluated, scored, ("bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/AR100"), "predict's JSON"),
     ]
 
 
@@ -211,9 +199,7 @@ def main() -> None:
     parser.add_argument("--cifar", default="../shared/data/cifar10")
     parser.add_argument("--camvid", default="../shared/data/camvid")
     parser.add_argument("--coco128", default="../shared/data/coco128")
-    parser.add_argument(
-        "--work", default="/tmp/featdistill_predict_bench", help="scratch folder (deleted first)"
-    )
+    parser.add_argument("--work", default=WORK, help="scratch folder (deleted first; logged as $WORK)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument(
@@ -223,6 +209,8 @@ def main() -> None:
     parser.add_argument("--report", default="benchmarks/results/predict.md")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    global WORK
+    WORK = args.work
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
