@@ -40,20 +40,20 @@ from machine import cpu_name
 from runlog import mean_std
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = "/tmp/featdistill_predict_bench"  # the default scratch folder; --work sets it, logged as $WORK
+SCRATCH = {"$WORK": "/tmp/featdistill_predict_bench"}  # the scratch folder (--work), logged as $WORK
 
 
 def featdistill(*args: str | Path) -> tuple[float, dict]:
     """Run ``python -m featdistill ARGS`` from the repository root; (wall seconds, its last JSON line)."""
     command = [sys.executable, "-m", "featdistill", *map(str, args)]
-    print("$ featdistill " + " ".join(map(str, args)).replace(WORK, "$WORK"), flush=True)
+    print("$ featdistill " + " ".join(map(str, args)).replace(SCRATCH["$WORK"], "$WORK"), flush=True)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"featdistill {args[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     last = [line for line in done.stdout.splitlines() if line.startswith("{")][-1]
-    print(f"  {seconds:.2f} s: {last}".replace(WORK, "$WORK"), flush=True)
+    print(f"  {seconds:.2f} s: {last}".replace(SCRATCH["$WORK"], "$WORK"), flush=True)
     return seconds, json.loads(last)
 
 
@@ -199,7 +199,9 @@ def main() -> None:
     parser.add_argument("--cifar", default="../shared/data/cifar10")
     parser.add_argument("--camvid", default="../shared/data/camvid")
     parser.add_argument("--coco128", default="../shared/data/coco128")
-    parser.add_argument("--work", default=WORK, help="scratch folder (deleted first; logged as $WORK)")
+    parser.add_argument(
+        "--work", default=SCRATCH["$WORK"], help="scratch folder (deleted first; logged as $WORK)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument(
@@ -209,8 +211,7 @@ def main() -> None:
     parser.add_argument("--report", default="benchmarks/results/predict.md")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    global WORK
-    WORK = args.work
+    SCRATCH["$WORK"] = args.work
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

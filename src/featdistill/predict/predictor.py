@@ -2,8 +2,10 @@
 
 The student card (:mod:`featdistill.card`) says everything needed: the task, the class names and the
 preprocessing, applied by :func:`featdistill.card.preprocess` exactly as ``eval`` applies it. Images are
-decoded as training decodes them, in batches; a batch of images of several sizes runs once per size
-(models trained at one size get ``resize: exact`` in their card and are resized first).
+decoded as training decodes them, in batches; a batch of images of several sizes runs once per size,
+unless the card resizes them (``resize: exact`` or ``center_crop``). Segmentation logits are brought back
+to each image's size, so label PNGs match the image they describe. A checkpoint's segmenter runs as
+``eval`` runs it (``whole`` or ``slide`` inference, from its config); an exported one on whole images.
 """
 
 from __future__ import annotations
