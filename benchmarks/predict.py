@@ -44,7 +44,7 @@ SCRATCH = {"$WORK": "/tmp/featdistill_predict_bench"}  # the scratch folder (--w
 
 
 def featdistill(*args: str | Path) -> tuple[float, dict]:
-    """Run ``python -m featdistill ARGS`` from the repository root; (wall seconds, its last JSON line)."""
+    """Run ``python -m featdistill ARGS`` from the repository root; (wall seconds, its last line as JSON, or {})."""
     command = [sys.executable, "-m", "featdistill", *map(str, args)]
     print("$ featdistill " + " ".join(map(str, args)).replace(SCRATCH["$WORK"], "$WORK"), flush=True)
     start = time.perf_counter()
@@ -52,9 +52,9 @@ def featdistill(*args: str | Path) -> tuple[float, dict]:
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"featdistill {args[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    last = [line for line in done.stdout.splitlines() if line.startswith("{")][-1]
+    last = (done.stdout.strip().splitlines() or [""])[-1]
     print(f"  {seconds:.2f} s: {last}".replace(SCRATCH["$WORK"], "$WORK"), flush=True)
-    return seconds, json.loads(last)
+    return seconds, json.loads(last) if last.startswith("{") else {}
 
 
 def sets(*overrides: str) -> list[str]:
