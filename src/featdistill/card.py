@@ -190,13 +190,20 @@ def load_student(
             "use the config that trained it"
         ) from None
     if card is None:
-        warnings.warn(
-            f"{checkpoint} has no student card (an older checkpoint or a plain state_dict): its preprocessing "
-            "and class names are taken from the config; retrain or resume with this featdistill to store them",
-            stacklevel=2,
-        )
         card = student_card(task, cfg, student, state.get("metrics") if trained else None)
         card["source"] = "config"
+        estimated = (
+            "; without data.options.mean/std, eval estimates its normalisation from the training split as "
+            "before and an export's sidecar has none"
+            if card["preprocessing"]["mean"] is None
+            else ""
+        )
+        warnings.warn(
+            f"{checkpoint} has no student card (an older checkpoint or a plain state_dict): its preprocessing "
+            f"and class names are taken from the config{estimated}; retrain or resume with this featdistill "
+            "to store them",
+            stacklevel=2,
+        )
     return task, student.eval(), card
 
 
@@ -252,12 +259,12 @@ def normalization_factors(
     """``(scale, shift)`` of shape ``[C, 1, 1]``: model input = pixels * scale - shift.
 
     The same float32 arithmetic as training's ``normalize`` (``1 / (white * std)`` and ``mean / std``), so
-    eval, predict and an export with ``--include-preprocessing`` give bit-identical inputs. Detectors
-    (``normalize_in_model``) only scale to [0, 1].
+    eval, predict and an export with ``--include-preprocessing`` give bit-identical inputs. Without a
+    mean/std (an older card) pixels are only scaled to [0, 1].
     """
     p = card["preprocessing"]
     channels = channels or int(p.get("channels", 3))
-    if p.get("normalize_in_model") or p.get("mean") is None or p.get("std") is None:
+    if p.get("mean") is None or p.get("std") is None:
         mean, std = torch.zeros(channels), torch.ones(channels)
     else:
         mean = torch.as_tensor(p["mean"], dtype=torch.float32)
@@ -313,6 +320,8 @@ def _normalized(batch: torch.Tensor, card: dict[str, Any]) -> torch.Tensor:
     channels = int(card["preprocessing"].get("channels", 3))
     if batch.shape[-3] == 1 and channels != 1:
         batch = batch.expand(*batch.shape[:-3], channels, *batch.shape[-2:])
+    if card["preprocessing"].get("normalize_in_model"):  # detectors: [0, 1], as their data loader gives
+        return batch.float() / pixel_scale(batch.dtype)
     scale, shift = normalization_factors(card, pixel_scale(batch.dtype), channels)
     return batch.float() * scale.to(batch.device) - shift.to(batch.device)
 
@@ -336,14 +345,11 @@ class PixelInput(nn.Module):
 
 
 class ImagesPixelInput(nn.Module):
-    """A detector behind the card's scaling: takes a list of uint8 ``[3, H, W]`` images (it normalises itself)."""
+    """A detector taking a list of uint8 ``[3, H, W]`` images: scaled to [0, 1] here, normalised inside it."""
 
-    def __init__(self, detector: nn.Module, card: dict[str, Any], bits: int = 8) -> None:
+    def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         self.detector = detector
-        scale, shift = normalization_factors(card, 65535.0 if bits == 16 else 255.0)
-        self.register_buffer("scale", scale)
-        self.register_buffer("shift", shift)
 
     def forward(self, images: list[torch.Tensor]) -> Any:
-        return self.detector([image.float() * self.scale - self.shift for image in images])
+        return self.detector([image.float() / 255.0 for image in images])

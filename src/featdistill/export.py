@@ -142,7 +142,7 @@ def with_pixel_input(
         pixels = torch.randint(0, 256, tuple(example.shape), dtype=torch.uint8)
         return PixelInput(student, card).eval(), pixels
     images = [torch.randint(0, 256, tuple(image.shape), dtype=torch.uint8) for image in example]
-    return ImagesPixelInput(student, card).eval(), images
+    return ImagesPixelInput(student).eval(), images
 
 
 def export_student(
@@ -251,7 +251,7 @@ _CALLS = {
     "export": "program = torch.export.load('{file}'); output = program.module()({input})",
     "torchscript": "model = torch.jit.load('{file}'); output = model({input})",
     "onnx": "session = onnxruntime.InferenceSession('{file}'); output = session.run(None, {{'{name}': {input}}})",
-    "state_dict": "student.load_state_dict(torch.load('{file}', weights_only=True)); output = student({input})",
+    "state_dict": "student.load_state_dict(featdistill.engine.load_safely('{file}')); output = student({input})",
     "safetensors": "safetensors.torch.load_model(student, '{file}'); output = student({input})",
 }
 

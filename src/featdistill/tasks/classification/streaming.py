@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ...card import center_crop_resize
 from ...engine import ResumableLoader
 from ..decode import BadImageError, decode_image, resize_pixels
 from ..holdout import split_holdout
@@ -143,12 +144,7 @@ class FolderSamples(Dataset):
             top, left, h, w = resized_crop_box(height, width, generator)
             pixels = resize_pixels(pixels[:, top : top + h, left : left + w], self.size)
             return pixels.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else pixels
-        short = round(min(self.size) / EVAL_CROP_FRACTION)
-        scale = short / min(height, width)
-        pixels = resize_pixels(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
-        top = (pixels.shape[1] - self.size[0]) // 2
-        left = (pixels.shape[2] - self.size[1]) // 2
-        return pixels[:, top : top + self.size[0], left : left + self.size[1]]
+        return center_crop_resize(pixels, self.size, EVAL_CROP_FRACTION)
 
 
 def inspect_samples(
