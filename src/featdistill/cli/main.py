@@ -17,6 +17,7 @@ from . import config as config_command
 from . import data as data_command
 from . import layers as layers_command
 from . import models as models_command
+from . import predict as predict_command
 from . import sweep as sweep_command
 from .arguments import add_command, add_config_args
 from .messages import exporter_warnings, one_line_warnings
@@ -67,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, help="training checkpoint or student state_dict")
     export.add_argument(
         "--format",
-        choices=["export", "torchscript", "onnx", "state_dict", "safetensors"],
-        help="default: export (a torch.export program, .pt2), torchscript for detectors",
+        choices=["export", "torchscript", "onnx", "state_dict", "safetensors", "hf"],
+        help="default: export (a torch.export program, .pt2), torchscript for detectors; "
+        "hf: a save_pretrained folder of an hf: student, with its image processor",
     )
     export.add_argument(
         "--output",
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_command.add_compare_parser(sub)
     data_command.add_parser(sub)
     layers_command.add_parser(sub)
+    predict_command.add_parser(sub)
 
     about = "Run the offline demo: teacher, plain student and CWT student on generated data."
     demo = add_command(sub, "demo", about, "--data ../shared/data/cifar10 --out runs/demo_cifar10")
@@ -163,6 +166,11 @@ def _export(args: argparse.Namespace) -> None:
     from ..export import default_format, export_student
 
     task, student, card = _load_student(args)
+    if args.format == "hf":
+        from ..hf_export import save_hf
+
+        print(f"wrote hf to {save_hf(student, card, args.output)} (transformers save_pretrained folder)")
+        return
     sample = task.sample_input()  # at the training size
     example = sample if isinstance(sample, torch.Tensor) else sample[0][:1]  # a batch / a list of one image
     if card["source"] == "config" and isinstance(
@@ -194,6 +202,7 @@ COMMANDS = {
     "config": config_command.run,
     "models": models_command.run,
     "data": data_command.run,
+    "predict": predict_command.run,
 }
 
 

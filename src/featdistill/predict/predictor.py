@@ -1,0 +1,193 @@
+"""``featdistill predict``: run a student (a checkpoint or an export with its sidecar) on image files.
+
+The student card (:mod:`featdistill.card`) says everything needed: the task, the class names and the
+preprocessing, applied by :func:`featdistill.card.preprocess` exactly as ``eval`` applies it. Images are
+decoded as training decodes them, in batches; a batch of images of several sizes runs once per size,
+unless the card resizes them (``resize: exact`` or ``center_crop``). Segmentation logits are brought back
+to each image's size, so label PNGs match the image they describe. A checkpoint's segmenter runs as
+``eval`` runs it (``whole`` or ``slide`` inference, from its config); an exported one on whole images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from ..card import _resized, load_student, preprocess, read_card  # _resized: the card's resize alone
+from ..run import select_device
+from ..tasks.segmentation.inference import predict as segment
+from .inputs import BadFiles, InputImage, collect_images, decoded_batches
+from .runners import load_exported
+from .writers import ClassificationWriter, DetectionWriter, SegmentationWriter
+
+__all__ = ["DEFAULT_OUTPUTS", "predict"]
+
+#: Where results go when ``output`` is not given, by task.
+DEFAULT_OUTPUTS = {
+    "classification": "predictions.csv",
+    "segmentation": "predictions",
+    "detection": "predictions.json",
+}
+
+
+class _Student:
+    """The model and how to feed it: the card's preprocessing, or raw pixels for an export that bakes it in."""
+
+    def __init__(self, source: str | Path, device: str) -> None:
+        self.card = read_card(source)
+        export = self.card.get("export")
+        self.segmentation_mode: dict[str, Any] = {"mode": "whole"}
+        if export is None:
+            task, student, self.card = load_student(source)
+            self.device = select_device(device)
+            self.model = student.to(self.device)
+            if self.card["task"] == "segmentation":
+                self.segmentation_mode = {
+                    "mode": task.eval_mode,
+                    "window": task.window,
+                    "stride": task.stride,
+                }
+            self.raw_pixels = False
+        else:
+            self.device = torch.device("cpu")
+            self.model = load_exported(Path(source), export["format"])
+            self.raw_pixels = bool(export.get("include_preprocessing"))
+
+    def inputs(self, pixels: list[Tensor]) -> Tensor:
+        """Model input of decoded ``[3, H, W]`` images: the card's preprocessing, or for an export that bakes
+        the normalisation in, the card's resize alone."""
+        if not self.raw_pixels:
+            return preprocess(pixels, self.card).to(self.device)
+        steps = self.card["preprocessing"]
+        return torch.stack([_resized(image[None], steps, True)[0] for image in pixels]).to(self.device)
+
+    @torch.no_grad()
+    def dense(self, pixels: list[Tensor]) -> list[Tensor]:
+        """Per image, classification logits ``[C]`` or segmentation logits ``[C, H, W]`` at the image's size,
+        in their order: one model call for the batch, or one per image size where the card does not resize."""
+        steps = self.card["preprocessing"]
+        groups: dict[Any, list[int]] = {}
+        resized = steps.get("input_size") is not None and steps.get("resize") in ("exact", "center_crop")
+        for i, image in enumerate(pixels):
+            groups.setdefault(None if resized else tuple(image.shape), []).append(i)
+        results: list[Tensor] = list(pixels)
+        for positions in groups.values():
+            batch = self.inputs([pixels[i] for i in positions])
+            if self.card["task"] == "segmentation":
+                out = segment(self.model, batch, **self.segmentation_mode)
+            else:
+                out = self.model(batch)
+            for i, row in zip(positions, out.float().cpu()):
+                size = pixels[i].shape[-2:]
+                if (
+                    row.dim() == 3 and row.shape[-2:] != size
+                ):  # resized for the model: labels at the image's size
+                    row = F.interpolate(row[None], size, mode="bilinear", align_corners=False)[0]
+                results[i] = row
+        return results
+
+    @torch.no_grad()
+    def detect(self, pixels: list[Tensor]) -> list[dict[str, Tensor]]:
+        """Detections of each image, in the image's own pixel coordinates."""
+        images = pixels if self.raw_pixels else preprocess(pixels, self.card)  # detectors resize inside
+        return self.model([image.to(self.device) for image in images])
+
+
+def _categories(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """Label index -> ``{"id", "name"}`` of a detector's card (label 0, the background, has none)."""
+    categories = card.get("categories")
+    if not categories:
+        raise ValueError(
+            "the student card has no categories (label -> COCO category id) to name detections by"
+        )
+    background = {"id": 0, "name": card["classes"][0]}
+    return categories if len(categories) == len(card["classes"]) else [background, *categories]
+
+
+def _writer(card: dict[str, Any], output: Path, top_k: int, overlay: bool, draw: bool, draw_threshold: float):
+    task = card["task"]
+    if task == "classification":
+        return ClassificationWriter(output, list(card["classes"]), top_k)
+    if task == "segmentation":
+        return SegmentationWriter(output, len(card["classes"]), overlay)
+    if task == "detection":
+        return DetectionWriter(output, _categories(card), draw, draw_threshold)
+    raise ValueError(
+        f"the student card names task {task!r}; predict knows classification, segmentation, detection"
+    )
+
+
+def _folder_label(image: InputImage, classes: Sequence[str]) -> int | None:
+    """The class of an image inside a folder named after one (ImageFolder layout), else None."""
+    name = image.path.parent.name
+    return classes.index(name) if name in classes else None
+
+
+def predict(
+    model: str | Path,
+    inputs: Sequence[str | Path],
+    output: str | Path | None = None,
+    *,
+    batch_size: int = 32,
+    top_k: int = 5,
+    on_bad_file: str = "raise",
+    overlay: bool = False,
+    draw: bool = False,
+    draw_threshold: float = 0.5,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predict on the images of ``inputs`` with ``model`` (``last.pt``, a ``.pt2`` / TorchScript / ONNX export
+    with its sidecar ``<file>.json``) and write the results to ``output`` (see :mod:`.writers`).
+
+    Returns the report: images predicted, bad files skipped, where the results are, time and throughput; for
+    classification of images in folders named after the classes (ImageFolder), their ``top1`` accuracy (%).
+    """
+    student = _Student(model, device)
+    card = student.card
+    task = card["task"]
+    output = Path(output if output is not None else DEFAULT_OUTPUTS[task])
+    images = collect_images(inputs)
+    writer = _writer(card, output, top_k, overlay, draw, draw_threshold)
+    bad = BadFiles()
+    classes = list(card["classes"])
+    labelled = correct = predicted = 0
+    bar = tqdm(total=len(images), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
+    start = time.perf_counter()
+    try:
+        for batch in decoded_batches(images, batch_size, card["preprocessing"]["bits"], on_bad_file, bad):
+            files, pixels = [b[0] for b in batch], [b[1] for b in batch]
+            outputs = student.detect(pixels) if task == "detection" else student.dense(pixels)
+            writer.write(files, pixels, outputs)
+            if task == "classification":
+                for image, row in zip(files, outputs):
+                    label = _folder_label(image, classes)
+                    if label is not None:
+                        labelled += 1
+                        correct += int(row.argmax()) == label
+            predicted += len(batch)
+            bar.update(predicted + bad.count - bar.n)
+    finally:
+        bar.close()
+        writer.close()
+    seconds = time.perf_counter() - start
+    report: dict[str, Any] = {
+        "task": task,
+        "images": predicted,
+        "bad_files": bad.count,
+        "bad_files_first": bad.first,
+        "output": str(output),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(predicted / seconds, 1) if seconds > 0 else math.nan,
+    }
+    if labelled and labelled == predicted:
+        report["top1"] = 100 * correct / labelled
+    return report

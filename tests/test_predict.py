@@ -1,0 +1,352 @@
+"""``featdistill predict`` end to end on tiny generated data: its outputs scored against the ground truth give
+``eval``'s metrics (classification from the checkpoint alone with the training folder deleted, eager,
+``.pt2`` and ONNX alike; segmentation label PNGs; detection COCO results), and the README's "Use the
+student" commands and ONNX snippet run as written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import REPO
+from featdistill.cli.main import main
+from featdistill.predict.score import score_detections, score_label_pngs
+
+CLASSES = ("ant", "bee", "cow")
+
+
+def _cli(capsys: pytest.CaptureFixture, *args: str | Path) -> str:
+    """Run the CLI; assert success; return its stdout."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def _run(capsys: pytest.CaptureFixture, *args: str | Path) -> dict:
+    """Run the CLI; assert success; return its last JSON line on stdout."""
+    return json.loads([line for line in _cli(capsys, *args).splitlines() if line.startswith("{")][-1])
+
+
+def _imagefolder(root: Path, per_class: dict[str, int]) -> None:
+    """``root/<split>/<class>/k.png``: 16x16 images whose mean colour depends on the class, plus noise."""
+    generator = np.random.default_rng(0)
+    for split, count in per_class.items():
+        for c, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True)
+            for k in range(count):
+                base = np.array([60 + 70 * c, 200 - 60 * c, 120], dtype=np.int64)
+                pixels = np.clip(base + generator.integers(-60, 60, (16, 16, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{k}.png")
+
+
+def _train(tmp_path: Path, capsys: pytest.CaptureFixture, tree: dict) -> Path:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tree))
+    _run(capsys, "train", cfg)
+    return Path(tree["output"]["dir"]) / "last.pt"
+
+
+@pytest.fixture
+def classifier(tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[Path, Path]:
+    """A resnet8 trained two epochs on a tiny ImageFolder whose training split is then deleted."""
+    _imagefolder(tmp_path / "data", {"train": 8, "test": 6})
+    tree = {
+        "device": "cpu",
+        "data": {"name": "imagefolder", "root": str(tmp_path / "data"), "batch_size": 8, "val_split": "test"},
+        "model": {"student": "resnet8", "num_classes": 3},
+        "train": {"epochs": 2, "lr": 0.05},
+        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
+    }
+    checkpoint = _train(tmp_path, capsys, tree)
+    shutil.rmtree(tmp_path / "data" / "train")
+    return checkpoint, tmp_path / "data" / "test"
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_classification_predict_equals_eval_from_the_checkpoint_alone(
+    classifier: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint, test = classifier
+    trained = json.loads((checkpoint.parent / "metrics.json").read_text())
+    evaluated = _run(capsys, "eval", "--checkpoint", checkpoint)
+    assert evaluated["top1"] == pytest.approx(trained["top1"])
+    runs = {}
+    for name, model in {
+        "eager": checkpoint,
+        "pt2": tmp_path / "student.pt2",
+        "onnx": tmp_path / "student.onnx",
+        "onnx_uint8": tmp_path / "pixels.onnx",
+    }.items():
+        if name != "eager":
+            fmt = ["--format", "onnx"] if name.startswith("onnx") else []
+            pixels = ["--include-preprocessing"] if name == "onnx_uint8" else []
+            _cli(capsys, "export", "--checkpoint", checkpoint, "--output", model, *fmt, *pixels)
+        out = tmp_path / f"{name}.csv"
+        report = _run(capsys, "predict", model, test, "--output", out, "--top-k", "2", "--no-progress")
+        assert report["images"] == 18 and report["bad_files"] == 0 and report["task"] == "classification"
+        rows = _csv(out)
+        correct = sum(Path(row["file"]).parent.name == row["class_1"] for row in rows)
+        assert {row["class_1"] for row in rows} <= set(CLASSES) and len(rows) == 18
+        assert 100 * correct / 18 == pytest.approx(evaluated["top1"]) == pytest.approx(report["top1"])
+        runs[name] = rows
+    for name in ("pt2", "onnx", "onnx_uint8"):  # the same classes, the same probabilities
+        assert [r["class_1"] for r in runs[name]] == [r["class_1"] for r in runs["eager"]]
+        for row, eager in zip(runs[name], runs["eager"]):
+            assert float(row["prob_1"]) == pytest.approx(float(eager["prob_1"]), abs=1e-4)
+
+
+def test_bad_files_and_unknown_inputs_are_one_line_errors(
+    classifier: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint, test = classifier
+    (test / "ant" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "p.csv"
+    capsys.readouterr()
+    assert main(["predict", str(checkpoint), str(test), "--output", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.png" in err[0] and "--on-bad-file skip" in err[0], err
+    with pytest.warns(UserWarning, match="skipping undecodable image"):
+        report = _run(
+            capsys, "predict", checkpoint, test, "--output", out, "--on-bad-file", "skip", "--no-progress"
+        )
+    assert (
+        report["images"] == 18
+        and report["bad_files"] == 1
+        and report["bad_files_first"][0].endswith("broken.png")
+    )
+    assert main(["predict", str(checkpoint), str(tmp_path / "nothing"), "--no-progress"]) == 2
+    assert "input " in capsys.readouterr().err
+
+
+def _camvid(root: Path) -> None:
+    """A CamVid-layout folder (3 classes + void 3): images whose left half is class 0, right half class 1/2."""
+    generator = np.random.default_rng(1)
+    (root).mkdir(parents=True)
+    (root / "classes.json").write_text(json.dumps({"classes": ["sky", "road", "car"], "void_label": 3}))
+    for split, count in {"train": 4, "val": 3}.items():
+        (root / split).mkdir()
+        (root / f"{split}annot").mkdir()
+        for k in range(count):
+            labels = np.zeros((24, 32), dtype=np.uint8)
+            labels[:, 16:] = 1 + k % 2
+            labels[:2] = 3  # void
+            pixels = np.stack([labels * 80, 255 - labels * 60, labels * 20], axis=-1).astype(np.int64)
+            pixels = np.clip(pixels + generator.integers(-30, 30, pixels.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / split / f"{k}.png")
+            Image.fromarray(labels).save(root / f"{split}annot" / f"{k}.png")
+
+
+def test_segmentation_label_pngs_score_like_eval(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from featdistill.tasks.segmentation.data import build_dataset
+
+    _camvid(tmp_path / "camvid")
+    tree = {
+        "task": "segmentation",
+        "device": "cpu",
+        "data": {
+            "name": "camvid",
+            "root": str(tmp_path / "camvid"),
+            "val_split": "val",
+            "batch_size": 2,
+            "options": {"crop_size": 24},
+        },
+        "model": {"student": "pspnet", "num_classes": 3, "options": {"aux": False, "channels": 16}},
+        "train": {"epochs": 1, "lr": 0.01},
+        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
+    }
+    checkpoint = _train(tmp_path, capsys, tree)
+    evaluated = _run(capsys, "eval", "--checkpoint", checkpoint)
+    out = tmp_path / "labels"
+    images = tmp_path / "camvid" / "val"
+    report = _run(capsys, "predict", checkpoint, images, "--output", out, "--overlay", "--no-progress")
+    assert report["images"] == 3
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["0.png", "1.png", "2.png"]
+    scored = score_label_pngs(out, build_dataset("camvid", tmp_path / "camvid", "val"), images)
+    for key in ("miou", "pixel_acc", "mean_acc"):
+        assert scored[key] == pytest.approx(evaluated[key], abs=1e-6), key
+
+
+def test_detection_results_score_like_eval(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("pycocotools")
+    from test_detection_cli import _one_category_coco
+
+    ann = _one_category_coco(tmp_path / "data", images=3)
+    heads = (
+        "rpn_pre_nms_top_n_test: 50, rpn_post_nms_top_n_test: 20, box_detections_per_img: 10, "
+        "box_score_thresh: 0.0, rpn_pre_nms_top_n_train: 50, rpn_post_nms_top_n_train: 20, "
+        "box_batch_size_per_image: 16"
+    )
+    tree = {
+        "task": "detection",
+        "device": "cpu",
+        "data": {
+            "name": "coco",
+            "root": str(tmp_path / "data"),
+            "batch_size": 3,
+            "options": {"ann_file": "ann.json", "images": "images", "save_results": True},
+        },
+        "model": {
+            "student": "fasterrcnn",
+            "options": yaml.safe_load(f"{{min_size: 64, max_size: 96, backbone: resnet18, {heads}}}"),
+        },
+        "train": {"epochs": 1, "lr": 0.001},
+        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
+    }
+    checkpoint = _train(tmp_path, capsys, tree)
+    evaluated = _run(capsys, "eval", "--checkpoint", checkpoint)
+    out = tmp_path / "detections.json"
+    report = _run(
+        capsys,
+        "predict",
+        checkpoint,
+        tmp_path / "data" / "images",
+        "--output",
+        out,
+        "--draw",
+        "--no-progress",
+    )
+    assert report["images"] == 3
+    results = json.loads(out.read_text())
+    assert (
+        results
+        and {r["category_name"] for r in results} == {"box"}
+        and {r["category_id"] for r in results} == {7}
+    )
+    assert sorted(p.name for p in (tmp_path / "detections_drawn").iterdir()) == ["0.png", "1.png", "2.png"]
+    # the same detections as eval's own results file (eval writes it with save_results), box for box
+    by_id = {entry["id"]: entry["file_name"] for entry in json.loads(ann.read_text())["images"]}
+    eval_results = json.loads((tmp_path / "run" / "results_bbox.json").read_text())
+    assert len(results) == len(eval_results) > 0
+    for mine, theirs in zip(results, eval_results):
+        assert mine["file_name"] == by_id[theirs["image_id"]] and mine["category_id"] == theirs["category_id"]
+        assert mine["bbox"] == pytest.approx(theirs["bbox"], abs=1e-3)
+        assert mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
+    scored = score_detections(out, ann)
+    for key in ("bbox/AP", "bbox/AP50", "bbox/AR100"):
+        assert scored[key] == pytest.approx(evaluated[key], abs=1e-6), key
+    # the scorer is not trivially 0: the ground truth itself, as predictions, scores AP 1
+    truth = tmp_path / "truth.json"
+    gt = json.loads(ann.read_text())["annotations"]
+    truth.write_text(
+        json.dumps(
+            [
+                {"file_name": by_id[a["image_id"]], "bbox": a["bbox"], "category_id": 7, "score": 1.0}
+                for a in gt
+            ]
+        )
+    )
+    assert score_detections(truth, ann)["bbox/AP"] == pytest.approx(1.0)
+
+
+def test_hf_export_runs_in_a_transformers_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, num_labels=3,
+    )  # fmt: skip
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "tiny-vit")
+    _imagefolder(tmp_path / "data", {"train": 4, "test": 2})
+    tree = {
+        "device": "cpu",
+        "data": {"name": "imagefolder", "root": str(tmp_path / "data"), "batch_size": 4, "val_split": "test"},
+        "model": {"student": f"hf:{tmp_path / 'tiny-vit'}", "num_classes": 3},
+        "train": {"epochs": 1, "lr": 0.01},
+        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
+    }
+    checkpoint = _train(tmp_path, capsys, tree)
+    folder = tmp_path / "hf_student"
+    _cli(capsys, "export", "--checkpoint", checkpoint, "--format", "hf", "--output", folder)
+    out = tmp_path / "p.csv"
+    _run(
+        capsys,
+        "predict",
+        checkpoint,
+        tmp_path / "data" / "test",
+        "--output",
+        out,
+        "--top-k",
+        "3",
+        "--no-progress",
+    )
+    expected = _csv(out)
+    classify = transformers.pipeline("image-classification", model=str(folder), device="cpu")
+    for row in expected:
+        with Image.open(row["file"]) as image:
+            top = classify(image, top_k=3)
+        assert [t["label"] for t in top] == [row[f"class_{k}"] for k in (1, 2, 3)]
+        assert [t["score"] for t in top] == pytest.approx(
+            [float(row[f"prob_{k}"]) for k in (1, 2, 3)], abs=1e-4
+        )
+
+
+def test_hf_export_of_another_student_is_refused(
+    classifier: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    capsys.readouterr()
+    args = ["export", "--checkpoint", str(classifier[0]), "--format", "hf", "--output", str(tmp_path / "hf")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--format hf writes Hugging Face image classifiers (model.student: hf:...); this student is 'resnet8'"
+        in err
+    )
+
+
+def test_readme_use_the_student_runs_as_written(
+    classifier: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The section's commands (with the checkpoint and test folder made here) and its onnxruntime snippet."""
+    checkpoint, test = classifier
+    section = re.search(
+        r"\n## Use the student\n(.*?)\n## ", (REPO / "README.md").read_text(), flags=re.S
+    ).group(1)
+    commands = re.findall(r"^    (featdistill .+)$", section, flags=re.M)
+    snippet = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    assert len(snippet.strip().splitlines()) <= 6  # imports + five lines
+    monkeypatch.chdir(tmp_path)
+    Path("runs/try").mkdir(parents=True)
+    shutil.copy(checkpoint, "runs/try/last.pt")
+    shutil.copytree(test, "photos")
+    for line in commands:
+        words = line.split("#")[0].split()[1:]
+        assert main(words) == 0, line
+    shutil.copy("photos/bee/0.png", "photo.png")
+    printed = capsys.readouterr()
+    exec(compile(snippet, "README.md", "exec"), {})
+    top = capsys.readouterr().out.strip()
+    expected = next(r for r in _csv(Path("predictions.csv")) if r["file"].endswith("bee/0.png"))
+    assert top == expected["class_1"], printed
+
+
+def test_hf_export_of_a_16_bit_student_is_refused(tmp_path: Path) -> None:
+    from featdistill.hf_export import save_hf
+
+    class Wrapper(torch.nn.Module):  # an hf: student: the transformers model as .hf
+        def __init__(self) -> None:
+            super().__init__()
+            self.hf = type("Model", (), {"save_pretrained": lambda self, folder: None})()
+
+    card = {"task": "classification", "model": {"student": "hf:x"}, "preprocessing": {"bits": 16}}
+    with pytest.raises(
+        ValueError, match="trained on 16-bit images, but Hugging Face image processors read 8-bit"
+    ):
+        save_hf(Wrapper(), card, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
