@@ -80,6 +80,7 @@ def test_auto_pairs_falls_back_to_an_output_inside_the_next_stage() -> None:
     # ``down.conv`` is the only full-resolution map, so it is still paired.
     net = nn.Sequential()
     net.add_module("down", Downsample())
+    net.add_module("head", nn.Conv2d(4, 2, 1))  # the model output is never paired, so it needs a head
     found = auto_pairs(net, net, torch.randn(1, 3, 8, 8), default_teacher_forward)
     assert [(s, t) for s, t, _ in found] == [("down.conv", "down.conv"), ("down", "down")]
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from featdistill.taps import FeatureTaps, TapError, parse_address, trace_outputs, unwrap_model
+from featdistill.taps import FeatureTaps, SelectorError, TapError, parse_address, trace_outputs, unwrap_model
 
 
 class DictOut(nn.Module):
@@ -55,7 +55,7 @@ def test_dict_and_tuple_selectors_pick_elements():
 def test_bad_selector_names_available_keys():
     net = Net().eval()
     taps = FeatureTaps(net, ["fpn[p7]"])
-    with pytest.raises(KeyError, match=r"available keys: \['0', 'pool'\]"), taps.capture():
+    with pytest.raises(SelectorError, match=r"available keys: \['0', 'pool'\]"), taps.capture():
         net(torch.randn(1, 3, 2, 2))
 
 

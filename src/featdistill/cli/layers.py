@@ -1,4 +1,4 @@
-"""``featdistill layers``: the tappable layers of student and teacher, the auto pairs, the tapped FLOPs.
+"""``featdistill layers``: the tappable layers of student and teacher, the auto pairs (and why), the tapped FLOPs.
 
 One dry run per model on the task's ``sample_input`` lists every submodule output with its shape (the
 same trace ``pairs: auto`` uses); FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``
@@ -16,6 +16,8 @@ from .arguments import add_command, add_config_args
 
 if TYPE_CHECKING:  # torch is imported when the command runs, not when the CLI starts
     from torch import nn
+
+    from ..distiller.auto_pairs import Pairing
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -110,12 +112,17 @@ def _share(traced: Traced) -> str:
 
 
 def format_pairs(
-    auto: Sequence[tuple[str, str, Any]], configured: Sequence[Any], source: str, sides: list[Traced]
+    auto: Pairing | None, configured: Sequence[Any], source: str, sides: list[Traced]
 ) -> list[str]:
-    """The pairs ``auto`` would choose, the pairs the config distills, and each side's tapped FLOP share."""
-    chosen = ", ".join(f"{s}->{t}" for s, t, _ in auto) or "none (no spatial resolution shared by the maps)"
+    """The pairs ``auto`` would choose and why, what it left out, the pairs distilled, the tapped FLOP shares."""
+    if auto is None:
+        lines = ["pairs 'auto' would choose: none (no resolution or token count shared outside the heads)"]
+    else:
+        lines = ["pairs 'auto' would choose: " + ", ".join(f"{p.student}->{p.teacher}" for p in auto.pairs)]
+        lines += [f"  {p.student}->{p.teacher}: {why}" for p, why in zip(auto.pairs, auto.reasons)]
+        lines += ["  left out:", *(f"    {why}" for why in auto.left_out)] if auto.left_out else []
     return [
-        f"pairs 'auto' would choose: {chosen}",
+        *lines,
         f"pairs distilled ({source}): "
         + ", ".join(f"{p.student}->{p.teacher} [{p.method}]" for p in configured),
         "tapped share of FLOPs (the forward up to the last tapped layer, where the teacher stops): "
@@ -125,7 +132,7 @@ def format_pairs(
 
 def run(args: argparse.Namespace) -> None:
     from ..config import load_config
-    from ..distiller.auto_pairs import pair_stage_ends
+    from ..distiller.auto_pairs import plan_pairs
     from ..distiller.distiller import default_teacher_forward, parse_pairs
     from ..run import build_teacher, get_task
 
@@ -151,14 +158,14 @@ def run(args: argparse.Namespace) -> None:
     traced_teacher = trace("teacher", f"{cfg.model.teacher} ({type(teacher).__name__})", teacher, teacher_run)
     lines += ["", *format_layers(traced_teacher, sample), ""]
     try:
-        auto = pair_stage_ends(traced_student.outputs, traced_teacher.outputs)
+        auto = plan_pairs(traced_student.outputs, traced_teacher.outputs)
     except ValueError:
-        auto = []  # no shared resolution: 'auto' would fail with that message
+        auto = None  # no shared resolution: 'auto' would fail with that message
     d = cfg.distill
     if d.pairs is None:
         pairs, source = task.default_pairs(student, teacher), "the task's default, distill.pairs is unset"
     elif d.pairs == "auto":
-        pairs, source = [(s, t) for s, t, _ in auto], "distill.pairs: auto"
+        pairs, source = [(p.student, p.teacher) for p in auto.pairs] if auto else [], "distill.pairs: auto"
     else:
         pairs, source = d.pairs, "distill.pairs"
     configured = parse_pairs(pairs, d.method)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,12 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..taps import FeatureTaps, unwrap_model
-from .auto_pairs import auto_pairs
-from .methods import Method, get_method
+from ..taps import FeatureTaps, SelectorError, unwrap_model
+from .auto_pairs import plan_auto_pairs
+from .methods import METHODS, Method, get_method
 
 PairSpec = Sequence[str] | Mapping[str, Any]
 AlphaSpec = float | str | Mapping[str, float | str] | None
+STRICT_SHAPES = "strict_shapes"  # the one option of ``options`` that is not a method: shapes >2x apart fail
+MAX_SIDE_RATIO = 2.0  # a pair's maps may differ this many times in height or width without a warning
+LOSS_RATIO_RANGE = (1e-4, 1e3)  # a first distillation term outside this multiple of the task loss warns
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,63 @@ def _as_args(inputs: Any) -> tuple:
 
 
 def _alpha_value(value: float | str, method: str) -> float | None:
-    """A number, or None for ``"auto"``."""
+    """A number >= 0 (0 switches the method's term off), or None for ``"auto"``."""
     if value == "auto":
         return None
-    if isinstance(value, (str, bool)):
-        raise ValueError(f"alpha of method {method!r} must be a number or 'auto', got {value!r}")
+    if isinstance(value, (str, bool)) or not isinstance(value, (int, float)):
+        raise TypeError(f"alpha of method {method!r} must be a number or 'auto', got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"alpha of method {method!r} is {value}: it must be a finite number >= 0 (0 switches the term "
+            "off; a negative alpha rewards the student for moving away from the teacher)"
+        )
     return float(value)
+
+
+def _params_device(model: nn.Module) -> tuple[torch.device, torch.dtype] | None:
+    """The device and floating dtype of the model's first floating parameter or buffer (None: it has none)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return None
+
+
+def _cast(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """``value`` with every tensor on ``device`` and every floating tensor in ``dtype`` (nested in lists,
+    tuples and dicts)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype if value.is_floating_point() else None)
+    if type(value) in (list, tuple):  # not NamedTuples or other subclasses, which are passed as they are
+        return type(value)(_cast(item, device, dtype) for item in value)
+    if type(value) is dict:
+        return {key: _cast(item, device, dtype) for key, item in value.items()}
+    return value
+
+
+def _check_distinct(student: nn.Module, teacher: nn.Module) -> None:
+    """Refuse a teacher that is the student, or shares parameters with it (freezing it would freeze both)."""
+    if unwrap_model(student) is unwrap_model(teacher):
+        raise ValueError(
+            "student and teacher are the same module: the teacher is frozen, so the student would not train; "
+            "pass a separate teacher (e.g. copy.deepcopy(model) of a trained one)"
+        )
+    shared = {id(p) for p in teacher.parameters()} & {id(p) for p in student.parameters()}
+    if shared:
+        names = [name for name, p in student.named_parameters() if id(p) in shared]
+        raise ValueError(
+            f"student and teacher share {len(names)} parameter(s) (e.g. {names[0]!r}): the frozen teacher "
+            "would freeze them in the student too; give the teacher its own copy (copy.deepcopy)"
+        )
+
+
+def _check_not_meta(model: nn.Module, role: str) -> None:
+    meta = next((name for name, p in model.named_parameters() if p.is_meta), None)
+    if meta is not None:
+        raise ValueError(
+            f"the {role} {type(model).__name__} has parameters on the meta device (e.g. {meta!r}): they have "
+            "shapes but no values (a model built under torch.device('meta') or with empty weights); load its "
+            "weights (e.g. model.to_empty(device='cpu') then load_state_dict) before distilling"
+        )
 
 
 def _rng_devices(module: nn.Module) -> list[int]:
@@ -80,8 +135,15 @@ def run_teacher(
     args: tuple,
     kwargs: dict[str, Any],
 ) -> dict[str, Any]:
-    """The tapped teacher features for these inputs: no grad, optional autocast, stopped after the last tap."""
-    device = next(iter(teacher.parameters()), torch.empty(0)).device
+    """The tapped teacher features for these inputs: no grad, optional autocast, stopped after the last tap.
+
+    The teacher runs in its own dtype and on its own device: the inputs are cast to them (a float64, bf16
+    or fp16 teacher, or one on another device, takes a float32 batch).
+    """
+    placed = _params_device(teacher)
+    if placed is not None:
+        args, kwargs = _cast(args, *placed), _cast(kwargs, *placed)
+    device = placed[0] if placed is not None else torch.device("cpu")
     autocast = torch.autocast(device.type, dtype=teacher_dtype, enabled=teacher_dtype is not None)
     with torch.no_grad(), autocast, taps.capture(stop_early=True) as features:
         teacher_forward(teacher, *args, **kwargs)
@@ -112,14 +174,19 @@ def parse_pairs(pairs: Sequence[PairSpec], method: str) -> list[Pair]:
 
 def _check_alignable(pair: Pair, student: Any, teacher: Any, method: Method) -> None:
     """Raise a clear error for features that no transform can align."""
+    where = f"pair {pair.student!r} -> {pair.teacher!r}"
     for role, value in (("student", student), ("teacher", teacher)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(
-                f"{role} feature {getattr(pair, role)!r} is a {type(value).__name__}, not a tensor; "
-                "add a selector such as '[0]' or '[out]' to pick one element"
+                f"{where}: the {role} feature {getattr(pair, role)!r} is a {type(value).__name__}, not a "
+                "tensor; use a selector such as '[0]' or '[out]' that picks a tensor element"
+            )
+        if value.dim() < 2:
+            raise ValueError(
+                f"{where}: the {role} feature {getattr(pair, role)!r} has shape {tuple(value.shape)}, not "
+                "(batch, ...) features (a scalar or a vector, e.g. a loss or a count); tap another element"
             )
     s, t = tuple(student.shape), tuple(teacher.shape)
-    where = f"pair {pair.student!r} -> {pair.teacher!r}"
     if len(s) != len(t):
         raise ValueError(
             f"{where}: student feature {s} and teacher feature {t} have different ranks and cannot be "
@@ -137,6 +204,26 @@ def _check_alignable(pair: Pair, student: Any, teacher: Any, method: Method) -> 
         raise ValueError(f"{where}: features must have 2, 3 or 4 dimensions; got {s}")
 
 
+def _check_sides(pair: Pair, student: torch.Tensor, teacher: torch.Tensor, strict: bool) -> None:
+    """Warn (or, with ``strict``, refuse) when a pair's maps differ more than 2x in height or width."""
+    if student.dim() != 4:
+        return
+    s, t = tuple(student.shape), tuple(teacher.shape)
+    ratio = max(max(a, b) / min(a, b) for a, b in zip(s[2:], t[2:]))
+    if ratio <= MAX_SIDE_RATIO:
+        return
+    message = (
+        f"pair {pair.student!r} -> {pair.teacher!r}: the student map {s} and the teacher map {t} differ "
+        f"{ratio:g}x in height or width; the student map is resized to the teacher's, so the two see the "
+        "image at different strides: pair layers of the same stride"
+    )
+    if strict:
+        raise ValueError(f"{message} (distill.options.{STRICT_SHAPES} is set)")
+    warnings.warn(
+        f"{message}, or set distill.options.{STRICT_SHAPES}: true to refuse such pairs", stacklevel=3
+    )
+
+
 class Distiller(nn.Module):
     """Wraps a trainable student and a frozen teacher; returns the student's output and the distillation loss.
 
@@ -152,12 +239,15 @@ class Distiller(nn.Module):
             ``"auto"`` (for all methods or as a dict value) = set by :meth:`calibrate_alpha` before training.
         sample_input: an input both models accept (a tuple is unpacked into positional arguments); one dry
             run on it infers the feature shapes, so the transforms' parameters exist before the optimizer.
-        options: per-method options, e.g. ``{"cwt": {"hidden_channels": 256}, "kd": {"tau": 2.0}}``.
+        options: per-method options, e.g. ``{"cwt": {"hidden_channels": 256}, "kd": {"tau": 2.0}}``, and
+            ``"strict_shapes": True`` to refuse (not only warn about) pairs whose maps differ >2x in a side.
         teacher_forward: ``f(teacher, *args, **kwargs)`` runs the teacher given the student's call arguments
             (default: the same call); use it when the teacher takes other inputs, e.g. a detector student gets
             ``(images, targets)`` but the teacher only ``images``.
-        teacher_dtype: run the teacher under autocast in this dtype (e.g. ``torch.bfloat16``); features are
-            cast back to the student's dtype for the loss.
+        teacher_dtype: run the teacher under autocast in this dtype (e.g. ``torch.bfloat16``). Without it the
+            teacher runs in its own dtype and on its own device (a float64 or bf16 teacher, a teacher on
+            another GPU): the inputs are cast to them, and the losses are computed in float32 on the student's
+            device. A teacher on the meta device (no values) is refused.
         verbose: print the pairs chosen by ``pairs="auto"``.
     """
 
@@ -175,6 +265,9 @@ class Distiller(nn.Module):
         verbose: bool = True,
     ) -> None:
         super().__init__()
+        _check_distinct(student, teacher)
+        _check_not_meta(student, "student")
+        _check_not_meta(teacher, "teacher")
         self.student = student
         self._frozen = [teacher]  # a list, so the teacher is not registered as a submodule
         teacher.eval()
@@ -189,13 +282,16 @@ class Distiller(nn.Module):
         if isinstance(pairs, str):
             if pairs != "auto":
                 raise ValueError(f"pairs must be a list of layer pairs or 'auto'; got {pairs!r}")
-            found = auto_pairs(student, teacher, sample_input, teacher_forward)
+            found = plan_auto_pairs(student, teacher, sample_input, teacher_forward).pairs
             if verbose:
-                print("featdistill: pairs='auto' chose " + ", ".join(f"{s}->{t}" for s, t, _ in found))
-            pairs = [(s, t) for s, t, _ in found]
+                print(
+                    "featdistill: pairs='auto' chose " + ", ".join(f"{p.student}->{p.teacher}" for p in found)
+                )
+            pairs = [(p.student, p.teacher) for p in found]
         self.pairs = parse_pairs(pairs, method)
         self.methods = {p.method: get_method(p.method) for p in self.pairs}
         self.alpha = self._resolve_alpha(alpha)
+        self.strict_shapes = self._strict_shapes(options or {})
         self.options = self._resolve_options(options or {})
         self._student_taps = FeatureTaps(student, [p.student for p in self.pairs], role="student")
         self._teacher_taps = FeatureTaps(teacher, [p.teacher for p in self.pairs], role="teacher")
@@ -223,13 +319,18 @@ class Distiller(nn.Module):
         return [name for name, value in self.alpha.items() if value is None]
 
     def set_alpha(self, alpha: Mapping[str, float]) -> None:
-        """Set the α of the named methods (e.g. restored from a checkpoint)."""
+        """Set the α of the named methods (e.g. restored from a checkpoint); each a finite number >= 0."""
         unknown = sorted(set(alpha) - set(self.alpha))
         if unknown:
             raise ValueError(
                 f"alpha given for method(s) {unknown} that no pair uses; used: {sorted(self.alpha)}"
             )
-        self.alpha.update({name: float(value) for name, value in alpha.items()})
+        checked = {}
+        for name, value in alpha.items():
+            checked[name] = _alpha_value(value, name)
+            if checked[name] is None:
+                raise ValueError(f"set_alpha needs a number for method {name!r}, got 'auto'")
+        self.alpha.update(checked)
 
     @torch.no_grad()
     def measure_losses(
@@ -288,8 +389,10 @@ class Distiller(nn.Module):
 
     def set_auto_alpha(self, measured: Mapping[str, float], ratio: float | None = None) -> dict[str, float]:
         """α = ratio · task loss / method loss for each uncalibrated method, from ``measure_losses``."""
-        if ratio is not None and not ratio > 0:
-            raise ValueError(f"the auto ratio must be positive, got {ratio}")
+        if ratio is not None and not (isinstance(ratio, (int, float)) and 0 < ratio < math.inf):
+            raise ValueError(
+                f"ratio (alpha 'auto', distill.auto_ratio) must be a finite number > 0, got {ratio}"
+            )
         chosen = {}
         for name in self.uncalibrated:
             task, raw = measured["task"], measured[name]
@@ -302,7 +405,24 @@ class Distiller(nn.Module):
         self.set_alpha(chosen)
         return chosen
 
-    def _resolve_options(self, options: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    @staticmethod
+    def _strict_shapes(options: Mapping[str, Any]) -> bool:
+        value = options.get(STRICT_SHAPES, False)
+        if not isinstance(value, bool):
+            raise TypeError(
+                f"options[{STRICT_SHAPES!r}] (distill.options.{STRICT_SHAPES}) must be true or false, got {value!r}"
+            )
+        return value
+
+    def _resolve_options(self, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Each used method's options over its defaults; keys that are neither a method nor
+        ``strict_shapes`` are refused, as are option names the method does not have."""
+        unknown = sorted(set(options) - set(METHODS) - {STRICT_SHAPES})
+        if unknown:
+            raise ValueError(
+                f"unknown distillation option(s) {unknown}: options are keyed by method "
+                f"({sorted(METHODS)}) or are {STRICT_SHAPES!r}"
+            )
         resolved = {}
         for name, method in self.methods.items():
             given = dict(options.get(name, {}))
@@ -320,11 +440,11 @@ class Distiller(nn.Module):
         was_training = self.student.training
         self.student.eval()
         try:
-            with torch.no_grad():
-                with self._student_taps.capture() as student_features:
-                    self.student(*args)
-                with self._teacher_taps.capture(stop_early=True) as teacher_features:
-                    self.teacher_forward(self.teacher, *args)
+            with torch.no_grad(), self._student_taps.capture() as student_features:
+                self.student(*args)
+            teacher_features = self.teacher_features(*args)
+        except SelectorError as err:
+            raise ValueError(f"{self._pair_of(str(err))}: {err}") from None
         finally:
             self.student.train(was_training)
         reference = next(iter(self.student.parameters()), None)
@@ -333,11 +453,40 @@ class Distiller(nn.Module):
             s, t = student_features[pair.student], teacher_features[pair.teacher]
             method = self.methods[pair.method]
             _check_alignable(pair, s, t, method)
+            _check_sides(pair, s, t, self.strict_shapes)
             transform = method.build_transform(tuple(s.shape), tuple(t.shape), self.options[pair.method])
             if reference is not None:
                 transform = transform.to(device=reference.device, dtype=reference.dtype)
             transforms.append(transform)
         return transforms
+
+    def _pair_of(self, message: str) -> str:
+        """``pair 's' -> 't'`` of the first pair whose student or teacher address ``message`` quotes."""
+        for pair in self.pairs:
+            if repr(pair.student) in message or repr(pair.teacher) in message:
+                return f"pair {pair.student!r} -> {pair.teacher!r}"
+        return "a pair"
+
+    def warn_loss_scale(self, task_loss: float, losses: Mapping[str, float]) -> None:
+        """Warn about a distillation term (``losses``, keyed as ``DistillOutput.losses``) that is more than
+        1000x or less than 1e-4x the task loss: one would drown the task, the other does nothing.
+
+        Terms of a method whose α is 0 (switched off) are not checked.
+        """
+        low, high = LOSS_RATIO_RANGE
+        for pair in self.pairs:
+            term = losses.get(pair.key)
+            if term is None or self.alpha[pair.method] == 0 or not task_loss > 0:
+                continue
+            ratio = term / task_loss
+            if not low <= ratio <= high:
+                effect = "drowns the task loss" if ratio > high else "is too small to have an effect"
+                warnings.warn(
+                    f"the first {pair.key} term is {term:.3g}, {ratio:.3g}x the task loss {task_loss:.3g}: it "
+                    f"{effect} (alpha {self.alpha[pair.method]:g}); set distill.alpha: auto to start the term "
+                    "at a fixed multiple of the task loss",
+                    stacklevel=2,
+                )
 
     def train(self, mode: bool = True) -> Distiller:
         """Set the student and transforms' mode; the teacher always stays in eval mode."""
@@ -384,8 +533,8 @@ class Distiller(nn.Module):
             student_output = self.student(*args, **kwargs)
         terms = []
         for pair, transform in zip(self.pairs, self.transforms):
-            teacher_feature = teacher_features[pair.teacher]
             student_feature = student_features[pair.student]
+            teacher_feature = teacher_features[pair.teacher].to(student_feature.device)
             size = tuple(teacher_feature.shape[-2:]) if teacher_feature.dim() == 4 else None
             # The losses are sums over whole maps: in float16 they overflow (65504) long before
             # training ends, so they are computed in float32 whatever the autocast or model dtype.

@@ -5,11 +5,12 @@ See :mod:`featdistill.taps.selectors` for the address syntax.
 
 from .discovery import LayerOutput, trace_outputs
 from .hooks import FeatureTaps, TapError, resolve_module, unwrap_model
-from .selectors import TapAddress, parse_address, select
+from .selectors import SelectorError, TapAddress, parse_address, select
 
 __all__ = [
     "FeatureTaps",
     "LayerOutput",
+    "SelectorError",
     "TapAddress",
     "TapError",
     "parse_address",

@@ -45,11 +45,21 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def resolve_module(model: nn.Module, name: str) -> nn.Module:
-    """Return the submodule called ``name`` (``""``/``"output"`` = the model), or raise with suggestions."""
+WRAPPER_PREFIXES = (
+    "hf.",
+)  # weights/huggingface.py wraps a transformers model as ``hf``: ``hf.vit.layers.0``
+
+
+def resolve_module(model: nn.Module, name: str, role: str = "") -> nn.Module:
+    """Return the submodule called ``name`` (``""``/``"output"`` = the model), or raise with suggestions.
+
+    A name inside a wrapped Hugging Face model may leave out the wrapper's ``hf.`` prefix. ``role``
+    ("student", "teacher") names the model in the error.
+    """
     modules = dict(model.named_modules())
-    if name in modules:
-        return modules[name]
+    for candidate in (name, *(prefix + name for prefix in WRAPPER_PREFIXES)):
+        if candidate in modules:
+            return modules[candidate]
     if name in OUTPUT_ALIASES:
         return model
     names = [n for n in modules if n]
@@ -59,7 +69,8 @@ def resolve_module(model: nn.Module, name: str) -> nn.Module:
         hint = f"top-level modules of {type(model).__name__}: {close}"
     else:
         hint = f"closest existing names: {close}"
-    raise TapError(f"unknown layer {name!r} in {type(model).__name__}; {hint}")
+    which = f" (the {role})" if role else ""
+    raise TapError(f"unknown layer {name!r} in {type(model).__name__}{which}; {hint}")
 
 
 def _version(value: Any) -> int | None:
@@ -101,7 +112,7 @@ class FeatureTaps:
         for address in self.addresses:
             parsed = parse_address(address)
             self._by_side.setdefault((parsed.module, parsed.on_input), []).append(parsed)
-        self._modules = {name: resolve_module(self.model, name) for name, _ in self._by_side}
+        self._modules = {name: resolve_module(self.model, name, role) for name, _ in self._by_side}
 
     @contextmanager
     def capture(self, stop_early: bool = False) -> Iterator[dict[str, Any]]:

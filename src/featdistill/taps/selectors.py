@@ -28,6 +28,10 @@ _ADDRESS = re.compile(r"^(?P<module>[^\[\]@]*)(?P<side>@[^\[\]]*)?(?P<keys>(\[[^
 _KEY = re.compile(r"\[([^\[\]]+)\]")
 
 
+class SelectorError(ValueError):
+    """A selector that does not fit the output: a missing key, an index out of range, a wrong kind of key."""
+
+
 @dataclass(frozen=True)
 class TapAddress:
     """A parsed tap address: the submodule name, which side of it is read, and the selector keys applied."""
@@ -65,7 +69,10 @@ def module_inputs(args: tuple, kwargs: Mapping[str, Any]) -> Any:
 
 
 def select(output: Any, keys: Sequence[str], address: str = "") -> Any:
-    """Apply selector keys to a module output (tensor, tuple/list, dict or object with attributes)."""
+    """Apply selector keys to a module output (tensor, tuple/list, dict or object with attributes).
+
+    Raises ``SelectorError`` (a ``ValueError``) naming the address when a key does not fit the output.
+    """
     value = output
     for key in keys:
         if isinstance(value, Mapping):
@@ -74,16 +81,20 @@ def select(output: Any, keys: Sequence[str], address: str = "") -> Any:
             elif key.lstrip("-").isdigit() and int(key) in value:
                 value = value[int(key)]
             else:
-                raise KeyError(f"tap {address!r}: key {key!r} not in output; available keys: {list(value)}")
+                raise SelectorError(
+                    f"tap {address!r}: key {key!r} not in output; available keys: {list(value)}"
+                )
         elif isinstance(value, Sequence) and not isinstance(value, str):
             if not key.lstrip("-").isdigit():
-                raise KeyError(f"tap {address!r}: output is a {type(value).__name__}; use an integer index")
+                raise SelectorError(
+                    f"tap {address!r}: output is a {type(value).__name__}; use an integer index"
+                )
             index = int(key)
             if not -len(value) <= index < len(value):
-                raise KeyError(f"tap {address!r}: index {index} out of range for length {len(value)}")
+                raise SelectorError(f"tap {address!r}: index {index} out of range for length {len(value)}")
             value = value[index]
         elif hasattr(value, key):
             value = getattr(value, key)
         else:
-            raise KeyError(f"tap {address!r}: cannot select {key!r} from a {type(value).__name__}")
+            raise SelectorError(f"tap {address!r}: cannot select {key!r} from a {type(value).__name__}")
     return value
