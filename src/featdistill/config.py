@@ -60,6 +60,15 @@ class DataConfig:
             )
 
 
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One teacher to build: its model name, weights and own builder options (over ``model.options``)."""
+
+    model: str
+    weights: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class ModelConfig:
     """Student and (optional) teacher by registry name, with weights from a file or by name."""
@@ -70,6 +79,47 @@ class ModelConfig:
     student_weights: str | None = None  # .pt/.pth/.bin/.safetensors file, torchvision[:<ENUM>] or timm
     teacher_weights: str | None = None  # the teacher's weights, same forms as student_weights
     options: dict[str, Any] = field(default_factory=dict)  # task-specific builder options
+    teachers: dict[str, Any] = field(
+        default_factory=dict
+    )  # several teachers instead of teacher: {name: {model, weights, options}}; pairs name their layers name:layer
+
+    def __post_init__(self) -> None:
+        if self.teachers and self.teacher is not None:
+            raise ConfigError(
+                "model.teacher and model.teachers are both set: give one teacher as model.teacher, or several "
+                "as model.teachers (set model.teacher: null)"
+            )
+        for name in self.teachers:
+            self.teacher_spec(name)  # each entry checked now, before any work starts
+
+    @property
+    def distilled(self) -> bool:
+        """Whether a teacher (``model.teacher``) or several (``model.teachers``) are configured."""
+        return self.teacher is not None or bool(self.teachers)
+
+    def teacher_spec(self, name: str | None = None) -> TeacherSpec:
+        """``model.teacher`` (name None) or the ``model.teachers`` entry ``name``, checked key by key."""
+        if name is None:
+            if self.teacher is None:
+                raise ConfigError("model.teacher is not set")
+            return TeacherSpec(self.teacher, self.teacher_weights)
+        entry, where = self.teachers.get(name), f"model.teachers.{name}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"'{where}' must be a mapping {{model, weights, options}}, got {entry!r}")
+        hints = typing.get_type_hints(TeacherSpec)
+        for key, value in entry.items():
+            if key not in hints:
+                close = difflib.get_close_matches(str(key), list(hints), n=1, cutoff=0.4)
+                hint = f"; did you mean '{where}.{close[0]}'?" if close else f"; valid keys: {sorted(hints)}"
+                raise ConfigError(f"unknown config key '{where}.{key}'{hint}")
+            if not _matches(value, hints[key]):
+                raise ConfigError(
+                    f"config key '{where}.{key}' expects {_type_name(hints[key])}, got {value!r} "
+                    f"({type(value).__name__})"
+                )
+        if "model" not in entry:
+            raise ConfigError(f"missing required config key '{where}.model'; name the teacher's model")
+        return TeacherSpec(**entry)
 
 
 @dataclass
@@ -136,8 +186,12 @@ class RunConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (for checkpoints and YAML)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (for checkpoints and YAML); an empty ``model.teachers`` is left out, so the
+        config of a one-teacher run reads (and compares with older checkpoints) as it did before."""
+        tree = dataclasses.asdict(self)
+        if not tree["model"]["teachers"]:
+            del tree["model"]["teachers"]
+        return tree
 
 
 def _type_name(tp: Any) -> str:

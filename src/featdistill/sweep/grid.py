@@ -129,7 +129,7 @@ def lockstep_key(cfg: RunConfig) -> str:
     }
     if cfg.task == "detection":
         shared["model.student"] = cfg.model.student  # the family decides the data (masks) and metrics
-    if cfg.model.teacher is None:
+    if not cfg.model.distilled:
         shared = {k: v for k, v in shared.items() if k not in TEACHER_KEYS}
     return json.dumps(shared, sort_keys=True, default=str)
 

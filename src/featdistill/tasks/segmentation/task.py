@@ -119,8 +119,10 @@ class SegmentationTask(ImageLabelBatches, ReportsData):
                 raise ValueError(f"model.options.{side} must be a mapping of options, got {value!r}")
         return {**shared, **sides[role]}
 
-    def _build(self, name: str, role: str, weights: str | None) -> nn.Module:
-        model = build_segmenter(name, self.num_classes, **self._model_options(role))
+    def _build(
+        self, name: str, role: str, weights: str | None, options: dict[str, Any] | None = None
+    ) -> nn.Module:
+        model = build_segmenter(name, self.num_classes, **{**self._model_options(role), **(options or {})})
         if weights is not None:
             load_weights(model, weights, name, self.num_classes)
         return model
@@ -129,11 +131,10 @@ class SegmentationTask(ImageLabelBatches, ReportsData):
         m = self.cfg.model
         return self._build(m.student, "student", m.student_weights)
 
-    def build_teacher(self) -> nn.Module:
-        m = self.cfg.model
-        if m.teacher is None:
-            raise ValueError("model.teacher is not set")
-        return self._build(m.teacher, "teacher", m.teacher_weights)
+    def build_teacher(self, name: str | None = None) -> nn.Module:
+        """``model.teacher``, or the ``model.teachers`` entry ``name`` (its options over the teacher's)."""
+        spec = self.cfg.model.teacher_spec(name)
+        return self._build(spec.model, "teacher", spec.weights, spec.options)
 
     def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
         """``backbone.layer4`` of both; the last shared-resolution stage for backbones without one."""
