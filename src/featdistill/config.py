@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -24,6 +25,7 @@ class ConfigError(ValueError):
 
 REQUIRED: Any = dataclasses.MISSING
 Alpha = float | Literal["auto"]  # a loss weight, or "auto": calibrated before training (see DistillConfig)
+DistillOptions = dict[str, dict[str, Any] | bool]  # {method: {option: value}}, and strict_shapes: true/false
 
 
 @dataclass
@@ -128,11 +130,24 @@ class DistillConfig:
 
     method: str = "cwt"  # cwt, cwt_linear, l2, kd, fitnets, at, cwd or mgd
     pairs: list[Any] | str | None = None  # [[student_layer, teacher_layer], ...], auto, null = task default
-    alpha: Alpha | dict[str, Alpha] | None = None  # loss weight or auto, or {method: one}; null = defaults
+    alpha: Alpha | dict[str, Alpha] | None = (
+        None  # loss weight or auto, or {method (or teacher, teacher:method): one}; null = defaults
+    )
     auto_ratio: float | None = None  # alpha auto: method loss / task loss at start (null = method's own)
     auto_batches: int = 4  # alpha auto: training batches measured before training
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {method: {option: value}}
+    options: DistillOptions = field(default_factory=dict)  # {method: {option: value}}, strict_shapes: bool
     teacher_dtype: Literal["float32", "bfloat16", "float16"] | None = None  # teacher's dtype
+
+    def __post_init__(self) -> None:
+        alphas = self.alpha.items() if isinstance(self.alpha, dict) else [("", self.alpha)]
+        for method, value in alphas:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 <= value < math.inf:
+                key = f"distill.alpha.{method}" if method else "distill.alpha"
+                raise ConfigError(
+                    f"{key} is {value}: it must be a finite number >= 0 (0 switches the term off)"
+                )
+        if self.auto_ratio is not None and not 0 < self.auto_ratio < math.inf:
+            raise ConfigError(f"distill.auto_ratio is {self.auto_ratio}: it must be a finite number > 0")
 
 
 @dataclass

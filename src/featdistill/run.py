@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from .distiller.distiller import default_teacher_forward
 from .distiller.teachers import teacher_prefix
 from .engine import Trainer
 from .engine.distributed import DistributedContext, init_distributed, sync_batchnorm, wrap_ddp
+
+OWN_WEIGHTS = ("hf:",)  # model names whose builder loads the model's own trained weights
 
 
 def get_task(cfg: RunConfig) -> Any:
@@ -80,10 +83,25 @@ def build_teacher(task: Any, name: str | None = None) -> nn.Module:
     drawing from the global RNG.
 
     The student and the transforms then get the same initialisation whether a teacher is built for them
-    alone (``train``) or once for several students (``sweep``).
+    alone (``train``) or once for several students (``sweep``). A teacher without weights warns: it is
+    untrained (``hf:`` models carry their own weights).
     """
     with torch.random.fork_rng(devices=[]):
-        return task.build_teacher() if name is None else task.build_teacher(name)
+        teacher = task.build_teacher() if name is None else task.build_teacher(name)
+    spec = task.cfg.model.teacher_spec(name)
+    if spec.weights is None and not spec.model.startswith(OWN_WEIGHTS):
+        model, weights = (
+            ("model.teacher", "model.teacher_weights")
+            if name is None
+            else (f"model.teachers.{name}.model", f"model.teachers.{name}.weights")
+        )
+        warnings.warn(
+            f"the teacher is untrained: {model} {spec.model!r} is built without weights "
+            f"({weights} is null), so the student would learn random features; set "
+            f"{weights} to the trained teacher's checkpoint",
+            stacklevel=2,
+        )
+    return teacher
 
 
 def build_teachers(task: Any) -> dict[str, nn.Module]:

@@ -514,15 +514,16 @@ class Distiller(nn.Module):
                 return f"pair {pair.student!r} -> {pair.teacher!r}"
         return "a pair"
 
-    def warn_loss_scale(self, task_loss: float, losses: Mapping[str, float]) -> None:
-        """Warn about a distillation term (``losses``, keyed as ``DistillOutput.losses``) that is more than
-        1000x or less than 1e-4x the task loss: one would drown the task, the other does nothing.
+    def warn_loss_scale(self, terms: Mapping[str, float]) -> None:
+        """Warn about a distillation term more than 1000x or less than 1e-4x the task loss (one drowns the
+        task, the other does nothing). ``terms``: the step's task terms and ``DistillOutput.losses``.
 
-        Terms of a method whose α is 0 (switched off) are not checked.
+        The terms of a method whose α is 0 (switched off) are not checked.
         """
+        task_loss = sum(value for key, value in terms.items() if key not in {p.key for p in self.pairs})
         low, high = LOSS_RATIO_RANGE
         for pair in self.pairs:
-            term = losses.get(pair.key)
+            term = terms.get(pair.key)
             if term is None or self.alpha[pair.alpha_key] == 0 or not task_loss > 0:
                 continue
             ratio = term / task_loss

@@ -407,6 +407,8 @@ class Trainer:
         )
         if self.device.type == "cpu" or log_now or checkpoint_now or self.done:
             self._check_finite(terms)  # on GPU only when a value is needed anyway (no extra syncs)
+        if self.step == 1 and isinstance(self.core, Distiller):  # a term far from the task loss ruins the run
+            self.core.warn_loss_scale({k: float(v) for k, v in terms.items() if k != "loss"})
         values = None
         if log_now:
             # the mean over processes: the loss of the global batch, as one process would log it
