@@ -19,7 +19,14 @@ def _config(tmp_path: Path, **model) -> Path:
     cfg = {
         "task": "classification",
         "device": "cpu",
-        "data": {"name": "synthetic", "root": "unused", "image_size": 16, "limit": 16, "batch_size": 8},
+        "data": {
+            "name": "synthetic",
+            "root": "unused",
+            "image_size": 16,
+            "limit": 16,
+            "val_limit": 8,
+            "batch_size": 8,
+        },
         "model": {"student": "resnet8", "num_classes": 10, **model},
         "distill": {"alpha": "auto", "auto_batches": 1},
         "train": {"epochs": 1, "max_steps": 2, "log_every": 1},
