@@ -114,7 +114,7 @@ def test_alpha_zero_switches_the_term_off_and_set_alpha_is_checked() -> None:
 @pytest.mark.parametrize("ratio", [0.0, -1.0, math.nan, math.inf])
 def test_auto_ratio_must_be_positive_and_finite(ratio: float) -> None:
     d = _distiller(alpha="auto")
-    with pytest.raises(ValueError, match=r"ratio .* must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"ratio .* must be positive and finite"):
         d.set_auto_alpha({"task": 1.0, "cwt": 2.0}, ratio)
 
 
@@ -149,12 +149,6 @@ def test_shared_parameters_are_refused() -> None:
     teacher.layer1 = student.layer1  # a teacher built around the student's own stage
     with pytest.raises(ValueError, match=r"student and teacher share 6 parameter\(s\) \(e\.g\. 'layer1\.0\."):
         _distiller(student, teacher)
-
-
-def test_the_same_model_twice_in_the_cli_is_not_shared(tmp_path: Path, capsys) -> None:
-    # model.teacher == model.student builds two separate models: it trains (the student learns).
-    code, _ = _cli(capsys, "train", _config(tmp_path))
-    assert code == 0
 
 
 class Pack(nn.Module):

@@ -43,6 +43,10 @@ def test_layers_lists_shapes_auto_pairs_and_tapped_flops(tmp_path: Path, capsys)
     assert re.search(r"^  layer3\s+\(2, 64, 4, 4\)$", out, re.M)
     assert re.search(r"^  layer1\.1\s+\(2, 16, 16, 16\)$", out, re.M)  # resnet14 has two blocks a stage
     assert "pairs 'auto' would choose: layer1->layer1, layer2->layer2, layer3->layer3" in out
+    assert "  layer3->layer3: the stage output at 4x4 in both models" in out  # why each pair
+    assert (
+        "  left out:\n    student 'fc' and its layers: a head (it makes the predictions)" in out
+    )  # and why not
     assert "pairs distilled (distill.pairs): layer1->layer2 [cwt]" in out
 
     # The share is the forward up to the tapped layer over the whole forward, counted independently.

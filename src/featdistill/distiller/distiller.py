@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -76,7 +77,7 @@ def _alpha_value(value: float | str, method: str) -> float | None:
     """A number >= 0 (0 switches the method's term off), or None for ``"auto"``."""
     if value == "auto":
         return None
-    if isinstance(value, (str, bool)) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"alpha of method {method!r} must be a number or 'auto', got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(
@@ -437,7 +438,7 @@ class Distiller(nn.Module):
         """α = ratio · task loss / method loss for each uncalibrated method, from ``measure_losses``."""
         if ratio is not None and not (isinstance(ratio, (int, float)) and 0 < ratio < math.inf):
             raise ValueError(
-                f"ratio (alpha 'auto', distill.auto_ratio) must be a finite number > 0, got {ratio}"
+                f"ratio (alpha 'auto', distill.auto_ratio) must be positive and finite, got {ratio}"
             )
         chosen = {}
         for name in self.uncalibrated:

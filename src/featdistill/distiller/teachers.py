@@ -7,6 +7,7 @@ runs on its own, frozen, without grad, stopped right after its own last tapped l
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,7 +29,7 @@ def default_teacher_forward(teacher: nn.Module, *args: Any, **kwargs: Any) -> An
 
 def _params_device(model: nn.Module) -> tuple[torch.device, torch.dtype] | None:
     """The device and floating dtype of the model's first floating parameter or buffer (None: it has none)."""
-    for tensor in (*model.parameters(), *model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         if tensor.is_floating_point():
             return tensor.device, tensor.dtype
     return None
