@@ -69,6 +69,15 @@ class DataConfig:
             )
 
 
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One teacher to build: its model name, weights and own builder options (over ``model.options``)."""
+
+    model: str
+    weights: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class ModelConfig:
     """Student and (optional) teacher by registry name, with weights from a file or by name."""
@@ -81,6 +90,46 @@ class ModelConfig:
     options: dict[str, Any] = field(
         default_factory=dict
     )  # the task's model builder options (checked by its schema)
+    teachers: dict[str, Any] = field(
+        default_factory=dict
+    )  # several teachers instead of teacher: {name: {model, weights, options}}; pairs name their layers name:layer
+
+    def __post_init__(self) -> None:
+        if self.teachers and self.teacher is not None:
+            raise ConfigError(
+                "model.teacher and model.teachers are both set: give one teacher as model.teacher, or several "
+                "as model.teachers (set model.teacher: null)"
+            )
+        for name in self.teachers:
+            self.teacher_spec(name)  # each entry checked now, before any work starts
+
+    @property
+    def distilled(self) -> bool:
+        """Whether a teacher (``model.teacher``) or several (``model.teachers``) are configured."""
+        return self.teacher is not None or bool(self.teachers)
+
+    def teacher_spec(self, name: str | None = None) -> TeacherSpec:
+        """``model.teacher`` (name None) or the ``model.teachers`` entry ``name``, checked key by key."""
+        if name is None:
+            if self.teacher is None:
+                raise ConfigError("model.teacher is not set")
+            return TeacherSpec(self.teacher, self.teacher_weights)
+        entry, where = self.teachers.get(name), f"model.teachers.{name}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"'{where}' must be a mapping {{model, weights, options}}, got {entry!r}")
+        hints = typing.get_type_hints(TeacherSpec)
+        for key, value in entry.items():
+            if key not in hints:
+                hint = did_you_mean(str(key), hints, prefix=f"{where}.")
+                raise ConfigError(f"unknown config key '{where}.{key}'{hint}")
+            if not _matches(value, hints[key]):
+                raise ConfigError(
+                    f"config key '{where}.{key}' expects {_type_name(hints[key])}, got {value!r} "
+                    f"({type(value).__name__})"
+                )
+        if "model" not in entry:
+            raise ConfigError(f"missing required config key '{where}.model'; name the teacher's model")
+        return TeacherSpec(**entry)
 
 
 @dataclass
@@ -89,7 +138,9 @@ class DistillConfig:
 
     method: str = "cwt"  # cwt, cwt_linear, l2, kd, fitnets, at, cwd or mgd
     pairs: list[Any] | str | None = None  # [[student_layer, teacher_layer], ...], auto, null = task default
-    alpha: Alpha | dict[str, Alpha] | None = None  # loss weight or auto, or {method: one}; null = defaults
+    alpha: Alpha | dict[str, Alpha] | None = (
+        None  # loss weight or auto, or {method (or teacher, teacher:method): one}; null = defaults
+    )
     auto_ratio: float | None = None  # alpha auto: method loss / task loss at start (null = method's own)
     auto_batches: int = 4  # alpha auto: training batches measured before training
     options: DistillOptions = field(default_factory=dict)  # {method: {option: value}}, strict_shapes: bool
@@ -167,8 +218,12 @@ class RunConfig:
             raise ConfigError(f"config key 'task': {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (for checkpoints and YAML)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (for checkpoints and YAML); an empty ``model.teachers`` is left out, so the
+        config of a one-teacher run reads (and compares with older checkpoints) as it did before."""
+        tree = dataclasses.asdict(self)
+        if not tree["model"]["teachers"]:
+            del tree["model"]["teachers"]
+        return tree
 
     def with_overrides(self, values: dict[str, Any]) -> RunConfig:
         """A new validated config: this one with each dotted key set, e.g. ``{"train.lr": 0.05}``.

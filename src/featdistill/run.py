@@ -14,6 +14,7 @@ from torch import nn
 
 from .config import RunConfig
 from .distiller import Distiller
+from .distiller.teachers import teacher_prefix
 from .engine import Trainer
 from .engine.distributed import DistributedContext, init_distributed, sync_batchnorm, wrap_ddp
 from .tasks.base import Task
@@ -53,30 +54,55 @@ def fingerprint(cfg: RunConfig) -> str:
     keyed = {
         "task": cfg.task,
         "data": cfg.data.name,
-        "model": cfg.model.__dict__,
+        "model": {
+            k: v for k, v in cfg.model.__dict__.items() if k != "teachers" or v
+        },  # one teacher: as before
         "distill": cfg.distill.__dict__,
     }
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def build_teacher(task: Task) -> nn.Module:
-    """The task's teacher, built without drawing from the global RNG.
+def build_teacher(task: Task, name: str | None = None) -> nn.Module:
+    """The task's teacher (``model.teacher``, or the ``model.teachers`` entry ``name``), built without
+    drawing from the global RNG.
 
     The student and the transforms then get the same initialisation whether a teacher is built for them
     alone (``train``) or once for several students (``sweep``). A teacher without weights warns: it is
     untrained (``hf:`` models carry their own weights).
     """
     with torch.random.fork_rng(devices=[]):
-        teacher = task.build_teacher()
-    m = task.cfg.model
-    if m.teacher_weights is None and not m.teacher.startswith(OWN_WEIGHTS):
+        teacher = task.build_teacher() if name is None else task.build_teacher(name)
+    spec = task.cfg.model.teacher_spec(name)
+    if spec.weights is None and not spec.model.startswith(OWN_WEIGHTS):
+        model, weights = (
+            ("model.teacher", "model.teacher_weights")
+            if name is None
+            else (f"model.teachers.{name}.model", f"model.teachers.{name}.weights")
+        )
         warnings.warn(
-            f"the teacher is untrained: model.teacher {m.teacher!r} is built without weights "
-            "(model.teacher_weights is null), so the student would learn random features; set "
-            "model.teacher_weights to the trained teacher's checkpoint",
+            f"the teacher is untrained: {model} {spec.model!r} is built without weights "
+            f"({weights} is null), so the student would learn random features; set "
+            f"{weights} to the trained teacher's checkpoint",
             stacklevel=2,
         )
     return teacher
+
+
+def build_teachers(task: Task) -> dict[str, nn.Module]:
+    """Every configured teacher by name: ``{"": teacher}`` for ``model.teacher``, else ``model.teachers``."""
+    names = list(task.cfg.model.teachers)
+    if not names:
+        return {"": build_teacher(task)}
+    return {name: build_teacher(task, name) for name in names}
+
+
+def default_pairs(task: Task, student: nn.Module, teachers: dict[str, nn.Module]) -> list[tuple[str, str]]:
+    """The task's default pairs with each teacher, named ``name:layer`` when there are several."""
+    return [
+        (s, teacher_prefix(name) + t)
+        for name, teacher in teachers.items()
+        for s, t in task.default_pairs(student, teacher)
+    ]
 
 
 def build_model(
@@ -84,26 +110,27 @@ def build_model(
     task: Task,
     device: torch.device,
     ctx: DistributedContext | None = None,
-    teacher: nn.Module | None = None,
+    teachers: dict[str, nn.Module] | None = None,
 ) -> nn.Module:
-    """The student alone (no teacher configured) or a Distiller around student and teacher.
+    """The student alone (no teacher configured) or a Distiller around student and teacher(s).
 
     With ``ctx`` of several processes and ``train.sync_bn``, the student's BatchNorm layers become
-    SyncBatchNorm before the Distiller resolves its taps. ``teacher`` is one already built (and shared).
+    SyncBatchNorm before the Distiller resolves its taps. ``teachers`` are already built (and shared), as
+    :func:`build_teachers` returns them.
     """
     ctx = ctx or DistributedContext(device=device)
     student = task.build_student()
     if cfg.train.sync_bn:
         student = sync_batchnorm(student, ctx)
-    if cfg.model.teacher is None:
+    if not cfg.model.distilled:
         return student.to(device)
-    teacher = teacher if teacher is not None else build_teacher(task)
+    teachers = teachers if teachers is not None else build_teachers(task)
     d = cfg.distill
-    pairs = d.pairs if d.pairs is not None else task.default_pairs(student, teacher)
+    pairs = d.pairs if d.pairs is not None else default_pairs(task, student, teachers)
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(d.teacher_dtype or "")
     distiller = Distiller(
         student,
-        teacher,
+        **({"teacher": teachers[""]} if "" in teachers else {"teachers": teachers}),
         pairs=pairs,
         method=d.method,
         alpha=d.alpha,
@@ -134,13 +161,13 @@ def build_trainers(cfgs: list[RunConfig], evaluate_on: str = "val") -> list[Trai
     seed_everything(first.train.seed, first.train.deterministic)
     task = get_task(first)
     train_loader, val_loader = task.build_loaders(ctx.rank, ctx.world_size, evaluate_on=evaluate_on)
-    with_teacher = [cfg for cfg in cfgs if cfg.model.teacher is not None]
-    teacher = build_teacher(_variant_task(task, with_teacher[0])) if with_teacher else None
+    with_teacher = [cfg for cfg in cfgs if cfg.model.distilled]
+    teachers = build_teachers(_variant_task(task, with_teacher[0])) if with_teacher else None
     trainers = []
     for cfg in cfgs:
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         variant = _variant_task(task, cfg)
-        model = build_model(cfg, variant, device, ctx, teacher=teacher)
+        model = build_model(cfg, variant, device, ctx, teachers=teachers)
         if cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if cfg.train.compile:

@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> None:
     from ..config import load_config
     from ..distiller.auto_pairs import plan_pairs
     from ..distiller.distiller import parse_pairs
-    from ..run import build_teacher, get_task
+    from ..distiller.teachers import teacher_prefix
+    from ..run import build_teachers, get_task
 
     cfg = load_config(args.config, args.overrides)
     task = get_task(cfg)
@@ -151,27 +152,39 @@ def run(args: argparse.Namespace) -> None:
     student = task.build_student()
     traced_student = trace("student", f"{cfg.model.student} ({type(student).__name__})", student, student_run)
     lines = format_layers(traced_student, sample)
-    if cfg.model.teacher is None:
+    if not cfg.model.distilled:
         print("\n".join([*lines, "no model.teacher in the config: no pairs"]))
         return
-    teacher = build_teacher(task)
-    traced_teacher = trace("teacher", f"{cfg.model.teacher} ({type(teacher).__name__})", teacher, teacher_run)
-    lines += ["", *format_layers(traced_teacher, sample), ""]
-    try:
-        auto = plan_pairs(traced_student.outputs, traced_teacher.outputs)
-    except ValueError:
-        auto = None  # no shared resolution: 'auto' would fail with that message
+    teachers = build_teachers(task)
     d = cfg.distill
-    if d.pairs is None:
-        pairs, source = task.default_pairs(student, teacher), "the task's default, distill.pairs is unset"
-    elif d.pairs == "auto":
-        pairs, source = [(p.student, p.teacher) for p in auto.pairs] if auto else [], "distill.pairs: auto"
-    else:
-        pairs, source = d.pairs, "distill.pairs"
-    configured = parse_pairs(pairs, d.method)
-    traced_student.tapped = [p.student for p in configured]
-    traced_teacher.tapped = [p.teacher for p in configured]
-    count_tapped_flops(traced_student, student, student_run)
-    count_tapped_flops(traced_teacher, teacher, teacher_run)
-    lines += format_pairs(auto, configured, source, [traced_student, traced_teacher])
+    configured = None if d.pairs in (None, "auto") else parse_pairs(d.pairs, d.method)
+    for name, teacher in teachers.items():
+        role = f"teacher {name!r}" if name else "teacher"
+        spec = cfg.model.teacher_spec(name or None)
+        traced = trace(role, f"{spec.model} ({type(teacher).__name__})", teacher, teacher_run)
+        lines += ["", *format_layers(traced, sample), ""]
+        try:
+            auto = plan_pairs(traced_student.outputs, traced.outputs)
+        except ValueError:
+            auto = None  # no shared resolution: 'auto' would fail with that message
+        prefix = teacher_prefix(name)
+        if configured is not None:
+            mine, source = [p for p in configured if p.teacher.startswith(prefix)], "distill.pairs"
+        else:
+            if d.pairs is None:
+                pairs, source = (
+                    task.default_pairs(student, teacher),
+                    "the task's default, distill.pairs is unset",
+                )
+            else:
+                pairs, source = (
+                    [(p.student, p.teacher) for p in auto.pairs] if auto else [],
+                    "distill.pairs: auto",
+                )
+            mine = parse_pairs([(s, prefix + t) for s, t, *_ in pairs], d.method)
+        traced_student.tapped = [p.student for p in mine]
+        traced.tapped = [p.teacher.removeprefix(prefix) for p in mine]
+        count_tapped_flops(traced_student, student, student_run)
+        count_tapped_flops(traced, teacher, teacher_run)
+        lines += format_pairs(auto, mine, source, [traced_student, traced])
     print("\n".join(lines))

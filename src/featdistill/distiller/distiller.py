@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -16,6 +15,15 @@ from torch import nn
 from ..taps import FeatureTaps, SelectorError, unwrap_model
 from .auto_pairs import plan_auto_pairs
 from .methods import METHODS, Method, get_method
+from .teachers import (
+    TeacherRun,
+    default_teacher_forward,
+    name_teachers,
+    per_teacher,
+    run_teachers,
+    split_teacher,
+    teacher_prefix,
+)
 
 PairSpec = Sequence[str] | Mapping[str, Any]
 AlphaSpec = float | str | Mapping[str, float | str] | None
@@ -29,8 +37,14 @@ class Pair:
     """One distilled layer pair: student address → teacher address, compared by ``method``."""
 
     student: str
-    teacher: str
+    teacher: str  # with several teachers, prefixed by the teacher's name: "cnn:layer4"
     method: str
+    teacher_name: str = ""  # "" for the one teacher given as ``teacher=``
+
+    @property
+    def alpha_key(self) -> str:
+        """Which α weighs this pair: its method's, or with several teachers its teacher's (``"cnn:cwt"``)."""
+        return teacher_prefix(self.teacher_name) + self.method
 
     @property
     def key(self) -> str:
@@ -73,26 +87,6 @@ def _alpha_value(value: float | str, method: str) -> float | None:
     return float(value)
 
 
-def _params_device(model: nn.Module) -> tuple[torch.device, torch.dtype] | None:
-    """The device and floating dtype of the model's first floating parameter or buffer (None: it has none)."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.device, tensor.dtype
-    return None
-
-
-def _cast(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
-    """``value`` with every tensor on ``device`` and every floating tensor in ``dtype`` (nested in lists,
-    tuples and dicts)."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device=device, dtype=dtype if value.is_floating_point() else None)
-    if type(value) in (list, tuple):  # not NamedTuples or other subclasses, which are passed as they are
-        return type(value)(_cast(item, device, dtype) for item in value)
-    if type(value) is dict:
-        return {key: _cast(item, device, dtype) for key, item in value.items()}
-    return value
-
-
 def _check_distinct(student: nn.Module, teacher: nn.Module) -> None:
     """Refuse a teacher that is the student, or shares parameters with it (freezing it would freeze both)."""
     if unwrap_model(student) is unwrap_model(teacher):
@@ -124,34 +118,6 @@ def _rng_devices(module: nn.Module) -> list[int]:
     return sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
 
 
-def default_teacher_forward(teacher: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """Call the teacher with exactly the student's arguments."""
-    return teacher(*args, **kwargs)
-
-
-def run_teacher(
-    teacher: nn.Module,
-    taps: FeatureTaps,
-    teacher_forward: Callable[..., Any],
-    teacher_dtype: torch.dtype | None,
-    args: tuple,
-    kwargs: dict[str, Any],
-) -> dict[str, Any]:
-    """The tapped teacher features for these inputs: no grad, optional autocast, stopped after the last tap.
-
-    The teacher runs in its own dtype and on its own device: the inputs are cast to them (a float64, bf16
-    or fp16 teacher, or one on another device, takes a float32 batch).
-    """
-    placed = _params_device(teacher)
-    if placed is not None:
-        args, kwargs = _cast(args, *placed), _cast(kwargs, *placed)
-    device = placed[0] if placed is not None else torch.device("cpu")
-    autocast = torch.autocast(device.type, dtype=teacher_dtype, enabled=teacher_dtype is not None)
-    with torch.no_grad(), autocast, taps.capture(stop_early=True) as features:
-        teacher_forward(teacher, *args, **kwargs)
-    return features
-
-
 def parse_pairs(pairs: Sequence[PairSpec], method: str) -> list[Pair]:
     """Normalise ``(s, t)``, ``(s, t, method)`` or ``{"student", "teacher", "method"}`` entries."""
     parsed = []
@@ -172,6 +138,23 @@ def parse_pairs(pairs: Sequence[PairSpec], method: str) -> list[Pair]:
     for pair in parsed:
         get_method(pair.method)
     return parsed
+
+
+_MISSING = object()
+
+
+def _alpha_entry(alpha: Mapping[str, Any], pair: Pair) -> Any:
+    """The most specific entry of an ``alpha`` mapping for ``pair``: ``"cnn:cwt"``, ``{"cnn": {"cwt"}}``,
+    ``{"cnn": ...}``, then ``{"cwt": ...}``; ``_MISSING`` when there is none."""
+    if pair.alpha_key in alpha:
+        return alpha[pair.alpha_key]
+    if pair.teacher_name in alpha:
+        by_teacher = alpha[pair.teacher_name]
+        if not isinstance(by_teacher, Mapping):
+            return by_teacher
+        if pair.method in by_teacher:
+            return by_teacher[pair.method]
+    return alpha.get(pair.method, _MISSING)
 
 
 def _check_alignable(pair: Pair, student: Any, teacher: Any, method: Method) -> None:
@@ -227,7 +210,7 @@ def _check_sides(pair: Pair, student: torch.Tensor, teacher: torch.Tensor, stric
 
 
 class Distiller(nn.Module):
-    """Wraps a trainable student and a frozen teacher; returns the student's output and the distillation loss.
+    """Wraps a trainable student and frozen teachers; returns the student's output and the distillation loss.
 
     Args:
         student: the model being trained.
@@ -235,10 +218,13 @@ class Distiller(nn.Module):
             not a registered submodule, so it is absent from ``parameters()`` and ``state_dict()``).
         pairs: ``[(student_layer, teacher_layer[, method]), ...]`` with tap addresses (see
             :mod:`featdistill.taps.selectors`), or ``"auto"`` to pair the last feature of every spatial
-            resolution both models have.
+            resolution both models have (with several teachers: the student with each of them).
         method: the method of pairs that name none (see :mod:`featdistill.distiller.methods`).
         alpha: the loss weight: one float for all methods, or ``{method: alpha}``; None = method defaults;
             ``"auto"`` (for all methods or as a dict value) = set by :meth:`calibrate_alpha` before training.
+            With several teachers each (teacher, method) has its own α (keyed ``"cnn:cwt"``), given per
+            method (``{"cwt": ...}``), per teacher (``{"cnn": ...}``, or ``{"cnn": {"cwt": ...}}``) or per
+            both (``{"cnn:cwt": ...}``); the most specific entry wins, and ``"auto"`` calibrates each term.
         sample_input: an input both models accept (a tuple is unpacked into positional arguments); one dry
             run on it infers the feature shapes, so the transforms' parameters exist before the optimizer.
         options: per-method options, e.g. ``{"cwt": {"hidden_channels": 256}, "kd": {"tau": 2.0}}``, and
@@ -251,73 +237,132 @@ class Distiller(nn.Module):
             another GPU): the inputs are cast to them, and the losses are computed in float32 on the student's
             device. A teacher on the meta device (no values) is refused.
         verbose: print the pairs chosen by ``pairs="auto"``.
+        teachers: several frozen teachers instead of ``teacher``, ``{name: model}``; each pair then names
+            its teacher's layer as ``"name:layer"`` (``("layer4", "cnn:layer4")``). Each teacher runs on its
+            own, stopped after its own last tapped layer; ``teacher_forward`` and ``teacher_dtype`` may be
+            ``{name: value}`` mappings (teachers not named get the default). The loss is the sum of each
+            teacher's terms, each as it would be with that teacher alone.
     """
 
     def __init__(
         self,
         student: nn.Module,
-        teacher: nn.Module,
-        pairs: Sequence[PairSpec] | str,
+        teacher: nn.Module | None = None,
+        pairs: Sequence[PairSpec] | str | None = None,
         method: str = "cwt",
         alpha: AlphaSpec = None,
         sample_input: Any = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
-        teacher_forward: Callable[..., Any] = default_teacher_forward,
-        teacher_dtype: torch.dtype | None = None,
+        teacher_forward: Callable[..., Any] | Mapping[str, Callable[..., Any]] = default_teacher_forward,
+        teacher_dtype: torch.dtype | Mapping[str, torch.dtype | None] | None = None,
         verbose: bool = True,
+        teachers: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        _check_distinct(student, teacher)
+        frozen = name_teachers(teacher, teachers, reserved=list(METHODS))
+        for module in frozen.values():
+            _check_distinct(student, module)
         _check_not_meta(student, "student")
-        _check_not_meta(teacher, "teacher")
+        for module in frozen.values():
+            _check_not_meta(module, "teacher")
         self.student = student
-        self._frozen = [teacher]  # a list, so the teacher is not registered as a submodule
-        teacher.eval()
-        teacher.requires_grad_(False)
+        for module in frozen.values():
+            module.eval()
+            module.requires_grad_(False)
         self.teacher_forward = teacher_forward
         self.teacher_dtype = teacher_dtype
+        names = list(frozen)
+        forwards = per_teacher(teacher_forward, names, default_teacher_forward, "teacher_forward")
+        dtypes = per_teacher(teacher_dtype, names, None, "teacher_dtype")
         if sample_input is None:
             raise ValueError(
                 "sample_input is required: one dry run on it infers feature shapes so that the transforms' "
                 "parameters exist before you build the optimizer (e.g. torch.randn(2, 3, 224, 224))"
             )
+        if pairs is None:
+            raise ValueError("pairs is required: a list of (student_layer, teacher_layer) pairs, or 'auto'")
         if isinstance(pairs, str):
             if pairs != "auto":
                 raise ValueError(f"pairs must be a list of layer pairs or 'auto'; got {pairs!r}")
-            found = plan_auto_pairs(student, teacher, sample_input, teacher_forward).pairs
+            pairs = [
+                (found.student, teacher_prefix(name) + found.teacher)
+                for name, module in frozen.items()
+                for found in plan_auto_pairs(student, module, sample_input, forwards[name]).pairs
+            ]
             if verbose:
-                print(
-                    "featdistill: pairs='auto' chose " + ", ".join(f"{p.student}->{p.teacher}" for p in found)
-                )
-            pairs = [(p.student, p.teacher) for p in found]
-        self.pairs = parse_pairs(pairs, method)
+                print("featdistill: pairs='auto' chose " + ", ".join(f"{s}->{t}" for s, t in pairs))
+        self.pairs = [
+            replace(pair, teacher_name=split_teacher(pair.teacher, names)[0])
+            for pair in parse_pairs(pairs, method)
+        ]
         self.methods = {p.method: get_method(p.method) for p in self.pairs}
         self.alpha = self._resolve_alpha(alpha)
+        self.auto_alpha_keys = [key for key, value in self.alpha.items() if value is None]
         self.strict_shapes = self._strict_shapes(options or {})
         self.options = self._resolve_options(options or {})
         self._student_taps = FeatureTaps(student, [p.student for p in self.pairs], role="student")
-        self._teacher_taps = FeatureTaps(teacher, [p.teacher for p in self.pairs], role="teacher")
+        self._teacher_runs = [
+            TeacherRun(name, module, forwards[name], dtypes[name], self._teacher_layers(name))
+            for name, module in frozen.items()
+        ]
         self.transforms = self._build_transforms(sample_input)
+
+    def _teacher_layers(self, name: str) -> list[str]:
+        """The layers tapped in teacher ``name`` (without its prefix); a teacher no pair uses is refused."""
+        layers = [split_teacher(p.teacher, [name])[1] for p in self.pairs if p.teacher_name == name]
+        if not layers:
+            raise ValueError(f"teacher {name!r} is in teachers but no pair names it (as '{name}:layer')")
+        return layers
 
     @property
     def teacher(self) -> nn.Module:
         """The frozen teacher (not a submodule: never in ``parameters()`` or ``state_dict()``)."""
-        return self._frozen[0]
+        if len(self._teacher_runs) > 1:
+            raise RuntimeError(
+                f"this Distiller has several teachers {sorted(self.teachers)}: use d.teachers[name]"
+            )
+        return self._teacher_runs[0].module
+
+    @property
+    def teachers(self) -> dict[str, nn.Module]:
+        """The frozen teachers by name (``""`` for the one teacher given as ``teacher=``)."""
+        return {run.name: run.module for run in self._teacher_runs}
+
+    @property
+    def teacher_runs(self) -> list[TeacherRun]:
+        """How each teacher runs (module, forward, dtype, tapped layers); :class:`SharedTeacher` reads it."""
+        return list(self._teacher_runs)
 
     def _resolve_alpha(self, alpha: AlphaSpec) -> dict[str, float | None]:
-        """One α per method used; None marks a method whose α is ``"auto"`` and not calibrated yet."""
+        """One α per ``Pair.alpha_key`` used; None marks an α that is ``"auto"`` and not calibrated yet."""
+        keys = {p.alpha_key: p for p in self.pairs}
         if alpha is None:
-            return {name: m.default_alpha for name, m in self.methods.items()}
-        if isinstance(alpha, Mapping):
-            missing = sorted(set(self.methods) - set(alpha))
-            if missing:
-                raise ValueError(f"alpha has no entry for method(s) {missing}; give one per method used")
-            return {name: _alpha_value(alpha[name], name) for name in self.methods}
-        return {name: _alpha_value(alpha, name) for name in self.methods}
+            return {key: self.methods[p.method].default_alpha for key, p in keys.items()}
+        if not isinstance(alpha, Mapping):
+            return {key: _alpha_value(alpha, key) for key in keys}
+        several = any(p.teacher_name for p in self.pairs)
+        if several:
+            teachers = {p.teacher_name for p in self.pairs}
+            unknown = sorted(set(alpha) - set(keys) - set(METHODS) - teachers)
+            if unknown:
+                raise ValueError(
+                    f"alpha has entries {unknown} that are neither a method, a teacher {sorted(teachers)} "
+                    "nor 'teacher:method' of a pair"
+                )
+        chosen = {key: _alpha_entry(alpha, pair) for key, pair in keys.items()}
+        missing = sorted(key for key, value in chosen.items() if value is _MISSING)
+        if missing:
+            if several:
+                raise ValueError(
+                    f"alpha has no entry for {missing}; give one per method ('cwt'), per teacher or per "
+                    "teacher and method ('NAME:cwt')"
+                )
+            raise ValueError(f"alpha has no entry for method(s) {missing}; give one per method used")
+        return {key: _alpha_value(value, key) for key, value in chosen.items()}
 
     @property
     def uncalibrated(self) -> list[str]:
-        """The methods whose α is ``"auto"`` and still waits for :meth:`calibrate_alpha`."""
+        """The α keys (methods, or ``"teacher:method"``) that are ``"auto"`` and wait for :meth:`calibrate_alpha`."""
         return [name for name, value in self.alpha.items() if value is None]
 
     def set_alpha(self, alpha: Mapping[str, float]) -> None:
@@ -341,14 +386,14 @@ class Distiller(nn.Module):
         task_loss: Callable[[Any, Any], torch.Tensor],
         call: Callable[[Any], tuple[tuple, dict]] = lambda batch: ((batch[0],), {}),
     ) -> dict[str, float]:
-        """Mean task loss (key ``"task"``) and mean unweighted loss of each method over ``batches``.
+        """Mean task loss (key ``"task"``) and mean unweighted loss of each α key (method) over ``batches``.
 
         Runs in training mode (a detector gives its losses only then) without changing anything: BatchNorm
         statistics and the RNG states are restored afterwards, and no gradient is taken.
         """
         buffers = [(buffer, buffer.clone()) for buffer in self.student.buffers()]
         was_training = self.training
-        sums = dict.fromkeys(["task", *self.methods], 0.0)
+        sums = dict.fromkeys(["task", *self.alpha], 0.0)
         count = 0
         self.train()
         try:
@@ -358,7 +403,7 @@ class Distiller(nn.Module):
                     student_output, terms = self._forward_terms(args, kwargs, None)
                     sums["task"] += float(task_loss(student_output, batch))
                     for pair, term in zip(self.pairs, terms):
-                        sums[pair.method] += float(term)
+                        sums[pair.alpha_key] += float(term)
                     count += 1
         finally:
             for buffer, saved in buffers:
@@ -403,7 +448,8 @@ class Distiller(nn.Module):
                     f"alpha 'auto' cannot be calibrated for method {name!r}: task loss {task:.4g}, {name} loss "
                     f"{raw:.4g} on the first batches; give distill.alpha a number instead"
                 )
-            chosen[name] = (ratio or self.methods[name].auto_ratio) * task / raw
+            method = next(p.method for p in self.pairs if p.alpha_key == name)
+            chosen[name] = (ratio or self.methods[method].auto_ratio) * task / raw
         self.set_alpha(chosen)
         return chosen
 
@@ -479,28 +525,30 @@ class Distiller(nn.Module):
         low, high = LOSS_RATIO_RANGE
         for pair in self.pairs:
             term = terms.get(pair.key)
-            if term is None or self.alpha[pair.method] == 0 or not task_loss > 0:
+            if term is None or self.alpha[pair.alpha_key] == 0 or not task_loss > 0:
                 continue
             ratio = term / task_loss
             if not low <= ratio <= high:
                 effect = "drowns the task loss" if ratio > high else "is too small to have an effect"
                 warnings.warn(
                     f"the first {pair.key} term is {term:.3g}, {ratio:.3g}x the task loss {task_loss:.3g}: it "
-                    f"{effect} (alpha {self.alpha[pair.method]:g}); set distill.alpha: auto to start the term "
+                    f"{effect} (alpha {self.alpha[pair.alpha_key]:g}); set distill.alpha: auto to start the term "
                     "at a fixed multiple of the task loss",
                     stacklevel=2,
                 )
 
     def train(self, mode: bool = True) -> Distiller:
-        """Set the student and transforms' mode; the teacher always stays in eval mode."""
+        """Set the student and transforms' mode; the teachers always stay in eval mode."""
         super().train(mode)
-        self.teacher.eval()
+        for run in self._teacher_runs:
+            run.module.eval()
         return self
 
     def _apply(self, fn: Callable, recurse: bool = True) -> Distiller:
-        """``.to()``, ``.cuda()``, ``.half()``... apply to the teacher too, although it is not a submodule."""
+        """``.to()``, ``.cuda()``, ``.half()``... apply to the teachers too, although they are not submodules."""
         super()._apply(fn, recurse)
-        self.teacher._apply(fn, recurse)
+        for run in self._teacher_runs:
+            run.module._apply(fn, recurse)
         return self
 
     def forward(
@@ -521,7 +569,7 @@ class Distiller(nn.Module):
             )
         student_output, terms = self._forward_terms(args, kwargs, teacher_features)
         losses = {
-            pair.key: self.alpha[pair.method] * term for pair, term in zip(self.pairs, terms, strict=True)
+            pair.key: self.alpha[pair.alpha_key] * term for pair, term in zip(self.pairs, terms, strict=True)
         }
         total = torch.stack(list(losses.values())).sum()
         return DistillOutput(student=student_output, loss=total, losses=losses)
@@ -548,10 +596,8 @@ class Distiller(nn.Module):
         return student_output, terms
 
     def teacher_features(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """The teacher's tapped features for these inputs, detached, without running past the last tap."""
-        return run_teacher(
-            self.teacher, self._teacher_taps, self.teacher_forward, self.teacher_dtype, args, kwargs
-        )
+        """Each teacher's tapped features for these inputs, detached, none run past its own last tap."""
+        return run_teachers(self._teacher_runs, args, kwargs)
 
     def export(self) -> nn.Module:
         """The plain student: no hooks, no transforms, the same ``state_dict`` keys as the model you passed."""

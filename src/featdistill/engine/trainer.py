@@ -332,15 +332,11 @@ class Trainer:
             )
 
     def auto_alpha(self) -> dict[str, float]:
-        """The α of each method configured as ``auto`` (calibrated now or restored from the checkpoint)."""
-        core, alpha = self.core, self.cfg.distill.alpha
-        if not isinstance(core, Distiller) or alpha is None:
+        """The α of each method (or teacher's method) configured as ``auto``, calibrated or restored."""
+        core = self.core
+        if not isinstance(core, Distiller):
             return {}
-        if isinstance(alpha, dict):
-            auto = {name for name, value in alpha.items() if value == "auto"}
-        else:
-            auto = set(core.alpha) if alpha == "auto" else set()
-        return {k: v for k, v in core.alpha.items() if k in auto and v is not None}
+        return {k: core.alpha[k] for k in core.auto_alpha_keys if core.alpha[k] is not None}
 
     @property
     def finished(self) -> bool:

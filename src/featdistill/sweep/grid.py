@@ -126,7 +126,7 @@ def lockstep_key(cfg: RunConfig) -> str:
     }
     for key in task_class(cfg.task).lockstep_keys:  # what else the task needs equal (detection: the family)
         shared[key] = flat[key]
-    if cfg.model.teacher is None:
+    if not cfg.model.distilled:
         shared = {k: v for k, v in shared.items() if k not in TEACHER_KEYS}
     return json.dumps(shared, sort_keys=True, default=str)
 

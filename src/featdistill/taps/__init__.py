@@ -1,4 +1,7 @@
-"""Reading features: hooks that capture submodule outputs by dotted name (see ``selectors`` for syntax)."""
+"""Reading features: hooks that capture submodule outputs (or ``@input`` inputs) by dotted name.
+
+See :mod:`featdistill.taps.selectors` for the address syntax.
+"""
 
 from .discovery import LayerOutput, trace_outputs
 from .hooks import FeatureTaps, TapError, resolve_module, unwrap_model

@@ -1,7 +1,8 @@
-"""Reading features: forward hooks that capture submodule outputs for exactly one forward pass.
+"""Reading features: forward hooks that capture submodule outputs (or inputs) for exactly one forward pass.
 
 ``FeatureTaps`` resolves tap addresses once (failing early with suggestions for unknown names) and, inside
-``with taps.capture() as features:``, registers one forward hook per tapped module. The hooks are removed
+``with taps.capture() as features:``, registers one forward hook per tapped module (a forward pre-hook for
+``name@input`` taps, so the input is read before the module can change it). The hooks are removed
 when the block ends, also on exceptions, so a model never keeps stray hooks. On exit it checks that every
 tap fired exactly once and that no captured tensor was modified in place afterwards (an ``inplace=True``
 ReLU or ``out += identity`` after the tapped module would otherwise silently corrupt the feature).
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from ..suggest import did_you_mean
-from .selectors import TapAddress, parse_address, select
+from .selectors import TapAddress, module_inputs, parse_address, select
 
 OUTPUT_ALIASES = ("", "output")
 
@@ -84,8 +85,13 @@ def _compiling() -> bool:
     return bool(is_compiling and is_compiling())
 
 
+def _side(module: str, on_input: bool) -> str:
+    """How a tapped side of a module is named in messages: ``layer4`` or ``fc@input``."""
+    return str(TapAddress(module, on_input=on_input))
+
+
 class FeatureTaps:
-    """Captures the outputs of named submodules of one model during a forward pass.
+    """Captures the outputs (or ``@input`` inputs) of named submodules of one model during a forward pass.
 
     Args:
         model: the model (DDP / ``torch.compile`` wrappers are unwrapped).
@@ -97,45 +103,51 @@ class FeatureTaps:
         self.model = unwrap_model(model)
         self.role = role
         self.addresses: list[str] = list(dict.fromkeys(addresses))
-        self._by_module: dict[str, list[TapAddress]] = {}
+        # One hook per tapped (module, side): a module tapped at its input and its output gets two.
+        self._by_side: dict[tuple[str, bool], list[TapAddress]] = {}
         for address in self.addresses:
             parsed = parse_address(address)
-            self._by_module.setdefault(parsed.module, []).append(parsed)
-        self._modules = {name: resolve_module(self.model, name, role) for name in self._by_module}
+            self._by_side.setdefault((parsed.module, parsed.on_input), []).append(parsed)
+        self._modules = {name: resolve_module(self.model, name, role) for name, _ in self._by_side}
 
     @contextmanager
     def capture(self, stop_early: bool = False) -> Iterator[dict[str, Any]]:
         """Hook the tapped modules for the duration of the block; yields ``{address: feature}``."""
         features: dict[str, Any] = {}
         versions: dict[str, int | None] = {}
-        calls: dict[str, int] = dict.fromkeys(self._by_module, 0)
-        pending = set(self._by_module)
+        calls: dict[tuple[str, bool], int] = dict.fromkeys(self._by_side, 0)
+        pending = set(self._by_side)
 
-        def make_hook(module_name: str):
-            def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-                calls[module_name] += 1
-                if calls[module_name] > 1:
-                    raise TapError(
-                        f"{self.role} layer {module_name!r} ran {calls[module_name]} times in one forward "
-                        "pass, so its output is ambiguous; tap a module that runs once (e.g. its parent)"
-                    )
-                compiling = _compiling()
-                for parsed in self._by_module[module_name]:
-                    key = str(parsed)
-                    feature = select(output, parsed.keys, key)
-                    if compiling and isinstance(feature, torch.Tensor):
-                        # Inside a compiled graph the version counter is read at trace time, so the
-                        # in-place check cannot work; a copy holds the value the layer produced instead.
-                        features[key], versions[key] = feature.clone(), None
-                    else:
-                        features[key], versions[key] = feature, _version(feature)
-                pending.discard(module_name)
-                if stop_early and not pending:
-                    raise _StopForward
+        def read(side: tuple[str, bool], value: Any) -> None:
+            calls[side] += 1
+            if calls[side] > 1:
+                raise TapError(
+                    f"{self.role} layer {_side(*side)!r} ran {calls[side]} times in one forward pass, so "
+                    "what it reads is ambiguous; tap a module that runs once (e.g. its parent)"
+                )
+            compiling = _compiling()
+            for parsed in self._by_side[side]:
+                key = str(parsed)
+                feature = select(value, parsed.keys, key)
+                if compiling and isinstance(feature, torch.Tensor):
+                    # Inside a compiled graph the version counter is read at trace time, so the
+                    # in-place check cannot work; a copy holds the value the layer produced instead.
+                    features[key], versions[key] = feature.clone(), None
+                else:
+                    features[key], versions[key] = feature, _version(feature)
+            pending.discard(side)
+            if stop_early and not pending:
+                raise _StopForward
 
-            return hook
+        def hook(side: tuple[str, bool]) -> Any:
+            module = self._modules[side[0]]
+            if side[1]:
+                return module.register_forward_pre_hook(
+                    lambda _m, args, kwargs: read(side, module_inputs(args, kwargs)), with_kwargs=True
+                )
+            return module.register_forward_hook(lambda _m, _inputs, output: read(side, output))
 
-        handles = [m.register_forward_hook(make_hook(n)) for n, m in self._modules.items()]
+        handles = [hook(side) for side in self._by_side]
         try:
             with suppress(_StopForward):
                 yield features
@@ -145,9 +157,9 @@ class FeatureTaps:
                 handle.remove()
 
     def _check(
-        self, features: dict[str, Any], versions: dict[str, int | None], calls: dict[str, int]
+        self, features: dict[str, Any], versions: dict[str, int | None], calls: dict[tuple[str, bool], int]
     ) -> None:
-        missing = [n for n, c in calls.items() if c == 0]
+        missing = [_side(*side) for side, count in calls.items() if count == 0]
         if missing:
             raise TapError(
                 f"{self.role} layer(s) {missing} did not run during the forward pass "
@@ -159,8 +171,9 @@ class FeatureTaps:
                 module = parse_address(key).module
                 parent = module.rsplit(".", 1)[0] if "." in module else None
                 instead = f"tap its parent {parent!r} or " if parent else "tap "
+                what = "input" if parse_address(key).on_input else "output"
                 raise TapError(
-                    f"the output of {self.role} layer {key!r} was modified in place later in the forward "
+                    f"the {what} of {self.role} layer {key!r} was modified in place later in the forward "
                     "pass (e.g. an inplace=True ReLU or 'out += identity' after it), so it no longer holds "
                     f"the value the layer produced; {instead}the module that produces the final value "
                     "(e.g. the block or the activation after it), or make that operation non-inplace"

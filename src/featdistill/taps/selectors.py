@@ -1,14 +1,19 @@
-"""Tap addresses: ``module.path[key][key]`` names one element of a module's output.
+"""Tap addresses: ``module.path[@input][key][key]`` names one element of a module's output (or input).
 
-A tap address is a dotted submodule name, optionally followed by one or more selectors in square brackets
-that pick an element of a tuple/list (integer index) or of a dict (key; an integer-looking key is tried as
-a string first, then as an int). Examples:
+A tap address is a dotted submodule name, optionally followed by ``@input`` to read what the module receives
+instead of what it returns (its positional inputs: the single input when there is one, else their tuple),
+then by one or more selectors in square brackets that pick an element of a tuple/list (integer index) or of
+a dict (key; an integer-looking key is tried as a string first, then as an int). Examples:
 
 - ``layer4``                 the output of ``model.layer4``
 - ``backbone[0]``            level ``"0"`` of torchvision's FPN ``OrderedDict``
 - ``backbone[pool]``         the extra pooled FPN level
 - ``encoder[1][0]``          first element of the second element of a nested tuple
 - ``output`` / ``""``        the model's own output (unless a submodule is literally called ``output``)
+- ``fc@input``               what ``model.fc`` receives: the pooled features before the classifier
+- ``layer4.0.relu@input``    a pre-activation (the ReLU must not be ``inplace``, which would overwrite it)
+- ``block@input[1]``         the second positional input of a module called with several
+- ``layer@input[hidden_states]``  a keyword input, for a module called with keywords only
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_ADDRESS = re.compile(r"^(?P<module>[^\[\]]*)(?P<keys>(\[[^\[\]]+\])*)$")
+INPUT_SIDE = "@input"
+_ADDRESS = re.compile(r"^(?P<module>[^\[\]@]*)(?P<side>@[^\[\]]*)?(?P<keys>(\[[^\[\]]+\])*)$")
 _KEY = re.compile(r"\[([^\[\]]+)\]")
 
 
@@ -28,25 +34,38 @@ class SelectorError(ValueError):
 
 @dataclass(frozen=True)
 class TapAddress:
-    """A parsed tap address: the submodule name and the selector keys applied to its output."""
+    """A parsed tap address: the submodule name, which side of it is read, and the selector keys applied."""
 
     module: str
     keys: tuple[str, ...] = ()
+    on_input: bool = False  # read the module's positional inputs instead of its output
 
     def __str__(self) -> str:
-        return self.module + "".join(f"[{k}]" for k in self.keys)
+        return self.module + (INPUT_SIDE if self.on_input else "") + "".join(f"[{k}]" for k in self.keys)
 
 
 def parse_address(address: str) -> TapAddress:
-    """Split ``"backbone.body[0]"`` into module ``backbone.body`` and keys ``("0",)``."""
+    """Split ``"backbone.body[0]"`` into module ``backbone.body`` and keys ``("0",)`` (``@input``: inputs)."""
     match = _ADDRESS.match(address.strip())
-    if match is None:
+    side = match.group("side") if match else None
+    if match is None or side not in (None, INPUT_SIDE):
         raise ValueError(
-            f"invalid tap address {address!r}: expected 'module.path' optionally followed by "
-            "selectors such as '[0]' or '[pool]'"
+            f"invalid tap address {address!r}: expected 'module.path', optionally followed by '@input' "
+            "(to read the module's input) and by selectors such as '[0]' or '[pool]'"
         )
     keys = tuple(k.strip().strip("'\"") for k in _KEY.findall(match.group("keys")))
-    return TapAddress(match.group("module").strip(), keys)
+    return TapAddress(match.group("module").strip(), keys, on_input=side == INPUT_SIDE)
+
+
+def module_inputs(args: tuple, kwargs: Mapping[str, Any]) -> Any:
+    """What an ``@input`` tap reads: the single positional argument, else their tuple, else the keywords.
+
+    A module called with keywords only (``layer(hidden_states=x)``, common in transformers) is read as the
+    dict of its keyword arguments, so ``layer@input[hidden_states]`` picks one.
+    """
+    if not args:
+        return dict(kwargs)
+    return args[0] if len(args) == 1 else args
 
 
 def select(output: Any, keys: Sequence[str], address: str = "") -> Any:

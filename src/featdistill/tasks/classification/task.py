@@ -104,9 +104,11 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         m = self.cfg.model
         return build_classifier(m.student, m.num_classes, m.student_weights, **m.options)
 
-    def build_teacher(self) -> nn.Module:
+    def build_teacher(self, name: str | None = None) -> nn.Module:
+        """``model.teacher``, or the ``model.teachers`` entry ``name`` (its options over ``model.options``)."""
         m = self.cfg.model
-        return build_classifier(m.teacher, m.num_classes, m.teacher_weights, **m.options)
+        spec = m.teacher_spec(name)
+        return build_classifier(spec.model, m.num_classes, spec.weights, **{**m.options, **spec.options})
 
     def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
         """The paper's classification setting: the last spatial stage of both networks."""

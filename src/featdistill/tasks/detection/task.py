@@ -223,9 +223,13 @@ class DetectionTask(ReportsData, TaskBase):
         """The :func:`build_detector` keyword arguments of ``role`` (``student`` or ``teacher``)."""
         return builder_options(self.cfg, role)
 
-    def _build(self, family: str, role: str, weights: str | None) -> nn.Module:
+    def _build(
+        self, family: str, role: str, weights: str | None, options: dict[str, Any] | None = None
+    ) -> nn.Module:
         try:
-            model = build_detector(family, self.num_classes, **self.detector_options(role))
+            model = build_detector(
+                family, self.num_classes, **{**self.detector_options(role), **(options or {})}
+            )
         except TypeError as err:
             raise ValueError(f"model.options for the {role} ({family}): {err}") from None
         if weights is not None:
@@ -237,12 +241,11 @@ class DetectionTask(ReportsData, TaskBase):
         self._student = self._build(m.student, "student", m.student_weights)
         return self._student
 
-    def build_teacher(self) -> nn.Module:
-        """The teacher, with the student's preprocessing (``match_transform``)."""
-        m = self.cfg.model
-        if m.teacher is None:
-            raise ValueError("model.teacher is not set")
-        teacher = self._build(m.teacher, "teacher", m.teacher_weights)
+    def build_teacher(self, name: str | None = None) -> nn.Module:
+        """The teacher (``model.teacher``, or the ``model.teachers`` entry ``name``, its options over the
+        teacher's ``model.options``), with the student's preprocessing (``match_transform``)."""
+        spec = self.cfg.model.teacher_spec(name)
+        teacher = self._build(spec.model, "teacher", spec.weights, spec.options)
         return match_transform(teacher, self._student if self._student is not None else self.build_student())
 
     teacher_forward = staticmethod(teacher_forward)

@@ -142,8 +142,12 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
-    def _build(self, name: str, role: str, weights: str | None) -> nn.Module:
-        model = build_segmenter(name, self.num_classes, **builder_options(self.cfg, role))
+    def _build(
+        self, name: str, role: str, weights: str | None, options: dict[str, Any] | None = None
+    ) -> nn.Module:
+        model = build_segmenter(
+            name, self.num_classes, **{**builder_options(self.cfg, role), **(options or {})}
+        )
         if weights is not None:
             load_weights(model, weights, name, self.num_classes)
         return model
@@ -152,11 +156,10 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
         m = self.cfg.model
         return self._build(m.student, "student", m.student_weights)
 
-    def build_teacher(self) -> nn.Module:
-        m = self.cfg.model
-        if m.teacher is None:
-            raise ValueError("model.teacher is not set")
-        return self._build(m.teacher, "teacher", m.teacher_weights)
+    def build_teacher(self, name: str | None = None) -> nn.Module:
+        """``model.teacher``, or the ``model.teachers`` entry ``name`` (its options over the teacher's)."""
+        spec = self.cfg.model.teacher_spec(name)
+        return self._build(spec.model, "teacher", spec.weights, spec.options)
 
     def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
         """``backbone.layer4`` of both; the last shared-resolution stage for backbones without one."""
