@@ -7,20 +7,7 @@ from torch import nn
 import featdistill as fd
 from featdistill.distiller import METHODS
 from featdistill.taps import FeatureTaps, TapError, parse_address
-
-
-def small_cnn(width: int = 4) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(3, width, 3, padding=1),
-        nn.BatchNorm2d(width),
-        nn.ReLU(),
-        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
-        nn.BatchNorm2d(2 * width),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(2 * width, 5),
-    )
+from tiny_models import small_cnn
 
 
 class TwoInputs(nn.Module):

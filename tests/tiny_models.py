@@ -1,4 +1,4 @@
-"""Tiny CNNs (BatchNorm included) and generated data for the integration tests and their DDP scripts."""
+"""Tiny CNNs (BatchNorm included) and generated data for the tests and the integrations' DDP scripts."""
 
 from __future__ import annotations
 
@@ -20,6 +20,21 @@ def tiny_cnn(width: int, classes: int = 4) -> nn.Module:
             flat=nn.Flatten(),
             fc=nn.Linear(width, classes),
         )
+    )
+
+
+def small_cnn(width: int = 4) -> nn.Sequential:
+    """Two conv-bn-relu stages (the second at stride 2) and a 5-class head: taps at ``2`` and ``5``."""
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=1),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+        nn.BatchNorm2d(2 * width),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2 * width, 5),
     )
 
 
