@@ -16,9 +16,9 @@ from typing import Any
 from ..config import ConfigError, load_config
 from ..engine.checkpoint import write_text_atomic
 from ..engine.distributed import barrier, is_main
-from .grid import Variant, expand, lockstep_groups, parse_grid
+from .grid import Variant, expand, parse_grid
 from .report import cell, finite
-from .runner import Shard, discard_stale, result_of, say, train_groups
+from .runner import Shard, plan_runs, result_of, say, train_groups
 from .stats import mean_interval, welch_t
 
 SEED_KEY = "train.seed"
@@ -37,8 +37,6 @@ def run_compare(
 
     Without ``grid_specs`` the config alone is one arm (its spread over seeds).
     """
-    from ..run import get_task
-
     base = load_config(config, overrides)
     grid = parse_grid(grid_specs) if grid_specs else {}
     if SEED_KEY in grid:
@@ -53,11 +51,7 @@ def run_compare(
     keys = list(grid)
     runs = expand(base, {**grid, SEED_KEY: seeds}, out_dir)
     shard = shard or Shard()
-    mine = [v for v in runs if shard.takes(v)]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stale = discard_stale(mine, resume, "compare")
-    metric = get_task(runs[0].cfg).metric
-    groups = lockstep_groups(runs)
+    mine, stale, metric, groups = plan_runs(runs, out_dir, shard, resume, "compare")
     say(
         f"featdistill compare: {len(runs) // len(seeds)} arm(s) x {len(seeds)} seed(s) in {len(groups)} lockstep "
         f"group(s)"

@@ -13,6 +13,7 @@ from ..engine.checkpoint import load_safely, write_text_atomic
 from ..engine.distributed import barrier, is_main
 from ..engine.loop import train_together
 from ..tasks.ingest import announce_data
+from ..tasks.registry import task_class
 from .grid import Variant, expand, lockstep_groups, parse_grid
 from .report import best_row, write_best_config, write_report
 from .stats import mean_interval
@@ -52,8 +53,6 @@ def run_sweep(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the sweep; return the ``sweep.json`` record."""
-    from ..run import get_task
-
     base = load_config(config, overrides)
     grid = parse_grid(grid_specs)
     if base.data.holdout is None and "data.holdout" not in grid:
@@ -64,11 +63,7 @@ def run_sweep(
     out_dir, progress = Path(base.output.dir), progress and base.output.progress
     variants = expand(base, grid, out_dir)
     shard = shard or Shard()
-    mine = [v for v in variants if shard.takes(v)]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stale = discard_stale(mine, resume, "sweep")
-    metric = get_task(variants[0].cfg).metric
-    groups = lockstep_groups(variants)
+    mine, stale, metric, groups = plan_runs(variants, out_dir, shard, resume, "sweep")
     group_of = {v.index: g for g, members in enumerate(groups) for v in members}
     say(
         f"featdistill sweep: {len(variants)} variant(s) in {len(groups)} lockstep group(s)"
@@ -101,6 +96,18 @@ def run_sweep(
     record = write_report(out_dir, metric, list(grid), rows, refit_record)
     say(f"featdistill sweep: wrote {out_dir / 'sweep.md'}" + (f"; best {best['name']}" if best else ""))
     return record
+
+
+def plan_runs(
+    variants: list[Variant], out_dir: Path, shard: Shard, resume: bool, command: str
+) -> tuple[list[Variant], set[int], str, list[list[Variant]]]:
+    """What sweep and compare set up alike: this shard's variants, those to train anew (``discard_stale``), the
+    task's metric and the lockstep groups."""
+    mine = [v for v in variants if shard.takes(v)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stale = discard_stale(mine, resume, command)
+    metric = task_class(variants[0].cfg.task).metric  # a class attribute: no task is built for it
+    return mine, stale, metric, lockstep_groups(variants)
 
 
 def discard_stale(mine: list[Variant], resume: bool, command: str) -> set[int]:
