@@ -95,3 +95,40 @@ def test_compare_refuses_seed_and_holdout_grids(tmp_path: Path, capsys: pytest.C
     assert "whole training split" in capsys.readouterr().err
     assert main(["compare", str(cfg), "--seeds", "0,x"]) == 2
     assert "--seeds expects integers" in capsys.readouterr().err
+    tree = yaml.safe_load(cfg.read_text())
+    tree["compare"] = {"arms": {"slow": {"train.lr_max": 0.1}}}
+    cfg.write_text(yaml.safe_dump(tree))
+    assert main(["compare", str(cfg)]) == 2
+    assert "compare.arms.slow: unknown config key 'train.lr_max'" in capsys.readouterr().err
+
+
+def test_compare_arms_and_seeds_from_the_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``compare.arms`` (named sets of keys) crossed with ``--grid``; ``compare.seeds`` when --seeds is absent."""
+    out = tmp_path / "arms"
+    path = _config(tmp_path, out)
+    tree = yaml.safe_load(path.read_text())
+    tree["train"]["max_steps"] = 2
+    tree["compare"] = {
+        "seeds": [3],
+        "arms": {"plain": {"model.teacher": None}, "cwt": {}, "cwt_lr": {"train.lr": 0.02}},
+    }
+    path.write_text(
+        yaml.safe_dump(tree, sort_keys=False)
+    )  # the arms in the order written; the first is the reference
+    assert main(["compare", str(path), "--grid", "distill.alpha=1e-3"]) == 0
+    said = capsys.readouterr().out
+    assert "3 arm(s) x 1 seed(s) in 2 lockstep group(s)" in said  # cwt and cwt_lr share data and teacher
+    record = json.loads((out / "compare.json").read_text())
+    assert record["grid"] == ["arm", "distill.alpha"]
+    assert [(a["values"]["arm"], a["set"]) for a in record["arms"]] == [
+        ("plain", {"model.teacher": None}),
+        ("cwt", {}),
+        ("cwt_lr", {"train.lr": 0.02}),
+    ]
+    runs = [arm["runs"][0] for arm in record["arms"]]
+    assert [r["seed"] for r in runs] == [3, 3, 3] and all(r["status"] == "done" for r in runs)
+    saved = [yaml.safe_load((Path(r["dir"]) / "config.yaml").read_text()) for r in runs]
+    assert "arm=plain" in runs[0]["dir"] and saved[0]["model"]["teacher"] is None
+    assert saved[1]["model"]["teacher"] == "resnet8" and saved[2]["train"]["lr"] == 0.02
+    assert all("compare" not in s and s["train"]["seed"] == 3 for s in saved)  # a run is a plain config
+    assert "| plain |" in (out / "compare.md").read_text()

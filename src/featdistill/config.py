@@ -197,6 +197,33 @@ class OutputConfig:
 
 
 @dataclass
+class CompareConfig:
+    """What ``featdistill compare`` trains from this config: named arms and seeds (``train`` ignores it)."""
+
+    seeds: list[int] = field(
+        default_factory=list
+    )  # train.seed of each run (empty = train.seed; --seeds wins)
+    arms: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # {arm name: {dotted.key: value}}, each arm this config with those keys set; empty = the config alone
+
+    def __post_init__(self) -> None:
+        for name, values in self.arms.items():
+            if not isinstance(values, dict):
+                raise ConfigError(
+                    f"compare.arms.{name} must be a mapping of dotted keys to values (e.g. "
+                    f"{{model.teacher: null}}; {{}} for the config as it is), got {values!r}"
+                )
+            for key in values:
+                if str(key).split(".", 1)[0] == "compare":
+                    raise ConfigError(f"compare.arms.{name}: an arm cannot set '{key}'")
+                try:
+                    check_key(str(key))
+                except ConfigError as err:
+                    raise ConfigError(f"compare.arms.{name}: {err}") from None
+
+
+@dataclass
 class RunConfig:
     """A whole run: ``task`` plus the sections above."""
 
@@ -208,6 +235,7 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     def __post_init__(self) -> None:
         from .tasks.registry import task_class
@@ -218,11 +246,13 @@ class RunConfig:
             raise ConfigError(f"config key 'task': {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (for checkpoints and YAML); an empty ``model.teachers`` is left out, so the
-        config of a one-teacher run reads (and compares with older checkpoints) as it did before."""
+        """Plain nested dict (for checkpoints and YAML); an empty ``model.teachers`` and an empty ``compare``
+        are left out, so the config of a plain run reads (and compares with older checkpoints) as it did before."""
         tree = dataclasses.asdict(self)
         if not tree["model"]["teachers"]:
             del tree["model"]["teachers"]
+        if tree["compare"] == dataclasses.asdict(CompareConfig()):
+            del tree["compare"]
         return tree
 
     def with_overrides(self, values: dict[str, Any]) -> RunConfig:

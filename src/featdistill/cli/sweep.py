@@ -17,7 +17,7 @@ def _add_grid_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=V1,V2,...",
-        help="values of one config key to try (repeatable: the Cartesian product is run)",
+        help="values of one config key to try (repeatable: the Cartesian product is run; compare: with the arms)",
     )
     parser.add_argument("--resume", choices=["auto"], help="continue a killed run in the same output.dir")
     parser.add_argument(
@@ -52,8 +52,10 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     compare = add_command(
         sub,
         "compare",
-        "Train every grid variant with every seed on the whole training split and test each; no selection.",
+        "Train every arm and grid variant with every seed on the whole training split and test each; no selection.",
         "my.yaml --grid distill.method=cwt,kd --grid model.teacher=null,resnet56 --seeds 0,1,2",
+        "The arms are the config's compare.arms (named sets of keys, e.g. plain: {model.teacher: null}) crossed "
+        "with --grid; the seeds --seeds, else compare.seeds. "
         "Variants that share data order and teacher train in lockstep, as in sweep. Writes compare.md (one row "
         "per variant: mean ± std over seeds, 95% interval, the difference and Welch's t against the first "
         "variant, seconds), compare.json and compare.png to output.dir, and one folder per variant and seed.",

@@ -35,9 +35,11 @@ def run_compare(
 ) -> dict[str, Any]:
     """Train and test every arm × seed; write ``compare.md``, ``compare.json``, ``compare.png``; return the record.
 
-    Without ``grid_specs`` the config alone is one arm (its spread over seeds).
+    The arms are the config's ``compare.arms`` (named sets of keys; none: the config alone) crossed with
+    ``grid_specs``; the seeds are ``seeds``, else ``compare.seeds``, else ``train.seed``.
     """
     base = load_config(config, overrides)
+    arms = base.compare.arms
     grid = parse_grid(grid_specs) if grid_specs else {}
     if SEED_KEY in grid:
         raise ConfigError(f"compare: give the seeds with --seeds, not --grid {SEED_KEY}")
@@ -46,10 +48,10 @@ def run_compare(
     if base.data.holdout is not None:
         say("featdistill compare: data.holdout is ignored; every arm trains on the whole training split")
         base = base.with_overrides({"data.holdout": None})
-    seeds = seeds or [base.train.seed]
+    seeds = seeds or base.compare.seeds or [base.train.seed]
     out_dir, progress = Path(base.output.dir), progress and base.output.progress
-    keys = list(grid)
-    runs = expand(base, {**grid, SEED_KEY: seeds}, out_dir)
+    keys = (["arm"] if arms else []) + list(grid)
+    runs = expand(base, {**grid, SEED_KEY: seeds}, out_dir, arms)
     shard = shard or Shard()
     mine, stale, metric, groups = plan_runs(runs, out_dir, shard, resume, "compare")
     say(
@@ -64,7 +66,7 @@ def run_compare(
     barrier()  # every process reads what rank 0 wrote
     if not is_main():
         return {}
-    record = _record(runs, keys, metric)
+    record = _record(runs, keys, metric, arms)
     write_text_atomic(json.dumps(record, indent=2), out_dir / "compare.json")
     write_text_atomic(_table(record), out_dir / "compare.md")
     _plot(out_dir / "compare.png", record)
@@ -72,12 +74,20 @@ def run_compare(
     return record
 
 
-def _record(runs: list[Variant], keys: list[str], metric: str) -> dict[str, Any]:
-    """Runs grouped into arms (their values without the seed), each summarised; the first arm is the reference."""
+def _record(
+    runs: list[Variant], keys: list[str], metric: str, settings: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Runs grouped into arms (their values without the seed), each summarised; the first arm is the reference.
+
+    A named arm also records the keys it sets (``settings``), so a report can say what each arm is.
+    """
     arms: dict[str, dict[str, Any]] = {}
     for run in runs:
         values = {k: run.values[k] for k in keys}
-        arm = arms.setdefault(json.dumps(values, default=str), {"values": values, "runs": []})
+        arm = arms.setdefault(
+            json.dumps(values, default=str),
+            {"values": values, "set": settings.get(values.get("arm", ""), {}), "runs": []},
+        )
         result = result_of(run) or {"status": "not run", "metrics": {}, "seconds": None, "error": ""}
         arm["runs"].append(
             {
@@ -158,7 +168,10 @@ def _plot(path: Path, record: dict[str, Any]) -> None:
         )
         return
     labels = [
-        ", ".join(f"{k.rsplit('.', 1)[-1]}={cell(v)}" for k, v in arm["values"].items()) or "config"
+        ", ".join(
+            cell(v) if k == "arm" else f"{k.rsplit('.', 1)[-1]}={cell(v)}" for k, v in arm["values"].items()
+        )
+        or "config"
         for arm in arms
     ]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(arms) + 2), 4))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunConfig, _safe_yaml, check_key
+from ..config import CompareConfig, ConfigError, RunConfig, _safe_yaml, check_key
 from ..tasks.registry import task_class
 
 #: Keys in which the variants of one lockstep group may differ: all else (data, batch order, teacher,
@@ -92,16 +92,36 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def expand(base: RunConfig, grid: dict[str, list[Any]], out_dir: Path) -> list[Variant]:
-    """Every combination of the grid values applied to ``base``, each validated once, in ``out_dir/<name>``."""
+def expand(
+    base: RunConfig,
+    grid: dict[str, list[Any]],
+    out_dir: Path,
+    arms: dict[str, dict[str, Any]] | None = None,
+) -> list[Variant]:
+    """Every combination of the grid values applied to ``base``, each validated once, in ``out_dir/<name>``.
+
+    With ``arms`` (``compare.arms``: name → dotted keys), every arm is crossed with the grid; a variant's
+    values then start with ``{"arm": name}``, and the grid's values win over an arm's for the same key.
+    """
     variants = []
     keys = list(grid)
-    for index, combo in enumerate(itertools.product(*(grid[k] for k in keys))):
-        values = dict(zip(keys, combo))
-        name = Variant(index, values, base).name
-        # the sweep shows one bar for all variants
-        cfg = base.with_overrides({**values, "output.dir": str(out_dir / name), "output.progress": False})
-        variants.append(Variant(index, values, cfg))
+    if base.compare != CompareConfig():  # the runs carry no compare plan: each is a plain config
+        base = base.with_overrides({"compare.arms": {}, "compare.seeds": []})
+    for name, settings in (arms or {"": {}}).items():
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            values = ({"arm": name} if arms else {}) | dict(zip(keys, combo))
+            index = len(variants)
+            folder = Variant(index, values, base).name
+            # the sweep shows one bar for all variants
+            cfg = base.with_overrides(
+                {
+                    **settings,
+                    **dict(zip(keys, combo)),
+                    "output.dir": str(out_dir / folder),
+                    "output.progress": False,
+                }
+            )
+            variants.append(Variant(index, values, cfg))
     return variants
 
 

@@ -55,6 +55,10 @@ def run_sweep(
     """Run the sweep; return the ``sweep.json`` record."""
     base = load_config(config, overrides)
     grid = parse_grid(grid_specs)
+    if base.compare.arms:
+        say(
+            "featdistill sweep: compare.arms is read by featdistill compare only; the sweep tunes the config as it is"
+        )
     if base.data.holdout is None and "data.holdout" not in grid:
         base = base.with_overrides({"data.holdout": DEFAULT_HOLDOUT})
         say(
