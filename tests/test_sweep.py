@@ -107,6 +107,20 @@ def test_lockstep_variants_equal_their_own_runs(tmp_path: Path, capsys: pytest.C
     assert "**best**" in table and f"| {best['metric']:.2f} |" in table
 
 
+def test_lockstep_students_with_dropout_equal_their_own_runs(tmp_path: Path) -> None:
+    """Each trainer of a group draws its dropout masks from its own RNG stream, as in a run of its own."""
+    out = tmp_path / "dropout"
+    student = {"student": "mobilenet_v3_small"}  # torchvision's: Dropout(0.2) before its classifier
+    cfg = _config(tmp_path, out, model=student, train={"epochs": 1, "max_steps": 3})
+    kd = ["--set", "distill.method=kd", "--set", "distill.pairs=[[output, output]]"]
+    assert main(["sweep", str(cfg), *kd, "--grid", "distill.alpha=0.5,2.0"]) == 0
+    for name, alpha in (("v00_alpha=0.5", 0.5), ("v01_alpha=2.0", 2.0)):
+        alone = tmp_path / f"alone_{alpha}"
+        sets = ["--set", f"distill.alpha={alpha}", "--set", f"output.dir={alone}"]
+        assert main(["train", str(cfg), *kd, *sets]) == 0
+        assert _same(_student(out / name), _student(alone)), name
+
+
 def test_students_of_other_architectures_share_one_teacher_forward(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

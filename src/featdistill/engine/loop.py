@@ -3,7 +3,8 @@
 
 Every step makes one batch and, when several of the trainers distill, one teacher forward (the union of the
 tapped layers, :class:`featdistill.distiller.SharedTeacher`); each trainer then takes its own optimisation
-step on it. In a group, a trainer whose loss or weights become non-finite, whose ``alpha: auto`` cannot be
+step on it, drawing from its own RNG stream (dropout, a detector's sampling), so that each trainer of a group
+equals its run alone. In a group, a trainer whose loss or weights become non-finite, whose ``alpha: auto`` cannot be
 calibrated or whose checkpoint does not fit is stopped and marked failed, and the others go on; alone, its
 error is raised. A resumed group may find its trainers at different steps (a kill between two checkpoint
 writes): the group then replays the batches from the earliest one, and each trainer steps only on the
@@ -65,8 +66,10 @@ def train_together(
     start = time.perf_counter()
 
     def attempt(i: int, action: Callable[[], Any], group: list[int], fails: tuple = FAILS_IN_TRAINING) -> Any:
+        """``action`` of trainer ``i``, with its own RNG stream; a failure in ``fails`` stops it alone."""
         try:
-            return action()
+            with trainers[i].own_rng():
+                return action()
         except fails as err:
             if not isolate:
                 raise

@@ -9,12 +9,13 @@ a batch becomes model arguments, which task losses an output gives, and how to e
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,18 @@ class Trainer:
         self.metrics: dict[str, float] = {}
         self.pending_eval = False  # the epoch's checkpoint is written, its evaluation not yet done
         self._seen, self._start = 0, time.perf_counter()
+        # This run's own RNG stream (dropout, a detector's sampling), from where a run of its own would start:
+        # trainers of a lockstep group each draw from their own, so each equals its run alone.
+        self.rng = rng_state()
+
+    @contextlib.contextmanager
+    def own_rng(self) -> Iterator[None]:
+        """Make this run's RNG stream the global one for the block (what a resume restores goes in it too)."""
+        set_rng_state(self.rng)
+        try:
+            yield
+        finally:
+            self.rng = rng_state()
 
     # -- model access -----------------------------------------------------------------------------
     @property
