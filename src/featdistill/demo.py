@@ -1,5 +1,8 @@
 """``featdistill demo``: teacher, plain student and CWT student, trained here, compared in a table and a plot.
 
+The teacher trains alone; the two students are the arms of one ``featdistill compare`` run, so the demo's table
+is what ``compare`` measures (its ``compare.md`` is written beside the demo's own files).
+
 With no arguments the data is generated (deterministic, no files, no network) and the whole demo takes a
 few minutes on two CPU cores; ``--data`` runs the same three trainings on a real dataset.
 """
@@ -14,6 +17,7 @@ from typing import Any
 
 from .config import parse_config
 from .run import build_trainer
+from .sweep.compare import run_compare
 
 TEACHER, STUDENT = "resnet20", "resnet8"
 CWT_ALPHA = 1e-3  # CWT's α for the last stage of CIFAR-size ResNets (64x8x8 features)
@@ -34,19 +38,52 @@ def _base_config(out: Path, data: str | None, dataset: str | None, epochs: int) 
     }
 
 
-def _run(tree: dict[str, Any], name: str, out: Path, **model: Any) -> dict[str, Any]:
-    run_dir = out / name
-    tree = {**tree, "model": {**tree["model"], **model}, "output": {**tree["output"], "dir": str(run_dir)}}
-    if model.get("teacher"):
-        tree["distill"] = {"method": "cwt", "alpha": CWT_ALPHA}
-    cfg = parse_config(tree)
-    print(
-        f"\n== {name}: {model.get('student')}"
-        + (f" <- {model['teacher']} (CWT)" if "teacher" in model else "")
+def _teacher(tree: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The teacher, trained alone first (it is no arm of the comparison: another model)."""
+    cfg = parse_config(
+        {
+            **tree,
+            "model": {**tree["model"], "student": TEACHER},
+            "output": {**tree["output"], "dir": str(out / "teacher")},
+        }
     )
+    print(f"\n== teacher: {TEACHER}")
     start = time.perf_counter()
     metrics = build_trainer(cfg).fit()
-    return {"name": name, "top1": metrics["top1"], "seconds": time.perf_counter() - start, "dir": run_dir}
+    return {
+        "name": "teacher",
+        "model": TEACHER,
+        "top1": metrics["top1"],
+        "seconds": time.perf_counter() - start,
+        "dir": out / "teacher",
+    }
+
+
+def _students(tree: dict[str, Any], out: Path, teacher: Path) -> list[dict[str, Any]]:
+    """The plain and the CWT student: the two arms of one ``featdistill compare`` run (seed 0)."""
+    model = {**tree["model"], "student": STUDENT, "teacher": TEACHER, "teacher_weights": str(teacher)}
+    arms = {"student": {"model.teacher": None, "model.teacher_weights": None}, "student+cwt": {}}
+    cfg = parse_config(
+        {
+            **tree,
+            "model": model,
+            "distill": {"method": "cwt", "alpha": CWT_ALPHA},
+            "compare": {"seeds": [0], "arms": arms},
+        }
+    )
+    print(f"\n== students: {STUDENT} alone and {STUDENT} <- {TEACHER} (CWT), by featdistill compare")
+    record = run_compare(cfg)
+    return [
+        {
+            "name": arm["values"]["arm"],
+            "model": STUDENT,
+            "top1": run["metric"],
+            "seconds": run["seconds"],
+            "dir": Path(run["dir"]),
+        }
+        for arm in record["arms"]
+        for run in arm["runs"]
+    ]
 
 
 def _curves(run_dir: Path) -> tuple[list[int], list[float]]:
@@ -97,20 +134,10 @@ def run_demo(
             "no files or network are used. Pass --data PATH to run on a real dataset."
         )
     tree = _base_config(out, data, dataset, epochs)
-    teacher = _run(tree, "teacher", out, student=TEACHER)
-    plain = _run(tree, "student", out, student=STUDENT)
-    cwt = _run(
-        tree,
-        "student+cwt",
-        out,
-        student=STUDENT,
-        teacher=TEACHER,
-        teacher_weights=str(teacher["dir"] / "last.pt"),
-    )
-    results = [teacher, plain, cwt]
+    teacher = _teacher(tree, out)
+    results = [teacher, *_students(tree, out, teacher["dir"] / "last.pt")]
     rows = [
-        f"| {r['name']:<12} | {m:<9} | {r['top1']:6.2f} | {r['seconds']:6.1f} |"
-        for r, m in zip(results, [TEACHER, STUDENT, STUDENT])
+        f"| {r['name']:<12} | {r['model']:<9} | {r['top1']:6.2f} | {r['seconds']:6.1f} |" for r in results
     ]
     table = "\n".join(["| run          | model     | top-1  | time s |", "|---|---|---|---|", *rows])
     print("\n" + table)

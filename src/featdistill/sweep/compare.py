@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, RunConfig, load_config
 from ..engine.checkpoint import write_text_atomic
 from ..engine.distributed import barrier, is_main
 from .grid import Variant, expand, parse_grid
@@ -25,7 +25,7 @@ SEED_KEY = "train.seed"
 
 
 def run_compare(
-    config: str | Path,
+    config: str | Path | RunConfig,
     grid_specs: list[str],
     overrides: list[str] | None = None,
     seeds: list[int] | None = None,
@@ -36,9 +36,10 @@ def run_compare(
     """Train and test every arm × seed; write ``compare.md``, ``compare.json``, ``compare.png``; return the record.
 
     The arms are the config's ``compare.arms`` (named sets of keys; none: the config alone) crossed with
-    ``grid_specs``; the seeds are ``seeds``, else ``compare.seeds``, else ``train.seed``.
+    ``grid_specs``; the seeds are ``seeds``, else ``compare.seeds``, else ``train.seed``. ``config`` is a YAML
+    file (with ``overrides``) or a validated config.
     """
-    base = load_config(config, overrides)
+    base = config if isinstance(config, RunConfig) else load_config(config, overrides)
     arms = base.compare.arms
     grid = parse_grid(grid_specs) if grid_specs else {}
     if SEED_KEY in grid:
