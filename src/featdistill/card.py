@@ -88,7 +88,7 @@ def student_card(
             "teacher": cfg.model.teacher,
             "method": cfg.distill.method,
             "pairs": [[p.student, p.teacher, p.method] for p in distiller.pairs],
-            "alpha": {k: (None if v is None else float(v)) for k, v in distiller.alpha.items()},
+            "alpha": dict(distiller.balancer.alpha),
         }
     card = {
         "format": CARD_FORMAT,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,6 +12,7 @@ from torch import nn
 
 from ..taps import FeatureTaps, SelectorError, unwrap_model
 from .auto_pairs import plan_auto_pairs
+from .balancer import AlphaSpec, LossBalancer
 from .methods import METHODS, Method, get_method
 from .teachers import (
     TeacherRun,
@@ -26,7 +25,6 @@ from .teachers import (
 )
 
 PairSpec = Sequence[str] | Mapping[str, Any]
-AlphaSpec = float | str | Mapping[str, float | str] | None
 STRICT_SHAPES = "strict_shapes"  # the one option of ``options`` that is not a method: shapes >2x apart fail
 MAX_SIDE_RATIO = 2.0  # a pair's maps may differ this many times in height or width without a warning
 LOSS_RATIO_RANGE = (1e-4, 1e3)  # a first distillation term outside this multiple of the task loss warns
@@ -71,20 +69,6 @@ class DistillOutput:
 def _as_args(inputs: Any) -> tuple:
     """A tuple is a list of positional arguments; anything else is the single argument."""
     return inputs if isinstance(inputs, tuple) else (inputs,)
-
-
-def _alpha_value(value: float | str, method: str) -> float | None:
-    """A number >= 0 (0 switches the method's term off), or None for ``"auto"``."""
-    if value == "auto":
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"alpha of method {method!r} must be a number or 'auto', got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"alpha of method {method!r} is {value}: it must be a finite number >= 0 (0 switches the term "
-            "off; a negative alpha rewards the student for moving away from the teacher)"
-        )
-    return float(value)
 
 
 def _check_distinct(student: nn.Module, teacher: nn.Module) -> None:
@@ -138,23 +122,6 @@ def parse_pairs(pairs: Sequence[PairSpec], method: str) -> list[Pair]:
     for pair in parsed:
         get_method(pair.method)
     return parsed
-
-
-_MISSING = object()
-
-
-def _alpha_entry(alpha: Mapping[str, Any], pair: Pair) -> Any:
-    """The most specific entry of an ``alpha`` mapping for ``pair``: ``"cnn:cwt"``, ``{"cnn": {"cwt"}}``,
-    ``{"cnn": ...}``, then ``{"cwt": ...}``; ``_MISSING`` when there is none."""
-    if pair.alpha_key in alpha:
-        return alpha[pair.alpha_key]
-    if pair.teacher_name in alpha:
-        by_teacher = alpha[pair.teacher_name]
-        if not isinstance(by_teacher, Mapping):
-            return by_teacher
-        if pair.method in by_teacher:
-            return by_teacher[pair.method]
-    return alpha.get(pair.method, _MISSING)
 
 
 def _check_alignable(pair: Pair, student: Any, teacher: Any, method: Method) -> None:
@@ -225,6 +192,7 @@ class Distiller(nn.Module):
             With several teachers each (teacher, method) has its own α (keyed ``"cnn:cwt"``), given per
             method (``{"cwt": ...}``), per teacher (``{"cnn": ...}``, or ``{"cnn": {"cwt": ...}}``) or per
             both (``{"cnn:cwt": ...}``); the most specific entry wins, and ``"auto"`` calibrates each term.
+            The α live in ``d.balancer`` (a :class:`LossBalancer`, saved and restored with checkpoints).
         sample_input: an input both models accept (a tuple is unpacked into positional arguments); one dry
             run on it infers the feature shapes, so the transforms' parameters exist before the optimizer.
         options: per-method options, e.g. ``{"cwt": {"hidden_channels": 256}, "kd": {"tau": 2.0}}``, and
@@ -236,6 +204,8 @@ class Distiller(nn.Module):
             teacher runs in its own dtype and on its own device (a float64 or bf16 teacher, a teacher on
             another GPU): the inputs are cast to them, and the losses are computed in float32 on the student's
             device. A teacher on the meta device (no values) is refused.
+        auto_ratio: the ratio an ``"auto"`` α is calibrated to: the term starts at ``auto_ratio`` × the task
+            loss (None: each method's own ``auto_ratio``).
         verbose: print the pairs chosen by ``pairs="auto"``.
         teachers: several frozen teachers instead of ``teacher``, ``{name: model}``; each pair then names
             its teacher's layer as ``"name:layer"`` (``("layer4", "cnn:layer4")``). Each teacher runs on its
@@ -257,6 +227,7 @@ class Distiller(nn.Module):
         teacher_dtype: torch.dtype | Mapping[str, torch.dtype | None] | None = None,
         verbose: bool = True,
         teachers: Mapping[str, nn.Module] | None = None,
+        auto_ratio: float | None = None,
     ) -> None:
         super().__init__()
         frozen = name_teachers(teacher, teachers, reserved=list(METHODS))
@@ -296,8 +267,7 @@ class Distiller(nn.Module):
             for pair in parse_pairs(pairs, method)
         ]
         self.methods = {p.method: get_method(p.method) for p in self.pairs}
-        self.alpha = self._resolve_alpha(alpha)
-        self.auto_alpha_keys = [key for key, value in self.alpha.items() if value is None]
+        self.balancer = LossBalancer(alpha, self.pairs, self.methods, auto_ratio)
         self.strict_shapes = self._strict_shapes(options or {})
         self.options = self._resolve_options(options or {})
         self._student_taps = FeatureTaps(student, [p.student for p in self.pairs], role="student")
@@ -333,51 +303,10 @@ class Distiller(nn.Module):
         """How each teacher runs (module, forward, dtype, tapped layers); :class:`SharedTeacher` reads it."""
         return list(self._teacher_runs)
 
-    def _resolve_alpha(self, alpha: AlphaSpec) -> dict[str, float | None]:
-        """One α per ``Pair.alpha_key`` used; None marks an α that is ``"auto"`` and not calibrated yet."""
-        keys = {p.alpha_key: p for p in self.pairs}
-        if alpha is None:
-            return {key: self.methods[p.method].default_alpha for key, p in keys.items()}
-        if not isinstance(alpha, Mapping):
-            return {key: _alpha_value(alpha, key) for key in keys}
-        several = any(p.teacher_name for p in self.pairs)
-        if several:
-            teachers = {p.teacher_name for p in self.pairs}
-            unknown = sorted(set(alpha) - set(keys) - set(METHODS) - teachers)
-            if unknown:
-                raise ValueError(
-                    f"alpha has entries {unknown} that are neither a method, a teacher {sorted(teachers)} "
-                    "nor 'teacher:method' of a pair"
-                )
-        chosen = {key: _alpha_entry(alpha, pair) for key, pair in keys.items()}
-        missing = sorted(key for key, value in chosen.items() if value is _MISSING)
-        if missing:
-            if several:
-                raise ValueError(
-                    f"alpha has no entry for {missing}; give one per method ('cwt'), per teacher or per "
-                    "teacher and method ('NAME:cwt')"
-                )
-            raise ValueError(f"alpha has no entry for method(s) {missing}; give one per method used")
-        return {key: _alpha_value(value, key) for key, value in chosen.items()}
-
     @property
-    def uncalibrated(self) -> list[str]:
-        """The α keys (methods, or ``"teacher:method"``) that are ``"auto"`` and wait for :meth:`calibrate_alpha`."""
-        return [name for name, value in self.alpha.items() if value is None]
-
-    def set_alpha(self, alpha: Mapping[str, float]) -> None:
-        """Set the α of the named methods (e.g. restored from a checkpoint); each a finite number >= 0."""
-        unknown = sorted(set(alpha) - set(self.alpha))
-        if unknown:
-            raise ValueError(
-                f"alpha given for method(s) {unknown} that no pair uses; used: {sorted(self.alpha)}"
-            )
-        checked = {}
-        for name, value in alpha.items():
-            checked[name] = _alpha_value(value, name)
-            if checked[name] is None:
-                raise ValueError(f"set_alpha needs a number for method {name!r}, got 'auto'")
-        self.alpha.update(checked)
+    def alpha(self) -> Mapping[str, float | None]:
+        """Each α key's weight, read-only (None: ``"auto"``, not calibrated yet); see :attr:`balancer`."""
+        return self.balancer.alpha
 
     @torch.no_grad()
     def measure_losses(
@@ -393,7 +322,7 @@ class Distiller(nn.Module):
         """
         buffers = [(buffer, buffer.clone()) for buffer in self.student.buffers()]
         was_training = self.training
-        sums = dict.fromkeys(["task", *self.alpha], 0.0)
+        sums = dict.fromkeys(["task", *self.balancer.alpha], 0.0)
         count = 0
         self.train()
         try:
@@ -417,41 +346,20 @@ class Distiller(nn.Module):
         self,
         batches: Iterable[Any],
         task_loss: Callable[[Any, Any], torch.Tensor],
-        ratio: float | None = None,
         call: Callable[[Any], tuple[tuple, dict]] = lambda batch: ((batch[0],), {}),
     ) -> dict[str, float]:
-        """Choose α for the ``"auto"`` methods: each method's term starts at ``ratio`` × the task loss.
+        """Choose α for the ``"auto"`` keys: each term starts at its ratio (``auto_ratio``) × the task loss.
 
         Args:
             batches: a few training batches (e.g. the first 4 of the loader).
             task_loss: ``f(student_output, batch)`` → the scalar task loss (e.g. cross-entropy).
-            ratio: the wanted distillation-to-task loss ratio at the start of training (None: each method's
-                ``auto_ratio`` from the method table).
             call: ``f(batch)`` → ``(args, kwargs)`` of the model call (default: ``batch[0]`` alone).
 
         Returns:
-            the chosen ``{method: alpha}`` (also set on the distiller).
+            the chosen ``{key: alpha}`` (also set in :attr:`balancer`). To average the measured losses over
+            processes first, call :meth:`measure_losses` and then ``balancer.calibrate(measured)``.
         """
-        return self.set_auto_alpha(self.measure_losses(batches, task_loss, call), ratio)
-
-    def set_auto_alpha(self, measured: Mapping[str, float], ratio: float | None = None) -> dict[str, float]:
-        """α = ratio · task loss / method loss for each uncalibrated method, from ``measure_losses``."""
-        if ratio is not None and not (isinstance(ratio, (int, float)) and 0 < ratio < math.inf):
-            raise ValueError(
-                f"ratio (alpha 'auto', distill.auto_ratio) must be positive and finite, got {ratio}"
-            )
-        chosen = {}
-        for name in self.uncalibrated:
-            task, raw = measured["task"], measured[name]
-            if not (math.isfinite(task) and math.isfinite(raw) and raw > 0 and task > 0):
-                raise ValueError(
-                    f"alpha 'auto' cannot be calibrated for method {name!r}: task loss {task:.4g}, {name} loss "
-                    f"{raw:.4g} on the first batches; give distill.alpha a number instead"
-                )
-            method = next(p.method for p in self.pairs if p.alpha_key == name)
-            chosen[name] = (ratio or self.methods[method].auto_ratio) * task / raw
-        self.set_alpha(chosen)
-        return chosen
+        return self.balancer.calibrate(self.measure_losses(batches, task_loss, call))
 
     @staticmethod
     def _strict_shapes(options: Mapping[str, Any]) -> bool:
@@ -523,16 +431,17 @@ class Distiller(nn.Module):
         """
         task_loss = sum(value for key, value in terms.items() if key not in {p.key for p in self.pairs})
         low, high = LOSS_RATIO_RANGE
+        alpha = self.balancer.alpha
         for pair in self.pairs:
             term = terms.get(pair.key)
-            if term is None or self.alpha[pair.alpha_key] == 0 or not task_loss > 0:
+            if term is None or alpha[pair.alpha_key] == 0 or not task_loss > 0:
                 continue
             ratio = term / task_loss
             if not low <= ratio <= high:
                 effect = "drowns the task loss" if ratio > high else "is too small to have an effect"
                 warnings.warn(
                     f"the first {pair.key} term is {term:.3g}, {ratio:.3g}x the task loss {task_loss:.3g}: it "
-                    f"{effect} (alpha {self.alpha[pair.alpha_key]:g}); set distill.alpha: auto to start the term "
+                    f"{effect} (alpha {alpha[pair.alpha_key]:g}); set distill.alpha: auto to start the term "
                     "at a fixed multiple of the task loss",
                     stacklevel=2,
                 )
@@ -561,15 +470,10 @@ class Distiller(nn.Module):
         ~10% faster). ``teacher_features``, from :meth:`teacher_features` on the same inputs, skips the teacher
         forward: several students trained on one batch then share one teacher pass.
         """
-        pending = self.uncalibrated
-        if pending:
-            raise RuntimeError(
-                f"alpha 'auto' of method(s) {pending} is not calibrated yet: call calibrate_alpha(batches, "
-                "task_loss) once before training, or give alpha a number"
-            )
+        weights = self.balancer.weights()
         student_output, terms = self._forward_terms(args, kwargs, teacher_features)
         losses = {
-            pair.key: self.alpha[pair.alpha_key] * term for pair, term in zip(self.pairs, terms, strict=True)
+            pair.key: weights[pair.alpha_key] * term for pair, term in zip(self.pairs, terms, strict=True)
         }
         total = torch.stack(list(losses.values())).sum()
         return DistillOutput(student=student_output, loss=total, losses=losses)
