@@ -5,7 +5,7 @@
 ...                  sample_input=torch.randn(2, 3, 224, 224))          # doctest: +SKIP
 """
 
-from .distiller import METHODS, Distiller, DistillOutput, LossBalancer, Pair, register_method
+from .distiller import METHODS, Distiller, DistillOutput, LossBalancer, Method, Pair, register_method
 from .taps import FeatureTaps, TapError
 from .tasks.registry import register_task
 from .transforms import ChannelWiseTransform
@@ -19,6 +19,7 @@ __all__ = [
     "Distiller",
     "FeatureTaps",
     "LossBalancer",
+    "Method",
     "Pair",
     "TapError",
     "__version__",

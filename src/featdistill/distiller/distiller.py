@@ -13,7 +13,7 @@ from torch import nn
 from ..taps import FeatureTaps, SelectorError, unwrap_model
 from .auto_pairs import plan_auto_pairs
 from .balancer import AlphaSpec, LossBalancer
-from .methods import METHODS, Method, get_method
+from .methods import METHODS, Method, MethodSpec, resolve_method
 from .teachers import (
     TeacherRun,
     default_teacher_forward,
@@ -24,7 +24,8 @@ from .teachers import (
     teacher_prefix,
 )
 
-PairSpec = Sequence[str] | Mapping[str, Any]
+# (student_layer, teacher_layer[, method]) or {"student", "teacher", "method"}; a method is a MethodSpec
+PairSpec = Sequence[Any] | Mapping[str, Any]
 STRICT_SHAPES = "strict_shapes"  # the one option of ``options`` that is not a method: shapes >2x apart fail
 MAX_SIDE_RATIO = 2.0  # a pair's maps may differ this many times in height or width without a warning
 LOSS_RATIO_RANGE = (1e-4, 1e3)  # a first distillation term outside this multiple of the task loss warns
@@ -102,26 +103,40 @@ def _rng_devices(module: nn.Module) -> list[int]:
     return sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
 
 
-def parse_pairs(pairs: Sequence[PairSpec], method: str) -> list[Pair]:
+def parse_pairs(pairs: Sequence[PairSpec], method: MethodSpec) -> list[Pair]:
     """Normalise ``(s, t)``, ``(s, t, method)`` or ``{"student", "teacher", "method"}`` entries."""
-    parsed = []
+    return parse_pairs_and_methods(pairs, method)[0]
+
+
+def parse_pairs_and_methods(
+    pairs: Sequence[PairSpec], method: MethodSpec
+) -> tuple[list[Pair], dict[str, Method]]:
+    """The pairs (each naming its method) and the method of each name; a method may be given by name or as
+    an object (:func:`featdistill.distiller.methods.resolve_method`), and one name means one object."""
+    parsed, methods = [], {}
     for spec in pairs:
         if isinstance(spec, Mapping):
             unknown = set(spec) - {"student", "teacher", "method"}
             if unknown or not {"student", "teacher"} <= set(spec):
                 raise ValueError(f"pair {dict(spec)} needs keys 'student', 'teacher' and optionally 'method'")
-            parsed.append(Pair(spec["student"], spec["teacher"], spec.get("method", method)))
+            student, teacher, given = spec["student"], spec["teacher"], spec.get("method", method)
         elif isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) in (2, 3):
-            parsed.append(Pair(spec[0], spec[1], spec[2] if len(spec) == 3 else method))
+            student, teacher, given = spec[0], spec[1], spec[2] if len(spec) == 3 else method
         else:
             raise ValueError(f"pair {spec!r} must be (student_layer, teacher_layer[, method])")
+        found = resolve_method(given)
+        known = methods.setdefault(found.name, found)
+        if known is not found and (known.module is None or known.module is not found.module):
+            raise ValueError(
+                f"two different method objects are named {found.name!r}: give each its own name (a loss "
+                "module's name attribute), so that each has its own alpha, or pass the same object"
+            )
+        parsed.append(Pair(student, teacher, found.name))
     if not parsed:
         raise ValueError(
             "pairs is empty: name at least one (student_layer, teacher_layer) pair or use 'auto'"
         )
-    for pair in parsed:
-        get_method(pair.method)
-    return parsed
+    return parsed, methods
 
 
 def _check_alignable(pair: Pair, student: Any, teacher: Any, method: Method) -> None:
@@ -185,7 +200,10 @@ class Distiller(nn.Module):
             not a registered submodule, so it is absent from ``parameters()`` and ``state_dict()``).
         pairs: ``[(student_layer, teacher_layer[, method]), ...]`` with tap addresses (see
             :mod:`featdistill.taps.selectors`), or ``"auto"`` to pair the last feature of every spatial
-            resolution both models have (with several teachers: the student with each of them).
+            resolution both models have (with several teachers: the student with each of them). A pair's
+            method is a registered name or an object: a :class:`featdistill.Method`, or an ``nn.Module``
+            loss ``f(student_feature, teacher_feature)`` → scalar, keyed in ``alpha`` by its ``name``
+            attribute or class name; a loss module's parameters train with the student (``criteria``).
         method: the method of pairs that name none (see :mod:`featdistill.distiller.methods`).
         alpha: the loss weight: one float for all methods, or ``{method: alpha}``; None = method defaults;
             ``"auto"`` (for all methods or as a dict value) = set by :meth:`calibrate_alpha` before training.
@@ -219,7 +237,7 @@ class Distiller(nn.Module):
         student: nn.Module,
         teacher: nn.Module | None = None,
         pairs: Sequence[PairSpec] | str | None = None,
-        method: str = "cwt",
+        method: MethodSpec = "cwt",
         alpha: AlphaSpec = None,
         sample_input: Any = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -262,11 +280,15 @@ class Distiller(nn.Module):
             ]
             if verbose:
                 print("featdistill: pairs='auto' chose " + ", ".join(f"{s}->{t}" for s, t in pairs))
-        self.pairs = [
-            replace(pair, teacher_name=split_teacher(pair.teacher, names)[0])
-            for pair in parse_pairs(pairs, method)
-        ]
-        self.methods = {p.method: get_method(p.method) for p in self.pairs}
+        parsed, self.methods = parse_pairs_and_methods(pairs, method)
+        clash = sorted(set(self.methods) & set(names))
+        if clash:
+            raise ValueError(f"{clash} name both a teacher and a method: alpha could not tell them apart")
+        self.pairs = [replace(pair, teacher_name=split_teacher(pair.teacher, names)[0]) for pair in parsed]
+        #: The loss modules given as methods, by name: trained with the student, saved in ``state_dict()``.
+        self.criteria = nn.ModuleDict(
+            {name: m.module for name, m in self.methods.items() if m.module is not None}
+        )
         self.balancer = LossBalancer(alpha, self.pairs, self.methods, auto_ratio)
         self.strict_shapes = self._strict_shapes(options or {})
         self.options = self._resolve_options(options or {})
@@ -276,6 +298,9 @@ class Distiller(nn.Module):
             for name, module in frozen.items()
         ]
         self.transforms = self._build_transforms(sample_input)
+        reference = next(iter(student.parameters()), None)
+        if reference is not None:
+            self.criteria.to(reference.device)  # the losses run where the student's features are
 
     def _teacher_layers(self, name: str) -> list[str]:
         """The layers tapped in teacher ``name`` (without its prefix); a teacher no pair uses is refused."""
@@ -373,11 +398,12 @@ class Distiller(nn.Module):
     def _resolve_options(self, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         """Each used method's options over its defaults; keys that are neither a method nor
         ``strict_shapes`` are refused, as are option names the method does not have."""
-        unknown = sorted(set(options) - set(METHODS) - {STRICT_SHAPES})
+        known = set(METHODS) | set(self.methods)
+        unknown = sorted(set(options) - known - {STRICT_SHAPES})
         if unknown:
             raise ValueError(
                 f"unknown distillation option(s) {unknown}: options are keyed by method "
-                f"({sorted(METHODS)}) or are {STRICT_SHAPES!r}"
+                f"({sorted(known)}) or are {STRICT_SHAPES!r}"
             )
         resolved = {}
         for name, method in self.methods.items():
@@ -494,9 +520,14 @@ class Distiller(nn.Module):
             # The losses are sums over whole maps: in float16 they overflow (65504) long before
             # training ends, so they are computed in float32 whatever the autocast or model dtype.
             aligned = transform(student_feature, size).float()
-            terms.append(
-                self.methods[pair.method].loss(aligned, teacher_feature.float(), self.options[pair.method])
-            )
+            term = self.methods[pair.method].loss(aligned, teacher_feature.float(), self.options[pair.method])
+            if not isinstance(term, torch.Tensor) or term.dim() != 0:
+                shape = tuple(term.shape) if isinstance(term, torch.Tensor) else type(term).__name__
+                raise ValueError(
+                    f"the loss of method {pair.method!r} on pair {pair.student!r} -> {pair.teacher!r} returned "
+                    f"{shape}, not a scalar tensor: reduce it (e.g. .mean() or .sum() / batch size)"
+                )
+            terms.append(term)
         return student_output, terms
 
     def teacher_features(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -142,6 +142,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "student": student.state_dict(),
             "transforms": core.transforms.state_dict() if isinstance(core, Distiller) else {},
+            "criteria": core.criteria.state_dict() if isinstance(core, Distiller) else {},  # loss modules
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -197,6 +198,7 @@ class Trainer:
             core = self.core
             if isinstance(core, Distiller):
                 core.transforms.load_state_dict(state["transforms"])
+                core.criteria.load_state_dict(state.get("criteria", {}))  # none before method objects
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])

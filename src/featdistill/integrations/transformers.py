@@ -35,6 +35,7 @@ _safetensors = require("safetensors.torch", "hub", "featdistill.integrations.tra
 _trainer_utils = require("transformers.trainer_utils", "hub", "featdistill.integrations.transformers")
 
 TRANSFORMS_FILE = "featdistill_transforms.safetensors"
+CRITERIA_PREFIX = "criteria."  # the loss modules' tensors in TRANSFORMS_FILE (the transforms' keys are "0.…")
 
 
 def teacher_on_main_input(name: str) -> Callable[..., Any]:
@@ -249,17 +250,21 @@ class DistillationTrainer(_hf.Trainer):
             super()._save(output_dir)
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        """A Trainer checkpoint, plus the transforms' weights and the α state to resume the distillation."""
+        """A Trainer checkpoint, plus the transforms' and loss modules' weights and the α state, to resume."""
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
             folder = f"{_trainer_utils.PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             path = os.path.join(self._get_output_dir(trial=trial), folder, TRANSFORMS_FILE)
-            tensors = {k: v.detach().contiguous() for k, v in self.distiller.transforms.state_dict().items()}
-            state = json.dumps(self.distiller.balancer.state_dict())
-            _safetensors.save_file(tensors, path, metadata={"balancer": state})
+            weights = {
+                **self.distiller.transforms.state_dict(),
+                **{CRITERIA_PREFIX + k: v for k, v in self.distiller.criteria.state_dict().items()},
+            }
+            tensors = {k: v.detach().contiguous() for k, v in weights.items()}
+            metadata = {"balancer": json.dumps(self.distiller.balancer.state_dict())}
+            _safetensors.save_file(tensors, path, metadata=metadata)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        """Load the student's weights of the checkpoint, then its transforms and α.
+        """Load the student's weights of the checkpoint, then its transforms, loss modules and α.
 
         A ``PreTrainedModel`` student is read back with ``from_pretrained``: transformers 5 saves some models
         (ViT among them) under their legacy key names, which the ``Trainer``'s own loader leaves unmatched
@@ -285,7 +290,14 @@ class DistillationTrainer(_hf.Trainer):
                 for key, value in file.metadata().items()
                 if key in ("balancer", "alpha")
             }
-        self.distiller.transforms.load_state_dict(_safetensors.load_file(path, device=str(self.args.device)))
+        tensors = _safetensors.load_file(path, device=str(self.args.device))
+        criteria = {
+            k.removeprefix(CRITERIA_PREFIX): v for k, v in tensors.items() if k.startswith(CRITERIA_PREFIX)
+        }
+        self.distiller.transforms.load_state_dict(
+            {k: v for k, v in tensors.items() if not k.startswith(CRITERIA_PREFIX)}
+        )
+        self.distiller.criteria.load_state_dict(criteria)
         self.distiller.balancer.load_state_dict(saved_balancer(saved))
 
     def _load_best_model(self) -> None:
