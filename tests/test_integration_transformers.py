@@ -149,6 +149,16 @@ def test_resuming_from_a_checkpoint_restores_the_transforms_and_alpha(tmp_path: 
     for key, value in resumed.distiller.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6, msg=key)
 
+    # A checkpoint written before the balancer kept α alone in the file's metadata; it still resumes.
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "a" / "checkpoint-2" / TRANSFORMS_FILE
+    alpha = dict(uninterrupted.distiller.alpha)
+    save_file(load_file(path), path, metadata={"alpha": json.dumps(alpha)})
+    old = _vit_trainer(tmp_path / "c")
+    old._load_from_checkpoint(str(path.parent))
+    assert old.distiller.alpha == alpha and old.distiller.balancer.uncalibrated == []
+
 
 def test_gradient_accumulation_gives_the_step_of_the_whole_batch(tmp_path: Path) -> None:
     # One SGD step on 4 examples: 2 accumulated batches of 2 move the student as 1 batch of 4 does, with the
