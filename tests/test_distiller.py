@@ -48,7 +48,7 @@ def test_loss_is_linear_in_alpha_and_invariant_to_repeating_batch(pair):
     d1 = make(student, teacher, alpha=1e-3).eval()
     x = torch.randn(2, 3, 8, 8)
     base = d1(x).loss
-    d1.alpha["cwt"] = 3e-3
+    d1.balancer.set({"cwt": 3e-3})
     torch.testing.assert_close(d1(x).loss, 3 * base)
     torch.testing.assert_close(d1(torch.cat([x, x])).loss, 3 * base)
 

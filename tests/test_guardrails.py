@@ -104,18 +104,23 @@ def test_alpha_zero_switches_the_term_off_and_set_alpha_is_checked() -> None:
     d = _distiller(alpha=0.0)
     assert d(X).loss.item() == 0.0
     with pytest.raises(ValueError, match="alpha of method 'cwt' is -1"):
-        d.set_alpha({"cwt": -1.0})
+        d.balancer.set({"cwt": -1.0})
     with pytest.raises(TypeError, match="must be a number or 'auto'"):
-        d.set_alpha({"cwt": "big"})
-    d.set_alpha({"cwt": 2.0})
+        d.balancer.set({"cwt": "big"})
+    with pytest.raises(ValueError, match=r"alpha of method 'cwt' must be a number here, got 'auto'"):
+        d.balancer.set({"cwt": "auto"})
+    with pytest.raises(ValueError, match=r"alpha given for method\(s\) \['kd'\] that no pair uses"):
+        d.balancer.set({"kd": 1.0})
+    d.balancer.set({"cwt": 2.0})
     assert d.alpha == {"cwt": 2.0}
 
 
 @pytest.mark.parametrize("ratio", [0.0, -1.0, math.nan, math.inf])
 def test_auto_ratio_must_be_positive_and_finite(ratio: float) -> None:
-    d = _distiller(alpha="auto")
-    with pytest.raises(ValueError, match=r"ratio .* must be positive and finite"):
-        d.set_auto_alpha({"task": 1.0, "cwt": 2.0}, ratio)
+    with pytest.raises(
+        ValueError, match=r"auto_ratio \(alpha 'auto', distill.auto_ratio\) must be positive and finite"
+    ):
+        _distiller(alpha="auto", auto_ratio=ratio)
 
 
 @pytest.mark.parametrize(
@@ -290,7 +295,7 @@ def test_loss_scale_warns_outside_1e_4_to_1000x_the_task_loss() -> None:
     assert "set distill.alpha: auto" in high
     (low,) = _warnings_of(lambda: d.warn_loss_scale({"ce": 2.0, "cwt:layer3": 1e-5}))
     assert "5e-06x the task loss 2: it is too small to have an effect" in low
-    d.set_alpha({"cwt": 0.0})  # switched off on purpose
+    d.balancer.set({"cwt": 0.0})  # switched off on purpose
     assert _warnings_of(lambda: d.warn_loss_scale({"ce": 2.0, "cwt:layer3": 0.0})) == []
 
 

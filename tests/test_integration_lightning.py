@@ -46,7 +46,7 @@ DDP_SCRIPT = textwrap.dedent(
         parameters = {name: p.detach() for name, p in module.export().named_parameters()}
         torch.save(parameters, os.path.join(out, f"student{rank}.pt"))
         with open(os.path.join(out, f"alpha{rank}.json"), "w") as f:
-            json.dump(module.distiller.alpha, f)
+            json.dump(dict(module.distiller.alpha), f)
     """
 )
 
@@ -110,7 +110,7 @@ def test_two_gloo_processes_in_bf16_agree_on_alpha_and_save_no_teacher(tmp_path:
     for key, value in students[0].items():
         torch.testing.assert_close(students[1][key], value, rtol=0, atol=0)
     checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=False)
-    assert checkpoint["featdistill"]["alpha"] == alphas[0]
+    assert checkpoint["featdistill"]["balancer"]["alpha"] == alphas[0]
     torch.manual_seed(0)
     tiny_cnn(4)
     _teacher_free(checkpoint, tiny_cnn(8))  # the same teacher weights as the script built
@@ -144,16 +144,23 @@ def test_resuming_from_the_checkpoint_reaches_the_uninterrupted_weights(tmp_path
     trainer.save_checkpoint(tmp_path / "epoch1.ckpt")
     checkpoint = torch.load(tmp_path / "epoch1.ckpt", weights_only=False)
     _teacher_free(checkpoint, first.teacher)
-    assert checkpoint["featdistill"]["alpha"] == uninterrupted.distiller.alpha
+    assert checkpoint["featdistill"]["balancer"] == uninterrupted.distiller.balancer.state_dict()
 
     resumed = _module()  # a fresh module: its α comes from the checkpoint, not from a new calibration
     _trainer(tmp_path, max_epochs=2).fit(resumed, loader(), ckpt_path=tmp_path / "epoch1.ckpt")
-    assert resumed.distiller.alpha == uninterrupted.distiller.alpha
+    assert resumed.distiller.balancer.state_dict() == uninterrupted.distiller.balancer.state_dict()
     expected = uninterrupted.distiller.state_dict()
     for key, value in resumed.distiller.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=1e-6, atol=1e-7, msg=key)
     exported = resumed.export()
     assert exported is resumed.student and all(not m._forward_hooks for m in exported.modules())
+
+
+def test_a_checkpoint_that_kept_alpha_alone_is_restored() -> None:
+    module = _module()  # alpha "auto": a resume must not leave it uncalibrated
+    module.on_load_checkpoint({"featdistill": {"alpha": {"cwt": 0.25}}})  # before the balancer's state
+    assert module.distiller.alpha == {"cwt": 0.25} and module.distiller.balancer.uncalibrated == []
+    assert module.distiller.balancer.chosen() == {"cwt": 0.25}
 
 
 def test_configure_optimizers_covers_student_and_transforms_only() -> None:

@@ -42,7 +42,7 @@ DDP_SCRIPT = textwrap.dedent(
     rank = os.environ["RANK"]
     torch.save({n: p.detach() for n, p in trainer.student.named_parameters()}, out / f"student{rank}.pt")
     logged = [row["distill_loss"] for row in trainer.state.log_history if "distill_loss" in row]
-    (out / f"rank{rank}.json").write_text(json.dumps({"alpha": trainer.distiller.alpha, "distill": logged}))
+    (out / f"rank{rank}.json").write_text(json.dumps({"alpha": dict(trainer.distiller.alpha), "distill": logged}))
     """
 )
 
@@ -144,10 +144,20 @@ def test_resuming_from_a_checkpoint_restores_the_transforms_and_alpha(tmp_path: 
     # A fresh trainer (its transforms at their initial values, α not calibrated) resumes at step 2 of 4.
     resumed = _vit_trainer(tmp_path / "b")
     resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
-    assert resumed.distiller.alpha == uninterrupted.distiller.alpha
+    assert resumed.distiller.balancer.state_dict() == uninterrupted.distiller.balancer.state_dict()
     expected = uninterrupted.distiller.state_dict()
     for key, value in resumed.distiller.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6, msg=key)
+
+    # A checkpoint written before the balancer kept α alone in the file's metadata; it still resumes.
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "a" / "checkpoint-2" / TRANSFORMS_FILE
+    alpha = dict(uninterrupted.distiller.alpha)
+    save_file(load_file(path), path, metadata={"alpha": json.dumps(alpha)})
+    old = _vit_trainer(tmp_path / "c")
+    old._load_from_checkpoint(str(path.parent))
+    assert old.distiller.alpha == alpha and old.distiller.balancer.uncalibrated == []
 
 
 def test_gradient_accumulation_gives_the_step_of_the_whole_batch(tmp_path: Path) -> None:

@@ -110,16 +110,19 @@ def test_teacher_forward_and_dtype_per_teacher(models):
 
 def test_alpha_auto_calibrates_each_teachers_term(models):
     student, cnn, mixer = models
-    d = make(student, cnn, mixer, alpha="auto")
-    assert d.uncalibrated == ["cnn:cwt", "mixer:cwt", "mixer:kd"]
+    d = make(student, cnn, mixer, alpha="auto", auto_ratio=3.0)
+    assert d.balancer.uncalibrated == ["cnn:cwt", "mixer:cwt", "mixer:kd"]
     batches = [(X, torch.tensor([0, 1, 2]))]
     task = nn.functional.cross_entropy
     measured = d.measure_losses(batches, lambda out, b: task(out, b[1]))
-    chosen = d.calibrate_alpha(batches, lambda out, b: task(out, b[1]), ratio=3.0)
+    chosen = d.calibrate_alpha(batches, lambda out, b: task(out, b[1]))
     assert set(chosen) == {"cnn:cwt", "mixer:cwt", "mixer:kd"}
     for key, value in chosen.items():  # each term starts at 3x the task loss, whatever its teacher's scale
         assert value * measured[key] == pytest.approx(3.0 * measured["task"])
-    assert d.auto_alpha_keys == list(chosen)
+    assert d.balancer.auto == list(chosen) and d.balancer.chosen() == chosen
+    restored = make(student, cnn, mixer, alpha={"cnn": "auto", "mixer": {"cwt": "auto", "kd": "auto"}})
+    restored.balancer.load_state_dict(d.balancer.state_dict())  # the keys of several teachers round-trip
+    assert restored.alpha == d.alpha and restored.balancer.ratios == dict.fromkeys(chosen, 3.0)
 
 
 def test_shared_teacher_serves_distillers_with_several_teachers(models):

@@ -43,7 +43,7 @@ def test_two_teachers_train_from_the_cli_and_layers_lists_each(tmp_path: Path, c
     run = tmp_path / "run"
     state = torch.load(run / "last.pt", weights_only=True)
     assert all(not k.startswith(("teacher", "cnn", "wide")) for k in state["student"])
-    assert set(state["alpha"]) == {"cnn:cwt", "wide:cwt"}  # alpha auto: one per teacher's term
+    assert set(state["balancer"]["alpha"]) == {"cnn:cwt", "wide:cwt"}  # alpha auto: one per teacher's term
     assert (run / "config.yaml").read_text().startswith("# distill.alpha auto chose {cnn:cwt: ")
     capsys.readouterr()
     assert main(["layers", str(cfg)]) == 0

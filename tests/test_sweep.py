@@ -347,12 +347,12 @@ def test_sweep_and_alpha_auto_for_dense_tasks(
 def test_a_variant_that_cannot_start_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import featdistill as fd
 
-    real = fd.Distiller.set_auto_alpha
+    real = fd.LossBalancer.calibrate
 
-    def zero_loss(self, measured, ratio=None):  # as if the distillation loss were 0 on the first batches
-        return real(self, {**measured, "cwt": 0.0}, ratio)
+    def zero_loss(self, measured):  # as if the distillation loss were 0 on the first batches
+        return real(self, {**measured, "cwt": 0.0})
 
-    monkeypatch.setattr(fd.Distiller, "set_auto_alpha", zero_loss)
+    monkeypatch.setattr(fd.LossBalancer, "calibrate", zero_loss)
     out = tmp_path / "start"
     cfg = _config(tmp_path, out, train={"epochs": 1})
     assert main(["sweep", str(cfg), "--grid", "distill.alpha=auto,1e-3"]) == 0

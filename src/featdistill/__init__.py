@@ -5,7 +5,7 @@
 ...                  sample_input=torch.randn(2, 3, 224, 224))          # doctest: +SKIP
 """
 
-from .distiller import METHODS, Distiller, DistillOutput, Pair, register_method
+from .distiller import METHODS, Distiller, DistillOutput, LossBalancer, Method, Pair, register_method
 from .taps import FeatureTaps, TapError
 from .tasks.registry import register_task
 from .transforms import ChannelWiseTransform
@@ -18,6 +18,8 @@ __all__ = [
     "DistillOutput",
     "Distiller",
     "FeatureTaps",
+    "LossBalancer",
+    "Method",
     "Pair",
     "TapError",
     "__version__",

@@ -27,6 +27,7 @@ split. The card is plain JSON data:
     ignore_index    segmentation: the label ignored by loss and metrics; null otherwise
     metric          {"name", "value", "split", "all": {metric: value}} of the last evaluation | null
     distillation    {"teacher", "method", "pairs": [[student, teacher, method]], "alpha": {method: α}} | null
+                    (a method given as an object in a pair is recorded by its name, as α keys it)
     versions        {"featdistill": str, "torch": str}
     source          "checkpoint" (written at training) | "config" (rebuilt from a config, older checkpoint)
 """
@@ -88,7 +89,7 @@ def student_card(
             "teacher": cfg.model.teacher,
             "method": cfg.distill.method,
             "pairs": [[p.student, p.teacher, p.method] for p in distiller.pairs],
-            "alpha": {k: (None if v is None else float(v)) for k, v in distiller.alpha.items()},
+            "alpha": dict(distiller.balancer.alpha),
         }
     card = {
         "format": CARD_FORMAT,

@@ -134,6 +134,7 @@ def build_model(
         pairs=pairs,
         method=d.method,
         alpha=d.alpha,
+        auto_ratio=d.auto_ratio,
         sample_input=task.sample_input(),
         options=d.options,
         teacher_forward=task.teacher_forward,

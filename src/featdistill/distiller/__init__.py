@@ -1,5 +1,6 @@
 """Orchestrating: the Distiller and the table of methods it can apply per layer pair."""
 
+from .balancer import LossBalancer
 from .distiller import Distiller, DistillOutput, Pair
 from .methods import METHODS, Method, get_method, register_method
 from .shared_teacher import SharedTeacher
@@ -8,6 +9,7 @@ __all__ = [
     "METHODS",
     "DistillOutput",
     "Distiller",
+    "LossBalancer",
     "Method",
     "Pair",
     "SharedTeacher",

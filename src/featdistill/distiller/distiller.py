@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,7 +12,8 @@ from torch import nn
 
 from ..taps import FeatureTaps, SelectorError, unwrap_model
 from .auto_pairs import plan_auto_pairs
-from .methods import METHODS, Method, get_method
+from .balancer import AlphaSpec, LossBalancer
+from .methods import METHODS, Method, MethodSpec, resolve_method
 from .teachers import (
     TeacherRun,
     default_teacher_forward,
@@ -25,8 +24,8 @@ from .teachers import (
     teacher_prefix,
 )
 
-PairSpec = Sequence[str] | Mapping[str, Any]
-AlphaSpec = float | str | Mapping[str, float | str] | None
+# (student_layer, teacher_layer[, method]) or {"student", "teacher", "method"}; a method is a MethodSpec
+PairSpec = Sequence[Any] | Mapping[str, Any]
 STRICT_SHAPES = "strict_shapes"  # the one option of ``options`` that is not a method: shapes >2x apart fail
 MAX_SIDE_RATIO = 2.0  # a pair's maps may differ this many times in height or width without a warning
 LOSS_RATIO_RANGE = (1e-4, 1e3)  # a first distillation term outside this multiple of the task loss warns
@@ -73,20 +72,6 @@ def _as_args(inputs: Any) -> tuple:
     return inputs if isinstance(inputs, tuple) else (inputs,)
 
 
-def _alpha_value(value: float | str, method: str) -> float | None:
-    """A number >= 0 (0 switches the method's term off), or None for ``"auto"``."""
-    if value == "auto":
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"alpha of method {method!r} must be a number or 'auto', got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"alpha of method {method!r} is {value}: it must be a finite number >= 0 (0 switches the term "
-            "off; a negative alpha rewards the student for moving away from the teacher)"
-        )
-    return float(value)
-
-
 def _check_distinct(student: nn.Module, teacher: nn.Module) -> None:
     """Refuse a teacher that is the student, or shares parameters with it (freezing it would freeze both)."""
     if unwrap_model(student) is unwrap_model(teacher):
@@ -118,43 +103,40 @@ def _rng_devices(module: nn.Module) -> list[int]:
     return sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
 
 
-def parse_pairs(pairs: Sequence[PairSpec], method: str) -> list[Pair]:
+def parse_pairs(pairs: Sequence[PairSpec], method: MethodSpec) -> list[Pair]:
     """Normalise ``(s, t)``, ``(s, t, method)`` or ``{"student", "teacher", "method"}`` entries."""
-    parsed = []
+    return parse_pairs_and_methods(pairs, method)[0]
+
+
+def parse_pairs_and_methods(
+    pairs: Sequence[PairSpec], method: MethodSpec
+) -> tuple[list[Pair], dict[str, Method]]:
+    """The pairs (each naming its method) and the method of each name; a method may be given by name or as
+    an object (:func:`featdistill.distiller.methods.resolve_method`), and one name means one object."""
+    parsed, methods = [], {}
     for spec in pairs:
         if isinstance(spec, Mapping):
             unknown = set(spec) - {"student", "teacher", "method"}
             if unknown or not {"student", "teacher"} <= set(spec):
                 raise ValueError(f"pair {dict(spec)} needs keys 'student', 'teacher' and optionally 'method'")
-            parsed.append(Pair(spec["student"], spec["teacher"], spec.get("method", method)))
+            student, teacher, given = spec["student"], spec["teacher"], spec.get("method", method)
         elif isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) in (2, 3):
-            parsed.append(Pair(spec[0], spec[1], spec[2] if len(spec) == 3 else method))
+            student, teacher, given = spec[0], spec[1], spec[2] if len(spec) == 3 else method
         else:
             raise ValueError(f"pair {spec!r} must be (student_layer, teacher_layer[, method])")
+        found = resolve_method(given)
+        known = methods.setdefault(found.name, found)
+        if known is not found and (known.module is None or known.module is not found.module):
+            raise ValueError(
+                f"two different method objects are named {found.name!r}: give each its own name (a loss "
+                "module's name attribute), so that each has its own alpha, or pass the same object"
+            )
+        parsed.append(Pair(student, teacher, found.name))
     if not parsed:
         raise ValueError(
             "pairs is empty: name at least one (student_layer, teacher_layer) pair or use 'auto'"
         )
-    for pair in parsed:
-        get_method(pair.method)
-    return parsed
-
-
-_MISSING = object()
-
-
-def _alpha_entry(alpha: Mapping[str, Any], pair: Pair) -> Any:
-    """The most specific entry of an ``alpha`` mapping for ``pair``: ``"cnn:cwt"``, ``{"cnn": {"cwt"}}``,
-    ``{"cnn": ...}``, then ``{"cwt": ...}``; ``_MISSING`` when there is none."""
-    if pair.alpha_key in alpha:
-        return alpha[pair.alpha_key]
-    if pair.teacher_name in alpha:
-        by_teacher = alpha[pair.teacher_name]
-        if not isinstance(by_teacher, Mapping):
-            return by_teacher
-        if pair.method in by_teacher:
-            return by_teacher[pair.method]
-    return alpha.get(pair.method, _MISSING)
+    return parsed, methods
 
 
 def _check_alignable(pair: Pair, student: Any, teacher: Any, method: Method) -> None:
@@ -218,13 +200,17 @@ class Distiller(nn.Module):
             not a registered submodule, so it is absent from ``parameters()`` and ``state_dict()``).
         pairs: ``[(student_layer, teacher_layer[, method]), ...]`` with tap addresses (see
             :mod:`featdistill.taps.selectors`), or ``"auto"`` to pair the last feature of every spatial
-            resolution both models have (with several teachers: the student with each of them).
+            resolution both models have (with several teachers: the student with each of them). A pair's
+            method is a registered name or an object: a :class:`featdistill.Method`, or an ``nn.Module``
+            loss ``f(student_feature, teacher_feature)`` → scalar, keyed in ``alpha`` by its ``name``
+            attribute or class name; a loss module's parameters train with the student (``criteria``).
         method: the method of pairs that name none (see :mod:`featdistill.distiller.methods`).
         alpha: the loss weight: one float for all methods, or ``{method: alpha}``; None = method defaults;
             ``"auto"`` (for all methods or as a dict value) = set by :meth:`calibrate_alpha` before training.
             With several teachers each (teacher, method) has its own α (keyed ``"cnn:cwt"``), given per
             method (``{"cwt": ...}``), per teacher (``{"cnn": ...}``, or ``{"cnn": {"cwt": ...}}``) or per
             both (``{"cnn:cwt": ...}``); the most specific entry wins, and ``"auto"`` calibrates each term.
+            The α live in ``d.balancer`` (a :class:`LossBalancer`, saved and restored with checkpoints).
         sample_input: an input both models accept (a tuple is unpacked into positional arguments); one dry
             run on it infers the feature shapes, so the transforms' parameters exist before the optimizer.
         options: per-method options, e.g. ``{"cwt": {"hidden_channels": 256}, "kd": {"tau": 2.0}}``, and
@@ -236,6 +222,8 @@ class Distiller(nn.Module):
             teacher runs in its own dtype and on its own device (a float64 or bf16 teacher, a teacher on
             another GPU): the inputs are cast to them, and the losses are computed in float32 on the student's
             device. A teacher on the meta device (no values) is refused.
+        auto_ratio: the ratio an ``"auto"`` α is calibrated to: the term starts at ``auto_ratio`` × the task
+            loss (None: each method's own ``auto_ratio``).
         verbose: print the pairs chosen by ``pairs="auto"``.
         teachers: several frozen teachers instead of ``teacher``, ``{name: model}``; each pair then names
             its teacher's layer as ``"name:layer"`` (``("layer4", "cnn:layer4")``). Each teacher runs on its
@@ -249,7 +237,7 @@ class Distiller(nn.Module):
         student: nn.Module,
         teacher: nn.Module | None = None,
         pairs: Sequence[PairSpec] | str | None = None,
-        method: str = "cwt",
+        method: MethodSpec = "cwt",
         alpha: AlphaSpec = None,
         sample_input: Any = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -257,6 +245,7 @@ class Distiller(nn.Module):
         teacher_dtype: torch.dtype | Mapping[str, torch.dtype | None] | None = None,
         verbose: bool = True,
         teachers: Mapping[str, nn.Module] | None = None,
+        auto_ratio: float | None = None,
     ) -> None:
         super().__init__()
         frozen = name_teachers(teacher, teachers, reserved=list(METHODS))
@@ -291,13 +280,16 @@ class Distiller(nn.Module):
             ]
             if verbose:
                 print("featdistill: pairs='auto' chose " + ", ".join(f"{s}->{t}" for s, t in pairs))
-        self.pairs = [
-            replace(pair, teacher_name=split_teacher(pair.teacher, names)[0])
-            for pair in parse_pairs(pairs, method)
-        ]
-        self.methods = {p.method: get_method(p.method) for p in self.pairs}
-        self.alpha = self._resolve_alpha(alpha)
-        self.auto_alpha_keys = [key for key, value in self.alpha.items() if value is None]
+        parsed, self.methods = parse_pairs_and_methods(pairs, method)
+        clash = sorted(set(self.methods) & set(names))
+        if clash:
+            raise ValueError(f"{clash} name both a teacher and a method: alpha could not tell them apart")
+        self.pairs = [replace(pair, teacher_name=split_teacher(pair.teacher, names)[0]) for pair in parsed]
+        #: The loss modules given as methods, by name: trained with the student, saved in ``state_dict()``.
+        self.criteria = nn.ModuleDict(
+            {name: m.module for name, m in self.methods.items() if m.module is not None}
+        )
+        self.balancer = LossBalancer(alpha, self.pairs, self.methods, auto_ratio)
         self.strict_shapes = self._strict_shapes(options or {})
         self.options = self._resolve_options(options or {})
         self._student_taps = FeatureTaps(student, [p.student for p in self.pairs], role="student")
@@ -306,6 +298,9 @@ class Distiller(nn.Module):
             for name, module in frozen.items()
         ]
         self.transforms = self._build_transforms(sample_input)
+        reference = next(iter(student.parameters()), None)
+        if reference is not None:
+            self.criteria.to(reference.device)  # the losses run where the student's features are
 
     def _teacher_layers(self, name: str) -> list[str]:
         """The layers tapped in teacher ``name`` (without its prefix); a teacher no pair uses is refused."""
@@ -333,51 +328,10 @@ class Distiller(nn.Module):
         """How each teacher runs (module, forward, dtype, tapped layers); :class:`SharedTeacher` reads it."""
         return list(self._teacher_runs)
 
-    def _resolve_alpha(self, alpha: AlphaSpec) -> dict[str, float | None]:
-        """One α per ``Pair.alpha_key`` used; None marks an α that is ``"auto"`` and not calibrated yet."""
-        keys = {p.alpha_key: p for p in self.pairs}
-        if alpha is None:
-            return {key: self.methods[p.method].default_alpha for key, p in keys.items()}
-        if not isinstance(alpha, Mapping):
-            return {key: _alpha_value(alpha, key) for key in keys}
-        several = any(p.teacher_name for p in self.pairs)
-        if several:
-            teachers = {p.teacher_name for p in self.pairs}
-            unknown = sorted(set(alpha) - set(keys) - set(METHODS) - teachers)
-            if unknown:
-                raise ValueError(
-                    f"alpha has entries {unknown} that are neither a method, a teacher {sorted(teachers)} "
-                    "nor 'teacher:method' of a pair"
-                )
-        chosen = {key: _alpha_entry(alpha, pair) for key, pair in keys.items()}
-        missing = sorted(key for key, value in chosen.items() if value is _MISSING)
-        if missing:
-            if several:
-                raise ValueError(
-                    f"alpha has no entry for {missing}; give one per method ('cwt'), per teacher or per "
-                    "teacher and method ('NAME:cwt')"
-                )
-            raise ValueError(f"alpha has no entry for method(s) {missing}; give one per method used")
-        return {key: _alpha_value(value, key) for key, value in chosen.items()}
-
     @property
-    def uncalibrated(self) -> list[str]:
-        """The α keys (methods, or ``"teacher:method"``) that are ``"auto"`` and wait for :meth:`calibrate_alpha`."""
-        return [name for name, value in self.alpha.items() if value is None]
-
-    def set_alpha(self, alpha: Mapping[str, float]) -> None:
-        """Set the α of the named methods (e.g. restored from a checkpoint); each a finite number >= 0."""
-        unknown = sorted(set(alpha) - set(self.alpha))
-        if unknown:
-            raise ValueError(
-                f"alpha given for method(s) {unknown} that no pair uses; used: {sorted(self.alpha)}"
-            )
-        checked = {}
-        for name, value in alpha.items():
-            checked[name] = _alpha_value(value, name)
-            if checked[name] is None:
-                raise ValueError(f"set_alpha needs a number for method {name!r}, got 'auto'")
-        self.alpha.update(checked)
+    def alpha(self) -> Mapping[str, float | None]:
+        """Each α key's weight, read-only (None: ``"auto"``, not calibrated yet); see :attr:`balancer`."""
+        return self.balancer.alpha
 
     @torch.no_grad()
     def measure_losses(
@@ -393,7 +347,7 @@ class Distiller(nn.Module):
         """
         buffers = [(buffer, buffer.clone()) for buffer in self.student.buffers()]
         was_training = self.training
-        sums = dict.fromkeys(["task", *self.alpha], 0.0)
+        sums = dict.fromkeys(["task", *self.balancer.alpha], 0.0)
         count = 0
         self.train()
         try:
@@ -417,41 +371,20 @@ class Distiller(nn.Module):
         self,
         batches: Iterable[Any],
         task_loss: Callable[[Any, Any], torch.Tensor],
-        ratio: float | None = None,
         call: Callable[[Any], tuple[tuple, dict]] = lambda batch: ((batch[0],), {}),
     ) -> dict[str, float]:
-        """Choose α for the ``"auto"`` methods: each method's term starts at ``ratio`` × the task loss.
+        """Choose α for the ``"auto"`` keys: each term starts at its ratio (``auto_ratio``) × the task loss.
 
         Args:
             batches: a few training batches (e.g. the first 4 of the loader).
             task_loss: ``f(student_output, batch)`` → the scalar task loss (e.g. cross-entropy).
-            ratio: the wanted distillation-to-task loss ratio at the start of training (None: each method's
-                ``auto_ratio`` from the method table).
             call: ``f(batch)`` → ``(args, kwargs)`` of the model call (default: ``batch[0]`` alone).
 
         Returns:
-            the chosen ``{method: alpha}`` (also set on the distiller).
+            the chosen ``{key: alpha}`` (also set in :attr:`balancer`). To average the measured losses over
+            processes first, call :meth:`measure_losses` and then ``balancer.calibrate(measured)``.
         """
-        return self.set_auto_alpha(self.measure_losses(batches, task_loss, call), ratio)
-
-    def set_auto_alpha(self, measured: Mapping[str, float], ratio: float | None = None) -> dict[str, float]:
-        """α = ratio · task loss / method loss for each uncalibrated method, from ``measure_losses``."""
-        if ratio is not None and not (isinstance(ratio, (int, float)) and 0 < ratio < math.inf):
-            raise ValueError(
-                f"ratio (alpha 'auto', distill.auto_ratio) must be positive and finite, got {ratio}"
-            )
-        chosen = {}
-        for name in self.uncalibrated:
-            task, raw = measured["task"], measured[name]
-            if not (math.isfinite(task) and math.isfinite(raw) and raw > 0 and task > 0):
-                raise ValueError(
-                    f"alpha 'auto' cannot be calibrated for method {name!r}: task loss {task:.4g}, {name} loss "
-                    f"{raw:.4g} on the first batches; give distill.alpha a number instead"
-                )
-            method = next(p.method for p in self.pairs if p.alpha_key == name)
-            chosen[name] = (ratio or self.methods[method].auto_ratio) * task / raw
-        self.set_alpha(chosen)
-        return chosen
+        return self.balancer.calibrate(self.measure_losses(batches, task_loss, call))
 
     @staticmethod
     def _strict_shapes(options: Mapping[str, Any]) -> bool:
@@ -465,11 +398,12 @@ class Distiller(nn.Module):
     def _resolve_options(self, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         """Each used method's options over its defaults; keys that are neither a method nor
         ``strict_shapes`` are refused, as are option names the method does not have."""
-        unknown = sorted(set(options) - set(METHODS) - {STRICT_SHAPES})
+        known = set(METHODS) | set(self.methods)
+        unknown = sorted(set(options) - known - {STRICT_SHAPES})
         if unknown:
             raise ValueError(
                 f"unknown distillation option(s) {unknown}: options are keyed by method "
-                f"({sorted(METHODS)}) or are {STRICT_SHAPES!r}"
+                f"({sorted(known)}) or are {STRICT_SHAPES!r}"
             )
         resolved = {}
         for name, method in self.methods.items():
@@ -523,16 +457,17 @@ class Distiller(nn.Module):
         """
         task_loss = sum(value for key, value in terms.items() if key not in {p.key for p in self.pairs})
         low, high = LOSS_RATIO_RANGE
+        alpha = self.balancer.alpha
         for pair in self.pairs:
             term = terms.get(pair.key)
-            if term is None or self.alpha[pair.alpha_key] == 0 or not task_loss > 0:
+            if term is None or alpha[pair.alpha_key] == 0 or not task_loss > 0:
                 continue
             ratio = term / task_loss
             if not low <= ratio <= high:
                 effect = "drowns the task loss" if ratio > high else "is too small to have an effect"
                 warnings.warn(
                     f"the first {pair.key} term is {term:.3g}, {ratio:.3g}x the task loss {task_loss:.3g}: it "
-                    f"{effect} (alpha {self.alpha[pair.alpha_key]:g}); set distill.alpha: auto to start the term "
+                    f"{effect} (alpha {alpha[pair.alpha_key]:g}); set distill.alpha: auto to start the term "
                     "at a fixed multiple of the task loss",
                     stacklevel=2,
                 )
@@ -561,15 +496,10 @@ class Distiller(nn.Module):
         ~10% faster). ``teacher_features``, from :meth:`teacher_features` on the same inputs, skips the teacher
         forward: several students trained on one batch then share one teacher pass.
         """
-        pending = self.uncalibrated
-        if pending:
-            raise RuntimeError(
-                f"alpha 'auto' of method(s) {pending} is not calibrated yet: call calibrate_alpha(batches, "
-                "task_loss) once before training, or give alpha a number"
-            )
+        weights = self.balancer.weights()
         student_output, terms = self._forward_terms(args, kwargs, teacher_features)
         losses = {
-            pair.key: self.alpha[pair.alpha_key] * term for pair, term in zip(self.pairs, terms, strict=True)
+            pair.key: weights[pair.alpha_key] * term for pair, term in zip(self.pairs, terms, strict=True)
         }
         total = torch.stack(list(losses.values())).sum()
         return DistillOutput(student=student_output, loss=total, losses=losses)
@@ -590,9 +520,14 @@ class Distiller(nn.Module):
             # The losses are sums over whole maps: in float16 they overflow (65504) long before
             # training ends, so they are computed in float32 whatever the autocast or model dtype.
             aligned = transform(student_feature, size).float()
-            terms.append(
-                self.methods[pair.method].loss(aligned, teacher_feature.float(), self.options[pair.method])
-            )
+            term = self.methods[pair.method].loss(aligned, teacher_feature.float(), self.options[pair.method])
+            if not isinstance(term, torch.Tensor) or term.dim() != 0:
+                shape = tuple(term.shape) if isinstance(term, torch.Tensor) else type(term).__name__
+                raise ValueError(
+                    f"the loss of method {pair.method!r} on pair {pair.student!r} -> {pair.teacher!r} returned "
+                    f"{shape}, not a scalar tensor: reduce it (e.g. .mean() or .sum() / batch size)"
+                )
+            terms.append(term)
         return student_output, terms
 
     def teacher_features(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

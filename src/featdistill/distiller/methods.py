@@ -18,6 +18,10 @@ A later ratio sweep on the same setting (``benchmarks/results/cifar10_methods.md
 and 3 on holdout: each at the grid point nearest its default except AT, whose holdout curve is flat from 0.03
 to 0.3.
 
+A pair may also name its method by object instead of by name (Python only; see :func:`resolve_method`): a
+:class:`Method` record, or any ``nn.Module`` loss ``f(student_feature, teacher_feature)``, as ModelOpt takes a
+loss module per pair.
+
 Default α values follow the papers' classification settings (CWT: 7e-5 on ImageNet's last stage; AT β=1000
 and FitNets β=100 as in the CRD benchmark code; CWD loss weight 3 with τ=4; MGD 7e-5 with λ=0.5). They are
 starting points: sweep α for your models and data.
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..losses import (
     attention_transfer,
@@ -46,7 +51,11 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Method:
-    """A named method: its transform factory, its loss, its default α and its default options."""
+    """A named method: its transform factory, its loss, its default α and its default options.
+
+    ``module``: the loss module of a method given as an ``nn.Module`` in a pair (:func:`resolve_method`); the
+    Distiller registers it (``d.criteria``), so its parameters train with the student and are saved.
+    """
 
     name: str
     build_transform: Callable[[Shape, Shape, dict[str, Any]], FeatureTransform]
@@ -55,6 +64,7 @@ class Method:
     defaults: dict[str, Any] = field(default_factory=dict)
     needs_maps: bool = False  # feature maps (B, C, H, W) only
     auto_ratio: float = 7.0  # alpha "auto": the method's term / task loss at the start of training
+    module: nn.Module | None = None
 
 
 def _require_same_channels(student: Shape, teacher: Shape, name: str) -> None:
@@ -203,4 +213,53 @@ def register_method(
         name, build, loss, float(default_alpha), dict(options or {}), needs_maps, float(default_ratio)
     )
     METHODS[name] = method
+    return method
+
+
+MethodSpec = str | Method | nn.Module
+
+
+def _loss_module_name(module: nn.Module) -> str:
+    """A loss module's method name: its ``name`` attribute if it is a string, else its class name."""
+    name = getattr(module, "name", None)
+    return name if isinstance(name, str) else type(module).__name__
+
+
+def _call_module(module: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]:
+    def loss(student: torch.Tensor, teacher: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+        return module(student, teacher)
+
+    return loss
+
+
+def resolve_method(spec: MethodSpec) -> Method:
+    """The method a pair names: a registered name, a :class:`Method` record, or an ``nn.Module`` loss.
+
+    A loss module ``f(student_feature, teacher_feature)`` → scalar gets the student feature as it is (resized
+    to the teacher's height and width, no channel transform: a module that must align channels holds its own
+    layers), α 1.0 by default and ``alpha: auto``'s default ratio 7; its α key is its ``name`` attribute, or
+    its class name (``"CosineLoss"``). An object's name must be an identifier and not a registered method's.
+    """
+    if isinstance(spec, str):
+        return get_method(spec)
+    if isinstance(spec, nn.Module):
+        method = Method(_loss_module_name(spec), _passthrough, _call_module(spec), 1.0, module=spec)
+    elif isinstance(spec, Method):
+        method = spec
+    else:
+        raise TypeError(
+            f"a pair's method must be a method name ({sorted(METHODS)}), a featdistill Method or an nn.Module "
+            f"loss f(student_feature, teacher_feature); got a {type(spec).__name__} (wrap a function in an "
+            "nn.Module, or register it with featdistill.register_method)"
+        )
+    if not method.name.isidentifier():
+        raise ValueError(
+            f"method object name {method.name!r} must be an identifier such as 'cosine' (it keys alpha); "
+            "set the object's name"
+        )
+    if METHODS.get(method.name, method) is not method:
+        raise ValueError(
+            f"method object {method.name!r} has the name of a registered method; give it another name "
+            "(a loss module's name attribute)"
+        )
     return method

@@ -25,7 +25,8 @@ from torch import nn
 
 from ..card import student_card
 from ..config import RunConfig
-from ..distiller import Distiller, DistillOutput
+from ..distiller import Distiller, DistillOutput, LossBalancer
+from ..distiller.balancer import saved_balancer
 from ..taps import unwrap_model
 from .checkpoint import (
     CheckpointError,
@@ -125,6 +126,12 @@ class Trainer:
         return unwrap_model(self.model)
 
     @property
+    def balancer(self) -> LossBalancer | None:
+        """The distiller's α (None for a plain student)."""
+        core = self.core
+        return core.balancer if isinstance(core, Distiller) else None
+
+    @property
     def student(self) -> nn.Module:
         core = self.core
         return core.export() if isinstance(core, Distiller) else core
@@ -148,6 +155,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "student": student.state_dict(),
             "transforms": core.transforms.state_dict() if isinstance(core, Distiller) else {},
+            "criteria": core.criteria.state_dict() if isinstance(core, Distiller) else {},  # loss modules
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -156,7 +164,7 @@ class Trainer:
             "step": self.step,
             "rng": rng_state(),
             "metrics": self.metrics,
-            "alpha": dict(core.alpha) if isinstance(core, Distiller) else {},
+            "balancer": self.balancer.state_dict() if self.balancer is not None else {},
             "pending_eval": self.pending_eval,
             "card": card,
         }
@@ -203,14 +211,15 @@ class Trainer:
             core = self.core
             if isinstance(core, Distiller):
                 core.transforms.load_state_dict(state["transforms"])
+                core.criteria.load_state_dict(state.get("criteria", {}))  # none before method objects
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
             self.metrics = dict(state.get("metrics", {}))
             self.pending_eval = bool(state.get("pending_eval", False))
-            if isinstance(core, Distiller) and state.get("alpha"):
-                core.set_alpha(state["alpha"])  # a calibrated alpha: auto is reused, never re-calibrated
+            if self.balancer is not None:  # a calibrated alpha: auto is reused, never re-calibrated
+                self.balancer.load_state_dict(saved_balancer(state))
             set_rng_state(state["rng"])
         except (KeyError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -305,7 +314,7 @@ class Trainer:
         if self.is_main:
             # Only now, once a resume checkpoint was accepted, is anything in the output folder changed.
             text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
-            chosen = self.auto_alpha()
+            chosen = self.balancer.chosen() if self.balancer is not None else {}
             if chosen:
                 listed = ", ".join(f"{k}: {v:.6g}" for k, v in chosen.items())
                 text = f"# distill.alpha auto chose {{{listed}}}\n{text}"
@@ -317,11 +326,10 @@ class Trainer:
     def _calibrate_alpha(self) -> None:
         """``distill.alpha: auto``: set each such method's α from the first training batches (once per run)."""
         core = self.core
-        if not isinstance(core, Distiller) or not core.uncalibrated:
+        if not isinstance(core, Distiller) or not core.balancer.uncalibrated:
             return
-        d = self.cfg.distill
         self.train_loader.set_epoch(0)
-        batches = itertools.islice(self.train_loader.iterate(0), max(1, d.auto_batches))
+        batches = itertools.islice(self.train_loader.iterate(0), max(1, self.cfg.distill.auto_batches))
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             measured = core.measure_losses(
                 batches,
@@ -333,23 +341,9 @@ class Trainer:
         names = list(measured)
         averaged = mean_across_ranks(torch.tensor([measured[k] for k in names], device=self.device))
         measured = dict(zip(names, averaged.tolist()))
-        chosen = core.set_auto_alpha(measured, d.auto_ratio)
+        core.balancer.calibrate(measured)
         if self.is_main:
-            print(
-                f"featdistill: {self.out_dir.name}: alpha auto chose "
-                + ", ".join(
-                    f"{name}={value:.4g} ({name} loss {measured[name]:.4g}, task loss {measured['task']:.4g})"
-                    for name, value in chosen.items()
-                )
-                + (f" for a ratio of {d.auto_ratio:g}" if d.auto_ratio else " (each method's default ratio)")
-            )
-
-    def auto_alpha(self) -> dict[str, float]:
-        """The α of each method (or teacher's method) configured as ``auto``, calibrated or restored."""
-        core = self.core
-        if not isinstance(core, Distiller):
-            return {}
-        return {k: core.alpha[k] for k in core.auto_alpha_keys if core.alpha[k] is not None}
+            print(f"featdistill: {self.out_dir.name}: alpha auto chose {core.balancer.describe()}")
 
     @property
     def finished(self) -> bool:
@@ -398,7 +392,7 @@ class Trainer:
         """Write ``metrics.json`` (with the α that ``alpha: auto`` chose) and return the last metrics."""
         if self.is_main:
             record: dict[str, Any] = dict(self.metrics)
-            chosen = self.auto_alpha()
+            chosen = self.balancer.chosen() if self.balancer is not None else {}
             if chosen:
                 record["alpha"] = chosen
             write_text_atomic(json.dumps(record, indent=2), self.out_dir / "metrics.json")

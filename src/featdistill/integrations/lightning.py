@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..distiller import Distiller
-from ..distiller.distiller import AlphaSpec, PairSpec
+from ..distiller.balancer import AlphaSpec, saved_balancer
+from ..distiller.distiller import PairSpec
 from . import require
 
 L = require("lightning.pytorch", "lightning", "featdistill.integrations.lightning")
@@ -39,14 +40,15 @@ class DistillationModule(L.LightningModule):
         task_loss: ``f(student_output, batch)`` → the task's scalar loss.
         pairs, method, alpha, sample_input: as for :class:`featdistill.Distiller`; ``alpha="auto"`` is
             calibrated on the first ``calibration_batches`` training batches when training starts (averaged
-            over all processes under DDP, so every rank uses the same α) and saved in the checkpoint.
+            over all processes under DDP, so every rank uses the same α); the α (``distiller.balancer``) is
+            saved in the checkpoint and restored on resume.
         optimizer: ``f(parameters)`` → an optimizer, or anything ``configure_optimizers`` may return
             (e.g. ``{"optimizer": ..., "lr_scheduler": ...}``); it gets the student's and transforms'
             parameters. Required unless a subclass overrides ``configure_optimizers``.
         call: ``f(batch)`` → ``(args, kwargs)`` of the student call (default: ``batch[0]`` alone).
         calibration_batches: how many training batches ``alpha="auto"`` measures.
         distiller_options: passed on to :class:`featdistill.Distiller` (``options``, ``teacher_forward``,
-            ``teacher_dtype``, ``verbose``).
+            ``teacher_dtype``, ``auto_ratio``, ``verbose``).
     """
 
     def __init__(
@@ -130,7 +132,7 @@ class DistillationModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         """Calibrate ``alpha="auto"`` on the first training batches (not after a resume: α is restored)."""
-        if self.distiller.uncalibrated:
+        if self.distiller.balancer.uncalibrated:
             self.calibrate_alpha(self.trainer.train_dataloader)
 
     def calibrate_alpha(self, loader: Iterable[Any]) -> dict[str, float]:
@@ -147,16 +149,16 @@ class DistillationModule(L.LightningModule):
         names = sorted(measured)
         local = torch.tensor([measured[name] for name in names], dtype=torch.float64, device=self.device)
         mean = strategy.reduce(local, reduce_op="mean")
-        return self.distiller.set_auto_alpha(dict(zip(names, mean.tolist())))
+        return self.distiller.balancer.calibrate(dict(zip(names, mean.tolist())))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the calibrated α with the weights (the state dict holds student + transforms only)."""
-        checkpoint[CHECKPOINT_KEY] = {"alpha": dict(self.distiller.alpha)}
+        checkpoint[CHECKPOINT_KEY] = {"balancer": self.distiller.balancer.state_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore α, so a resumed run continues with the α it was calibrated with."""
-        saved = checkpoint.get(CHECKPOINT_KEY, {}).get("alpha", {})
-        self.distiller.set_alpha({name: value for name, value in saved.items() if value is not None})
+        """Restore α, so a resumed run continues with the α it was calibrated with (also from a checkpoint
+        that kept α alone, ``{"alpha": ...}``, as featdistill did before the balancer)."""
+        self.distiller.balancer.load_state_dict(saved_balancer(checkpoint.get(CHECKPOINT_KEY, {})))
 
     def export(self) -> nn.Module:
         """The plain student: no hooks, no transforms, the keys of the model you passed."""

@@ -8,7 +8,7 @@ Swap ``Trainer`` for it and name the teacher and the pairs; every other argument
 
 What the ``Trainer`` sees of the model (the dataset columns it keeps, the label names, ``save_pretrained``,
 the checkpoint weights) is the student's; what it trains and wraps in DDP is the :class:`featdistill.Distiller`
-(student + transforms). Checkpoints also hold the transforms and α (``featdistill_transforms.safetensors``),
+(student + transforms). Checkpoints also hold the transforms and the α state (``featdistill_transforms.safetensors``),
 so ``train(resume_from_checkpoint=...)`` continues the distillation where it stopped.
 """
 
@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from ..distiller import Distiller
-from ..distiller.distiller import AlphaSpec, PairSpec
+from ..distiller.balancer import AlphaSpec, saved_balancer
+from ..distiller.distiller import PairSpec
 from . import require
 
 _hf = require("transformers", "hub", "featdistill.integrations.transformers")
@@ -34,6 +35,7 @@ _safetensors = require("safetensors.torch", "hub", "featdistill.integrations.tra
 _trainer_utils = require("transformers.trainer_utils", "hub", "featdistill.integrations.transformers")
 
 TRANSFORMS_FILE = "featdistill_transforms.safetensors"
+CRITERIA_PREFIX = "criteria."  # the loss modules' tensors in TRANSFORMS_FILE (the transforms' keys are "0.…")
 
 
 def teacher_on_main_input(name: str) -> Callable[..., Any]:
@@ -74,7 +76,7 @@ class DistillationTrainer(_hf.Trainer):
         model: the student (a ``PreTrainedModel``, e.g. a ViT or a ``TimmWrapperForImageClassification``).
         teacher: the frozen teacher, any ``nn.Module`` (a Hugging Face or a timm model): eval mode, no grad,
             moved to the training device, never saved.
-        pairs, method, alpha, options, teacher_dtype: as for :class:`featdistill.Distiller`;
+        pairs, method, alpha, options, teacher_dtype, auto_ratio: as for :class:`featdistill.Distiller`;
             ``alpha="auto"`` is calibrated on the first ``calibration_batches`` training batches when
             ``train()`` starts (averaged over processes) and saved in each checkpoint.
         sample_input: an input of the student for the dry run that builds the transforms (default: the main
@@ -96,6 +98,7 @@ class DistillationTrainer(_hf.Trainer):
         options: dict[str, dict[str, Any]] | None = None,
         teacher_forward: Callable[..., Any] | None = None,
         teacher_dtype: torch.dtype | None = None,
+        auto_ratio: float | None = None,
         calibration_batches: int = 4,
         **kwargs: Any,
     ) -> None:
@@ -132,6 +135,7 @@ class DistillationTrainer(_hf.Trainer):
             options=options,
             teacher_forward=teacher_forward or teacher_on_main_input(main_input),
             teacher_dtype=teacher_dtype,
+            auto_ratio=auto_ratio,
         )
         # From here on the Trainer trains, wraps (DDP) and optimises student + transforms.
         self.model = self.model_wrapped = self.distiller
@@ -217,7 +221,7 @@ class DistillationTrainer(_hf.Trainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
         """Calibrate ``alpha="auto"`` (unless resuming: α comes from the checkpoint), then train."""
-        if self.distiller.uncalibrated and not resume_from_checkpoint:
+        if self.distiller.balancer.uncalibrated and not resume_from_checkpoint:
             self.calibrate_alpha()
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
@@ -235,7 +239,7 @@ class DistillationTrainer(_hf.Trainer):
         names = sorted(measured)
         local = torch.tensor([measured[n] for n in names], dtype=torch.float64, device=self.args.device)
         mean = self.accelerator.reduce(local, reduction="mean")
-        return self.distiller.set_auto_alpha(dict(zip(names, mean.tolist())))
+        return self.distiller.balancer.calibrate(dict(zip(names, mean.tolist())))
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Write the plain student (``save_pretrained``) and the processing class, as for a plain model.
@@ -246,16 +250,21 @@ class DistillationTrainer(_hf.Trainer):
             super()._save(output_dir)
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        """A Trainer checkpoint, plus the transforms' weights and α to resume the distillation."""
+        """A Trainer checkpoint, plus the transforms' and loss modules' weights and the α state, to resume."""
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
             folder = f"{_trainer_utils.PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             path = os.path.join(self._get_output_dir(trial=trial), folder, TRANSFORMS_FILE)
-            tensors = {k: v.detach().contiguous() for k, v in self.distiller.transforms.state_dict().items()}
-            _safetensors.save_file(tensors, path, metadata={"alpha": json.dumps(self.distiller.alpha)})
+            weights = {
+                **self.distiller.transforms.state_dict(),
+                **{CRITERIA_PREFIX + k: v for k, v in self.distiller.criteria.state_dict().items()},
+            }
+            tensors = {k: v.detach().contiguous() for k, v in weights.items()}
+            metadata = {"balancer": json.dumps(self.distiller.balancer.state_dict())}
+            _safetensors.save_file(tensors, path, metadata=metadata)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        """Load the student's weights of the checkpoint, then its transforms and α.
+        """Load the student's weights of the checkpoint, then its transforms, loss modules and α.
 
         A ``PreTrainedModel`` student is read back with ``from_pretrained``: transformers 5 saves some models
         (ViT among them) under their legacy key names, which the ``Trainer``'s own loader leaves unmatched
@@ -275,9 +284,21 @@ class DistillationTrainer(_hf.Trainer):
                 "so the distillation transforms cannot be restored; resume from a DistillationTrainer checkpoint"
             )
         with _safetensors.safe_open(path, framework="pt") as file:
-            alpha = json.loads(file.metadata()["alpha"])
-        self.distiller.transforms.load_state_dict(_safetensors.load_file(path, device=str(self.args.device)))
-        self.distiller.set_alpha({name: value for name, value in alpha.items() if value is not None})
+            # a checkpoint written before the balancer holds α alone, under "alpha"
+            saved = {
+                key: json.loads(value)
+                for key, value in file.metadata().items()
+                if key in ("balancer", "alpha")
+            }
+        tensors = _safetensors.load_file(path, device=str(self.args.device))
+        criteria = {
+            k.removeprefix(CRITERIA_PREFIX): v for k, v in tensors.items() if k.startswith(CRITERIA_PREFIX)
+        }
+        self.distiller.transforms.load_state_dict(
+            {k: v for k, v in tensors.items() if not k.startswith(CRITERIA_PREFIX)}
+        )
+        self.distiller.criteria.load_state_dict(criteria)
+        self.distiller.balancer.load_state_dict(saved_balancer(saved))
 
     def _load_best_model(self) -> None:
         """``load_best_model_at_end``: the best checkpoint's weights go into the student."""
