@@ -44,7 +44,9 @@ def arm_label(arm: dict[str, Any]) -> str:
     return f"{name} ({settings})" if settings else name
 
 
-def table(record: dict[str, Any], metrics: list[str], scale: float, teacher: dict[str, Any] | None) -> list[str]:
+def table(
+    record: dict[str, Any], metrics: list[str], scale: float, teacher: dict[str, Any] | None
+) -> list[str]:
     header = [
         "model",
         *(f"{m} mean ± std" for m in metrics),
@@ -81,11 +83,17 @@ def table(record: dict[str, Any], metrics: list[str], scale: float, teacher: dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("compare", type=Path, help="the output.dir of a featdistill compare run")
-    parser.add_argument("--teacher", type=Path, help="the teacher's run folder (its metrics.json is reported)")
-    parser.add_argument("--metrics", required=True, help="metric keys, the first as compare's (e.g. miou,pixel_acc)")
+    parser.add_argument(
+        "--teacher", type=Path, help="the teacher's run folder (its metrics.json is reported)"
+    )
+    parser.add_argument(
+        "--metrics", required=True, help="metric keys, the first as compare's (e.g. miou,pixel_acc)"
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="factor to percent (100 for COCO AP)")
     parser.add_argument("--title", required=True)
-    parser.add_argument("--command", action="append", default=[], help="the command(s) that produced the runs")
+    parser.add_argument(
+        "--command", action="append", default=[], help="the command(s) that produced the runs"
+    )
     parser.add_argument("--note", action="append", default=[], help="a protocol line for the header")
     parser.add_argument("--minutes", type=float, help="wall time of the whole benchmark")
     parser.add_argument("--out", type=Path, required=True)

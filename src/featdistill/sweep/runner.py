@@ -160,7 +160,7 @@ def train_groups(
         say(
             f"featdistill {command}: group {number} trains "
             + ", ".join(v.name for v in todo)
-            + " in lockstep"
+            + (" in lockstep" if len(todo) > 1 else " alone")
         )
         trainers = build_trainers([v.cfg for v in todo], evaluate_on=evaluate_on)
         if not announced:  # the ingest report, once per sweep (every group reads the same data)
