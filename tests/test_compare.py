@@ -83,7 +83,7 @@ def test_compare_trains_every_arm_and_seed_and_equals_separate_runs(
     # A resumed comparison reuses every finished run and writes the same table.
     capsys.readouterr()
     assert main([*args, "--resume", "auto"]) == 0
-    assert " trains " not in capsys.readouterr().out  # no group trained again
+    assert ": group " not in capsys.readouterr().out  # no group trained again
     assert json.loads((out / "compare.json").read_text()) == record
 
 
