@@ -1,11 +1,15 @@
-"""Shared fixtures: determinism, few threads, and the location of the real datasets."""
+"""Shared fixtures: determinism, few threads, the location of the real datasets and the tiny configs."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -32,3 +36,116 @@ def readme_python_block(marker: str) -> str:
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
     (block,) = [b for b in blocks if marker in b]
     return block
+
+
+#: The smallest config of each built-in task that trains in seconds on CPU. Classification needs no files
+#: (synthetic data); segmentation and detection read a generated tree (``data.root``, see tests/tiny_data.py).
+TINY: dict[str, dict[str, Any]] = {
+    "classification": {
+        "task": "classification",
+        "device": "cpu",
+        "data": {
+            "name": "synthetic",
+            "root": "-",
+            "limit": 64,
+            "val_limit": 32,
+            "batch_size": 16,
+            "image_size": 16,
+        },
+        "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
+        "distill": {"method": "cwt", "alpha": 1e-3},
+        "train": {"epochs": 1, "lr": 0.05, "log_every": 1},
+        "output": {"tensorboard": False, "progress": False},
+    },
+    "segmentation": {
+        "task": "segmentation",
+        "device": "cpu",
+        "data": {
+            "name": "camvid",
+            "val_split": "val",
+            "batch_size": 2,
+            "in_memory": False,
+            "options": {"crop_size": 64},
+        },
+        "model": {
+            "student": "pspnet",
+            "num_classes": 11,
+            "options": {"channels": 32, "backbone": "resnet18"},
+        },
+        "train": {"epochs": 1, "lr": 0.01},
+        "output": {"tensorboard": False, "progress": False},
+    },
+    "detection": {
+        "task": "detection",
+        "device": "cpu",
+        "data": {"name": "coco", "val_split": "val", "batch_size": 1},
+        "model": {
+            "student": "fasterrcnn",
+            "options": {  # a 64-pixel detector with few proposals: a step in well under a second
+                "backbone": "resnet18",
+                "min_size": 64,
+                "max_size": 64,
+                "rpn_pre_nms_top_n_train": 50,
+                "rpn_post_nms_top_n_train": 20,
+                "rpn_pre_nms_top_n_test": 20,
+                "rpn_post_nms_top_n_test": 10,
+                "box_batch_size_per_image": 16,
+                "box_score_thresh": 0.0,
+            },
+        },
+        "train": {"epochs": 1, "lr": 0.001},
+        "output": {"tensorboard": False, "progress": False},
+    },
+}
+
+
+def tiny_tree(
+    out: Path | None = None,
+    task: str = "classification",
+    drop: Iterable[str] = (),
+    base: dict[str, Any] | None = None,
+    **sections: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``base`` (default ``TINY[task]``) with each of ``sections`` merged into its section (a section given as
+    None is left out), the dotted keys of ``drop`` removed (so their defaults apply), the run written to ``out``."""
+    tree = copy.deepcopy(TINY[task] if base is None else base)
+    if out is not None:
+        tree["output"]["dir"] = str(out)
+    for name, values in sections.items():
+        if values is None:
+            tree.pop(name, None)
+        else:
+            tree[name] = {**tree.get(name, {}), **copy.deepcopy(values)}
+    for key in drop:
+        *parents, last = key.split(".")
+        node = tree
+        for part in parents:
+            node = node[part]
+        del node[last]
+    return tree
+
+
+def write_yaml(path: Path, tree: dict[str, Any]) -> Path:
+    """``tree`` written to ``path`` as YAML; returns ``path``."""
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Callable[..., Path]:
+    """A writer of tiny configs: ``tiny_config(out="run", task=..., name=None, drop=(), **sections)`` writes
+    :func:`tiny_tree` for a run in ``tmp_path / out`` to ``tmp_path / name`` (default ``<out>.yaml``)."""
+
+    def write(
+        out: str | Path = "run",
+        task: str = "classification",
+        name: str | None = None,
+        drop: Iterable[str] = (),
+        **sections: dict[str, Any] | None,
+    ) -> Path:
+        folder = tmp_path / out
+        return write_yaml(
+            tmp_path / (name or f"{folder.name}.yaml"), tiny_tree(folder, task, drop, **sections)
+        )
+
+    return write
