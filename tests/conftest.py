@@ -38,8 +38,9 @@ def readme_python_block(marker: str) -> str:
     return block
 
 
-#: The smallest config of each built-in task that trains in seconds on CPU. Classification needs no files
-#: (synthetic data); segmentation and detection read a generated tree (``data.root``, see tests/tiny_data.py).
+#: The smallest config of each built-in task, and of the user task of tests/plugins/fd_example_plugin.py, that
+#: trains in seconds on CPU. Classification and regression need no files (synthetic data); segmentation and
+#: detection read a generated tree (``data.root``, see tests/tiny_data.py).
 TINY: dict[str, dict[str, Any]] = {
     "classification": {
         "task": "classification",
@@ -96,6 +97,16 @@ TINY: dict[str, dict[str, Any]] = {
         "train": {"epochs": 1, "lr": 0.001},
         "output": {"tensorboard": False, "progress": False},
     },
+    "regression": {  # a method and a task of a plug-in: cosine, regression (models small and large)
+        "task": "regression",
+        "plugins": ["fd_example_plugin"],
+        "device": "cpu",
+        "data": {"name": "synthetic", "root": "-", "limit": 64, "batch_size": 16},
+        "model": {"student": "small", "teacher": "large"},
+        "distill": {"method": "cosine", "alpha": "auto"},
+        "train": {"epochs": 2, "lr": 0.01, "clip_grad": 1.0, "log_every": 1},
+        "output": {"tensorboard": False, "progress": False},
+    },
 }
 
 
@@ -104,25 +115,42 @@ def tiny_tree(
     task: str = "classification",
     drop: Iterable[str] = (),
     base: dict[str, Any] | None = None,
+    alone: bool = False,
     **sections: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """``base`` (default ``TINY[task]``) with each of ``sections`` merged into its section (a section given as
-    None is left out), the dotted keys of ``drop`` removed (so their defaults apply), the run written to ``out``."""
+    """``base`` (default ``TINY[task]``) less its dotted keys ``drop`` (so their defaults apply), with each of
+    ``sections`` merged into its section (a section given as None is left out), the run written to ``out``;
+    ``alone``: the student trained alone (no teacher, no ``distill`` section)."""
     tree = copy.deepcopy(TINY[task] if base is None else base)
+    if alone:
+        tree["model"].pop("teacher", None)
+        tree.pop("distill", None)
     if out is not None:
         tree["output"]["dir"] = str(out)
-    for name, values in sections.items():
-        if values is None:
-            tree.pop(name, None)
-        else:
-            tree[name] = {**tree.get(name, {}), **copy.deepcopy(values)}
     for key in drop:
         *parents, last = key.split(".")
         node = tree
         for part in parents:
             node = node[part]
         del node[last]
+    for name, values in sections.items():
+        if values is None:
+            tree.pop(name, None)
+        else:
+            tree[name] = {**tree.get(name, {}), **copy.deepcopy(values)}
     return tree
+
+
+def image_folder_data(root: Path, **data: Any) -> dict[str, Any]:
+    """The ``data`` section of an ImageFolder at ``root``, every image at its stored size (``data`` merged in)."""
+    return {
+        "name": "imagefolder",
+        "root": str(root),
+        "limit": None,
+        "val_limit": None,
+        "image_size": None,
+        **data,
+    }
 
 
 def write_yaml(path: Path, tree: dict[str, Any]) -> Path:

@@ -17,6 +17,7 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import image_folder_data, tiny_tree, write_yaml
 from featdistill.card import load_student, preprocess, read_card, sidecar_path
 from featdistill.cli.main import main
 from featdistill.tasks.decode import decode_image
@@ -37,17 +38,11 @@ def _image_folder(root: Path) -> None:
 
 
 def _config(tmp_path: Path, **data: object) -> Path:
-    tree = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {"name": "imagefolder", "root": str(tmp_path / "data"), "batch_size": 4, **data},
-        "model": {"student": "resnet8", "num_classes": 2},
-        "train": {"epochs": 1, "max_steps": 2, "lr": 0.05},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
+    data = image_folder_data(tmp_path / "data", **{"batch_size": 4, **data})
+    tree = tiny_tree(
+        tmp_path / "run", data=data, model={"num_classes": 2}, train={"max_steps": 2}, alone=True
+    )
+    return write_yaml(tmp_path / "cfg.yaml", tree)
 
 
 def _train(tmp_path: Path, **data: object) -> tuple[Path, Path, dict]:

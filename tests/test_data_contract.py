@@ -14,6 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import image_folder_data, tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import parse_config
 from featdistill.tasks.classification.data import channel_stats
@@ -38,22 +39,10 @@ def _folder(root: Path, per_class: int = 8, classes: int = 3, constant: bool = F
 
 
 def _config(root: Path, out: Path, **data: Any) -> dict[str, Any]:
-    return {
-        "task": "classification",
-        "device": "cpu",
-        "data": {
-            "name": "imagefolder",
-            "root": str(root),
-            "val_split": "val",
-            "limit": 18,
-            "val_limit": 7,
-            "batch_size": 4,
-            **data,
-        },
-        "model": {"student": "resnet8", "num_classes": 3},
-        "train": {"epochs": 1, "lr": 0.05, "log_every": 1},
-        "output": {"dir": str(out), "tensorboard": False, "progress": False},
-    }
+    data = image_folder_data(
+        root, **{"val_split": "val", "limit": 18, "val_limit": 7, "batch_size": 4, **data}
+    )
+    return tiny_tree(out, data=data, model={"num_classes": 3}, alone=True)
 
 
 def test_both_loaders_read_the_same_data(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import yaml
 from PIL import Image
 from torch import nn
 
+from conftest import image_folder_data, tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.config import parse_config
 from featdistill.export import default_format, export_student
@@ -31,14 +32,8 @@ def _config(tmp_path: Path) -> tuple[Path, Path]:
         for i in range(2):
             pixels = rng.integers(0, 255, (28, 24, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "data" / "train" / cls / f"{i}.png")
-    cfg = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {"name": "imagefolder", "root": str(tmp_path / "data")},
-        "model": {"student": "resnet8", "num_classes": 2},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    tree = tiny_tree(data=image_folder_data(tmp_path / "data"), model={"num_classes": 2}, alone=True)
+    path = write_yaml(tmp_path / "cfg.yaml", tree)
     torch.manual_seed(0)
     torch.save(build_classifier("resnet8", 2).state_dict(), tmp_path / "student.pt")
     return path, tmp_path / "student.pt"

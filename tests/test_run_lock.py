@@ -19,8 +19,8 @@ from featdistill.engine.run_lock import LOCK_NAME, RunFolderBusyError, run_lock
 # The lock module alone, loaded from its file: the helper processes start in a blink, without torch.
 BASE = tiny_tree(  # a student alone, two steps
     data={"limit": 16, "val_limit": 8, "batch_size": 8, "image_size": 8},
-    model={"teacher": None, "num_classes": 2},
-    distill=None,
+    model={"num_classes": 2},
+    alone=True,
 )
 
 

@@ -15,8 +15,7 @@ def test_a_short_run_logs_its_last_step(tiny_config, tmp_path: Path, capsys: pyt
     """2 steps, far from the default log_every (20) and from the epoch's end: step 2 is still logged."""
     path = tiny_config(  # the student alone, log_every left at its default
         data={"val_limit": 8, "batch_size": 8},
-        model={"teacher": None},
-        distill=None,
+        alone=True,
         train={"max_steps": 2},
         drop=["train.log_every"],
     )

@@ -59,8 +59,7 @@ def cli_error(capsys: pytest.CaptureFixture, tmp_path: Path, *overrides: str) ->
     tree = tiny_tree(
         tmp_path / "run",
         data={"limit": 8, "val_limit": 8, "batch_size": 4},
-        model={"teacher": None},
-        distill=None,
+        alone=True,
         train=None,
     )
     cfg = write_yaml(tmp_path / "cfg.yaml", tree)
