@@ -1,5 +1,5 @@
 """Your own methods and tasks: ``register_method`` / ``register_task`` in a module that a config's ``plugins:``
-imports, used by ``train``, ``sweep``, ``compare``, ``layers`` and ``config`` (tests/plugins/fd_example_plugin.py)."""
+imports, used by ``train``, ``export``, ``sweep``, ``compare``, ``layers`` and ``config`` (tests/plugins/fd_example_plugin.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _plugin_path(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)
 
 
-def test_a_user_method_and_task_train_sweep_and_compare_through_the_cli(
+def test_a_user_method_and_task_train_export_sweep_and_compare_through_the_cli(
     tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     cfg = tiny_config("train", task="regression")
@@ -36,6 +36,22 @@ def test_a_user_method_and_task_train_sweep_and_compare_through_the_cli(
         8,
         4,
     )  # CWT: 4 student to 8 teacher channels
+    exported = tmp_path / "student.pt2"  # traced with the task's export_example, TaskBase's default
+    args = [
+        "export",
+        str(cfg),
+        "--checkpoint",
+        str(tmp_path / "train" / "last.pt"),
+        "--output",
+        str(exported),
+    ]
+    assert main(args) == 0
+    assert (
+        "Output: the student's output, as its forward returns it."
+        in (tmp_path / "student.pt2.md").read_text()
+    )
+    program = torch.export.load(str(exported)).module()
+    assert program(torch.randn(3, 3, 8, 8)).shape[0] == 3
 
     sweep = tiny_config("sweep", task="regression")
     assert main(["sweep", str(sweep), "--grid", "distill.alpha=auto,0.1"]) == 0
