@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def _deterministic() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test: small models on a shared CPU run many times faster so than on two busy
+    ones (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module of such tests)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

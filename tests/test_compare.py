@@ -16,9 +16,7 @@ from featdistill.sweep.stats import mean_interval, welch_t
 BASE = tiny_tree(data={"limit": 128, "batch_size": 32, "holdout": 32})  # compare ignores holdout
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_compare_trains_every_arm_and_seed_and_equals_separate_runs(

@@ -21,6 +21,7 @@ from PIL import Image
 from conftest import REPO, image_folder_data, tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.predict.score import score_detections, score_label_pngs
+from tiny_data import image_folder
 
 CLASSES = ("ant", "bee", "cow")
 
@@ -42,13 +43,12 @@ def _run(capsys: pytest.CaptureFixture, *args: str | Path) -> dict:
 def _imagefolder(root: Path, per_class: dict[str, int]) -> None:
     """``root/<split>/<class>/k.png``: 16x16 images whose mean colour depends on the class, plus noise."""
     generator = np.random.default_rng(0)
-    for split, count in per_class.items():
-        for c, name in enumerate(CLASSES):
-            (root / split / name).mkdir(parents=True)
-            for k in range(count):
-                base = np.array([60 + 70 * c, 200 - 60 * c, 120], dtype=np.int64)
-                pixels = np.clip(base + generator.integers(-60, 60, (16, 16, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(root / split / name / f"{k}.png")
+
+    def pixels(c: int, k: int) -> np.ndarray:
+        base = np.array([60 + 70 * c, 200 - 60 * c, 120], dtype=np.int64)
+        return np.clip(base + generator.integers(-60, 60, (16, 16, 3)), 0, 255).astype(np.uint8)
+
+    image_folder(root, per_class, CLASSES, pixels)
 
 
 def _train(tmp_path: Path, capsys: pytest.CaptureFixture, **tiny: Any) -> Path:

@@ -14,7 +14,6 @@ import pickle
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, load_config
@@ -30,15 +28,9 @@ from featdistill.engine import CheckpointError, NonFiniteLossError, ResumableLoa
 from featdistill.engine.checkpoint import rng_state, set_rng_state
 from featdistill.run import build_trainer
 from featdistill.tasks.classification.models import build_classifier
+from tiny_data import image_folder
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small models on a shared CPU run many times faster on one thread than on two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, str]:
@@ -78,14 +70,13 @@ def trained(
 def make_image_folder(
     root: Path, classes: int = 2, per_class: int = 4, splits: tuple = ("train", "val")
 ) -> Path:
-    for split in splits:
-        for c in range(classes):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                array = np.full((8, 8, 3), 30 * c + 5 * i, np.uint8)
-                Image.fromarray(array).save(folder / f"{i}.png")
-    return root
+    names = [f"class{c}" for c in range(classes)]
+    return image_folder(
+        root,
+        dict.fromkeys(splits, per_class),
+        names,
+        lambda c, i: np.full((8, 8, 3), 30 * c + 5 * i, np.uint8),
+    )
 
 
 def folder_data(root: Path, **extra: Any) -> dict[str, Any]:

@@ -12,15 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, load_config
 from featdistill.sweep.grid import expand, lockstep_groups, parse_grid, split_values
+from tiny_data import image_folder
 
 BASE = tiny_tree(data={"limit": 160, "batch_size": 32, "holdout": 32}, train={"epochs": 2})
 
@@ -28,9 +29,7 @@ BASE = tiny_tree(data={"limit": 160, "batch_size": 32, "holdout": 32}, train={"e
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _student(run: Path) -> dict[str, torch.Tensor]:
@@ -137,13 +136,11 @@ def test_bad_sweeps_are_one_line(
 def _folder(root: Path) -> Path:
     """An ImageFolder with only a train split: the test split does not exist at all."""
     g = torch.Generator().manual_seed(0)
-    for label in range(2):
-        folder = root / "train" / f"class{label}"
-        folder.mkdir(parents=True)
-        for i in range(24):
-            pixels = (torch.rand(12, 12, 3, generator=g) * 100 + 120 * label).to(torch.uint8).numpy()
-            Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
+
+    def pixels(label: int, i: int) -> np.ndarray:
+        return (torch.rand(12, 12, 3, generator=g) * 100 + 120 * label).to(torch.uint8).numpy()
+
+    return image_folder(root, {"train": 24}, ["class0", "class1"], pixels)
 
 
 def test_selection_never_reads_the_test_split(

@@ -1,8 +1,10 @@
-"""Generated datasets on disk for the tests: tiny CamVid and COCO trees that the TINY configs (conftest) read."""
+"""Generated datasets on disk for the tests: tiny ImageFolder, CamVid and COCO trees (the configs that read
+them: conftest's TINY, tiny_tree and image_folder_data)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,19 @@ def write_png(path: Path, array: np.ndarray) -> None:
     """``array`` (H x W x 3 pixels or H x W labels, uint8) saved as a PNG, its folder created."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
+
+
+def image_folder(
+    root: Path, counts: dict[str, int], classes: Sequence[str], pixels: Callable[[int, int], np.ndarray]
+) -> Path:
+    """An ImageFolder: ``root/<split>/<class>/<i>.png``, ``counts[split]`` images a class, image ``i`` of class
+    ``label`` being ``pixels(label, i)`` (uint8 H x W x 3), made split by split, class by class, in order."""
+    for split, count in counts.items():
+        for label, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                write_png(root / split / name / f"{i}.png", pixels(label, i))
+    return root
 
 
 def camvid_tree(root: Path, counts: dict[str, int], rng: np.random.Generator, size: int = 64) -> Path:
