@@ -22,6 +22,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, load_config
 from featdistill.engine import CheckpointError, NonFiniteLossError, ResumableLoader, load_safely, save_atomic
@@ -241,19 +242,9 @@ def test_coco_errors_through_the_cli(tmp_path, capsys) -> None:
     (tmp_path / "dangling.json").write_text(
         json.dumps({"images": images, "annotations": [], "categories": categories})
     )
-    cfg = tmp_path / "detection.yaml"
-    tree = {
-        "task": "detection",
-        "device": "cpu",
-        "data": {
-            "name": "coco",
-            "root": str(tmp_path),
-            "options": {"ann_file": "broken.json", "images": "images"},
-        },
-        "model": {"student": "fasterrcnn"},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    cfg.write_text(yaml.safe_dump(tree))
+    options = {"ann_file": "broken.json", "images": "images"}
+    tree = tiny_tree(tmp_path / "run", "detection", data={"root": str(tmp_path), "options": options})
+    cfg = write_yaml(tmp_path / "detection.yaml", tree)
     code, err = cli(capsys, "train", cfg)
     assert_one_line_error(code, err, "broken.json is not valid JSON")
     code, err = cli(capsys, "train", cfg, "--set", "data.options.ann_file=dangling.json")
