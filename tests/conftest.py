@@ -171,19 +171,11 @@ def write_yaml(path: Path, tree: dict[str, Any]) -> Path:
 
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Callable[..., Path]:
-    """A writer of tiny configs: ``tiny_config(out="run", task=..., name=None, drop=(), **sections)`` writes
-    :func:`tiny_tree` for a run in ``tmp_path / out`` to ``tmp_path / name`` (default ``<out>.yaml``)."""
+    """A writer of tiny configs: ``tiny_config(out="run", name=None, **arguments)`` writes
+    ``tiny_tree(tmp_path / out, **arguments)`` to ``tmp_path / name`` (default ``<out>.yaml``), returns its path."""
 
-    def write(
-        out: str | Path = "run",
-        task: str = "classification",
-        name: str | None = None,
-        drop: Iterable[str] = (),
-        **sections: dict[str, Any] | None,
-    ) -> Path:
+    def write(out: str | Path = "run", name: str | None = None, **arguments: Any) -> Path:
         folder = tmp_path / out
-        return write_yaml(
-            tmp_path / (name or f"{folder.name}.yaml"), tiny_tree(folder, task, drop, **sections)
-        )
+        return write_yaml(tmp_path / (name or f"{folder.name}.yaml"), tiny_tree(folder, **arguments))
 
     return write
