@@ -12,6 +12,7 @@ import yaml
 from torch import nn
 
 import featdistill as fd
+from conftest import tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.engine import load_safely
 
@@ -132,25 +133,9 @@ def test_forward_with_precomputed_teacher_features_is_the_same() -> None:
 
 
 def _config(tmp_path: Path, out: Path, **distill: object) -> Path:
-    cfg = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {
-            "name": "synthetic",
-            "root": "-",
-            "limit": 128,
-            "val_limit": 32,
-            "batch_size": 32,
-            "image_size": 16,
-        },
-        "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
-        "distill": {"method": "cwt", "alpha": "auto", **distill},
-        "train": {"epochs": 2, "lr": 0.05, "log_every": 1},
-        "output": {"dir": str(out), "tensorboard": False, "progress": False},
-    }
-    path = tmp_path / f"{out.name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    data = {"limit": 128, "batch_size": 32}
+    tree = tiny_tree(out, data=data, distill={"alpha": "auto", **distill}, train={"epochs": 2})
+    return write_yaml(tmp_path / f"{out.name}.yaml", tree)
 
 
 def test_cli_records_the_calibrated_alpha_and_resume_reuses_it(

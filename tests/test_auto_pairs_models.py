@@ -6,8 +6,6 @@ student's body with the teacher's FPN. Models are built with ``weights=None, wei
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torchvision.models import detection, resnet18, segmentation
@@ -20,12 +18,7 @@ IMAGE = torch.randn(1, 3, 64, 64)
 IMAGES = ([torch.rand(3, 64, 64)],)  # a detector's list of images; it resizes them to min_size
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _plan(student: torch.nn.Module, teacher: torch.nn.Module, sample: object = IMAGE) -> Pairing:

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from conftest import image_folder_data, tiny_tree, write_yaml
 from featdistill.card import load_student, preprocess, read_card, sidecar_path
 from featdistill.cli.main import main
 from featdistill.tasks.decode import decode_image
+from tiny_data import image_folder
 
 CLASSES = ("cat", "dog")
 
@@ -27,27 +28,19 @@ CLASSES = ("cat", "dog")
 def _image_folder(root: Path) -> None:
     """16x12 RGB PNGs, 6 per class in train and 3 in test; the classes differ in brightness."""
     rng = np.random.default_rng(0)
-    for split, count in (("train", 6), ("test", 3)):
-        for label, name in enumerate(CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 160, (16, 12, 3)) + 90 * label
-                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+
+    def pixels(label: int, i: int) -> np.ndarray:
+        return (rng.integers(0, 160, (16, 12, 3)) + 90 * label).astype(np.uint8)
+
+    image_folder(root, {"train": 6, "test": 3}, CLASSES, pixels)
 
 
 def _config(tmp_path: Path, **data: object) -> Path:
-    tree = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {"name": "imagefolder", "root": str(tmp_path / "data"), "batch_size": 4, **data},
-        "model": {"student": "resnet8", "num_classes": 2},
-        "train": {"epochs": 1, "max_steps": 2, "lr": 0.05},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
+    data = image_folder_data(tmp_path / "data", **{"batch_size": 4, **data})
+    tree = tiny_tree(
+        tmp_path / "run", data=data, model={"num_classes": 2}, train={"max_steps": 2}, alone=True
+    )
+    return write_yaml(tmp_path / "cfg.yaml", tree)
 
 
 def _train(tmp_path: Path, **data: object) -> tuple[Path, Path, dict]:

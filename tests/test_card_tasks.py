@@ -10,22 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
+from conftest import tiny_tree, write_yaml
 from featdistill.card import load_student, preprocess, read_card
 from featdistill.cli.main import main
+from tiny_data import camvid_tree, coco_split
 
 
-def _png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-
-
-def _train(tmp_path: Path, tree: dict) -> tuple[Path, dict]:
-    """Train ``tree`` through the CLI; return (checkpoint, the metrics of metrics.json)."""
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump(tree))
+def _train(tmp_path: Path, task: str, root: Path) -> tuple[Path, dict]:
+    """Train the tiny ``task`` config on the tree at ``root`` through the CLI; return (checkpoint, the metrics
+    of metrics.json)."""
+    cfg = write_yaml(tmp_path / "cfg.yaml", tiny_tree(tmp_path / "run", task, data={"root": str(root)}))
     assert main(["train", str(cfg)]) == 0
     checkpoint = tmp_path / "run" / "last.pt"
     return checkpoint, json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -38,36 +34,8 @@ def _eval_alone(capsys, checkpoint: Path) -> dict:
 
 
 def test_segmentation_card_and_eval_without_the_training_split(tmp_path: Path, capsys) -> None:
-    rng = np.random.default_rng(0)
-    root = tmp_path / "camvid"
-    for split, count in (("train", 4), ("val", 2)):
-        for i in range(count):
-            _png(root / split / f"{i}.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-            labels = rng.integers(0, 12, (64, 64), dtype=np.uint8)  # 11 = void
-            _png(root / f"{split}annot" / f"{i}.png", labels)
-    (root / "classes.json").write_text(
-        json.dumps({"classes": [f"c{i}" for i in range(11)], "void_label": 11})
-    )
-    tree = {
-        "task": "segmentation",
-        "device": "cpu",
-        "data": {
-            "name": "camvid",
-            "root": str(root),
-            "val_split": "val",
-            "batch_size": 2,
-            "in_memory": False,
-            "options": {"crop_size": 64},
-        },
-        "model": {
-            "student": "pspnet",
-            "num_classes": 11,
-            "options": {"channels": 32, "backbone": "resnet18"},
-        },
-        "train": {"epochs": 1, "lr": 0.01},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    checkpoint, metrics = _train(tmp_path, tree)
+    root = camvid_tree(tmp_path / "camvid", {"train": 4, "val": 2}, np.random.default_rng(0))
+    checkpoint, metrics = _train(tmp_path, "segmentation", root)
     card = read_card(checkpoint)
     assert card["task"] == "segmentation" and card["classes"] == [f"c{i}" for i in range(11)]
     assert card["ignore_index"] == 255 and card["preprocessing"]["input_size"] == [64, 64]
@@ -82,57 +50,14 @@ def test_segmentation_card_and_eval_without_the_training_split(tmp_path: Path, c
     torch.testing.assert_close(preprocess(pixels[None], card), images[:1])  # the eval transform's input
 
 
-def _coco(root: Path, split: str, count: int, rng: np.random.Generator) -> None:
-    images, annotations = [], []
-    for i in range(count):
-        name = f"{split}{i}.png"
-        _png(root / split / name, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-        images.append({"id": i + 1, "file_name": name, "height": 64, "width": 64})
-        for k, category in enumerate((3, 7)):
-            box = [4.0 + 20 * k, 6.0, 24.0, 30.0]
-            annotations.append(
-                {
-                    "id": 10 * i + k + 1,
-                    "image_id": i + 1,
-                    "category_id": category,
-                    "bbox": box,
-                    "area": 720.0,
-                    "iscrowd": 0,
-                }
-            )
-    categories = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
-    data = {"images": images, "annotations": annotations, "categories": categories}
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
-
-
 def test_detection_card_and_eval_without_the_training_split(tmp_path: Path, capsys) -> None:
     pytest.importorskip("pycocotools")
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     root = tmp_path / "coco"
-    _coco(root, "train", 2, rng)
-    _coco(root, "val", 2, rng)
-    small = {
-        "backbone": "resnet18",
-        "min_size": 64,
-        "max_size": 64,
-        "rpn_pre_nms_top_n_train": 50,
-        "rpn_post_nms_top_n_train": 20,
-        "rpn_pre_nms_top_n_test": 20,
-        "rpn_post_nms_top_n_test": 10,
-        "box_batch_size_per_image": 16,
-        "box_score_thresh": 0.0,
-    }
-    tree = {
-        "task": "detection",
-        "device": "cpu",
-        "data": {"name": "coco", "root": str(root), "val_split": "val", "batch_size": 1},
-        "model": {"student": "fasterrcnn", "options": small},
-        "train": {"epochs": 1, "lr": 0.001},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    checkpoint, metrics = _train(tmp_path, tree)
+    coco_split(root, "train", 2, rng)
+    coco_split(root, "val", 2, rng)
+    checkpoint, metrics = _train(tmp_path, "detection", root)
     card = read_card(checkpoint)
     assert card["task"] == "detection" and card["model"]["num_classes"] == 3
     assert card["classes"] == ["__background__", "cat", "dog"]

@@ -4,32 +4,26 @@ import json
 
 import pytest
 import torch
-import yaml
 
+from conftest import image_folder_data, tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.tasks.classification.models import build_classifier
 
 
 def write_config(tmp_path, shared_data, **train):
-    cfg = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {
-            "name": "imagefolder",
-            "root": str(shared_data / "cifar10"),
-            "limit": 200,
-            "val_limit": 100,
-            "batch_size": 50,
-            "options": {"cache_dir": str(tmp_path / "cache")},
-        },
-        "model": {"student": "resnet8", "teacher": "resnet14", "num_classes": 10},
-        "distill": {"method": "cwt", "alpha": 1e-3},
-        "train": {"epochs": 1, "lr": 0.05, "log_every": 2, **train},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
+    cifar = {
+        "limit": 200,
+        "val_limit": 100,
+        "batch_size": 50,
+        "options": {"cache_dir": str(tmp_path / "cache")},
     }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    tree = tiny_tree(
+        tmp_path / "run",
+        data=image_folder_data(shared_data / "cifar10", **cifar),
+        model={"teacher": "resnet14", "num_classes": 10},
+        train={"log_every": 2, **train},
+    )
+    return write_yaml(tmp_path / "cfg.yaml", tree)
 
 
 def test_train_eval_resume_export(tmp_path, shared_data, capsys):

@@ -5,49 +5,26 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 import yaml
 
+from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.sweep.stats import mean_interval, welch_t
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+BASE = tiny_tree(data={"limit": 128, "batch_size": 32, "holdout": 32})  # compare ignores holdout
 
 
-def _config(tmp_path: Path, out: Path) -> Path:
-    tree: dict[str, Any] = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {
-            "name": "synthetic",
-            "root": "-",
-            "limit": 128,
-            "val_limit": 32,
-            "batch_size": 32,
-            "image_size": 16,
-            "holdout": 32,  # compare ignores it: every arm trains on the whole training split
-        },
-        "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
-        "distill": {"method": "cwt", "alpha": 1e-3},
-        "train": {"epochs": 1, "lr": 0.05, "log_every": 1},
-        "output": {"dir": str(out), "tensorboard": False, "progress": False},
-    }
-    path = tmp_path / f"{out.name}.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_compare_trains_every_arm_and_seed_and_equals_separate_runs(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "cmp"
-    cfg = _config(tmp_path, out)
+    cfg = tiny_config(out, base=BASE)
     args = ["compare", str(cfg), "--grid", "model.teacher=null,resnet8", "--seeds", "0,1"]
     assert main(args) == 0
     said = capsys.readouterr().out
@@ -87,8 +64,10 @@ def test_compare_trains_every_arm_and_seed_and_equals_separate_runs(
     assert json.loads((out / "compare.json").read_text()) == record
 
 
-def test_compare_refuses_seed_and_holdout_grids(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = _config(tmp_path, tmp_path / "bad")
+def test_compare_refuses_seed_and_holdout_grids(
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cfg = tiny_config(tmp_path / "bad", base=BASE)
     assert main(["compare", str(cfg), "--grid", "train.seed=0,1"]) == 2
     assert "--seeds" in capsys.readouterr().err
     assert main(["compare", str(cfg), "--grid", "data.holdout=8,16"]) == 2
@@ -102,19 +81,17 @@ def test_compare_refuses_seed_and_holdout_grids(tmp_path: Path, capsys: pytest.C
     assert "compare.arms.slow: unknown config key 'train.lr_max'" in capsys.readouterr().err
 
 
-def test_compare_arms_and_seeds_from_the_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_compare_arms_and_seeds_from_the_config(
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """``compare.arms`` (named sets of keys) crossed with ``--grid``; ``compare.seeds`` when --seeds is absent."""
     out = tmp_path / "arms"
-    path = _config(tmp_path, out)
-    tree = yaml.safe_load(path.read_text())
-    tree["train"]["max_steps"] = 2
-    tree["compare"] = {
-        "seeds": [3],
-        "arms": {"plain": {"model.teacher": None}, "cwt": {}, "cwt_lr": {"train.lr": 0.02}},
-    }
-    path.write_text(
-        yaml.safe_dump(tree, sort_keys=False)
-    )  # the arms in the order written; the first is the reference
+    arms = {
+        "plain": {"model.teacher": None},
+        "cwt": {},
+        "cwt_lr": {"train.lr": 0.02},
+    }  # the first: the reference
+    path = tiny_config(out, base=BASE, train={"max_steps": 2}, compare={"seeds": [3], "arms": arms})
     assert main(["compare", str(path), "--grid", "distill.alpha=1e-3"]) == 0
     said = capsys.readouterr().out
     assert "3 arm(s) x 1 seed(s) in 2 lockstep group(s)" in said  # cwt and cwt_lr share data and teacher

@@ -14,46 +14,34 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import image_folder_data, tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import parse_config
 from featdistill.tasks.classification.data import channel_stats
 from featdistill.tasks.classification.task import ClassificationTask
 from featdistill.tasks.ingest import HIDDEN, UNSUPPORTED
+from tiny_data import image_folder
 
 SIZE = 12  # not a power of two, not 32 or 224: a default size would show
 
 
 def _folder(root: Path, per_class: int = 8, classes: int = 3, constant: bool = False) -> Path:
     rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for c in range(classes):
-            folder = root / split / f"c{c}"
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                pixels = np.full((SIZE, SIZE, 3), 90, np.uint8)
-                if not constant:
-                    pixels = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:02d}.png")
-    return root
+
+    def pixels(label: int, i: int) -> np.ndarray:
+        if constant:
+            return np.full((SIZE, SIZE, 3), 90, np.uint8)
+        return rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+
+    names = [f"c{c}" for c in range(classes)]
+    return image_folder(root, {"train": per_class, "val": per_class}, names, pixels)
 
 
 def _config(root: Path, out: Path, **data: Any) -> dict[str, Any]:
-    return {
-        "task": "classification",
-        "device": "cpu",
-        "data": {
-            "name": "imagefolder",
-            "root": str(root),
-            "val_split": "val",
-            "limit": 18,
-            "val_limit": 7,
-            "batch_size": 4,
-            **data,
-        },
-        "model": {"student": "resnet8", "num_classes": 3},
-        "train": {"epochs": 1, "lr": 0.05, "log_every": 1},
-        "output": {"dir": str(out), "tensorboard": False, "progress": False},
-    }
+    data = image_folder_data(
+        root, **{"val_split": "val", "limit": 18, "val_limit": 7, "batch_size": 4, **data}
+    )
+    return tiny_tree(out, data=data, model={"num_classes": 3}, alone=True)
 
 
 def test_both_loaders_read_the_same_data(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import yaml
 from torch import nn
 
 import featdistill as fd
+from conftest import tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.engine import load_safely
 from featdistill.engine.distributed import DistributedContext, init_distributed, sync_batchnorm
@@ -45,23 +46,19 @@ def _config(tmp_path: Path) -> Path:
     # The student has no BatchNorm (SqueezeNet 1.1; dropout 0 so that no random mask differs between
     # ranks): BatchNorm would normalise each process's half batch with its own statistics, and
     # SyncBatchNorm does not run on CPU. The teacher is in eval mode, so its BatchNorm-free-ness is moot.
-    tree = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {"name": "synthetic", "root": "unused", "limit": 128, "val_limit": 64, "image_size": 32},
-        "model": {
+    tree = tiny_tree(
+        drop=["data.batch_size"],
+        data={"limit": 128, "val_limit": 64, "image_size": 32},
+        model={
             "student": "squeezenet1_1",
             "teacher": "squeezenet1_0",
             "num_classes": 10,
             "options": {"dropout": 0.0},
         },
-        "distill": {"method": "cwt", "pairs": [["features.7", "features.10"]], "alpha": 1e-4},
-        "train": {"epochs": 2, "lr": 0.01, "log_every": 1},
-        "output": {"tensorboard": False, "progress": False},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
+        distill={"pairs": [["features.7", "features.10"]], "alpha": 1e-4},
+        train={"epochs": 2, "lr": 0.01},
+    )
+    return write_yaml(tmp_path / "config.yaml", tree)
 
 
 def _train_losses(run: Path) -> list[tuple[int, float]]:

@@ -8,16 +8,19 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 from torch import nn
 
+from conftest import image_folder_data, tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.config import parse_config
 from featdistill.export import default_format, export_student
 from featdistill.tasks.classification.models import build_classifier
 from featdistill.tasks.classification.task import ClassificationTask
 from featdistill.tasks.detection.models import build_detector
+from featdistill.tasks.detection.task import DetectionTask
 from featdistill.tasks.segmentation.models import build_segmenter
+from featdistill.tasks.segmentation.task import SegmentationTask
+from tiny_data import image_folder
 
 # ONNX Runtime against eager PyTorch, float32 on CPU: measured differences are ~1e-7.
 ONNX_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
@@ -26,19 +29,14 @@ ONNX_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 def _config(tmp_path: Path) -> tuple[Path, Path]:
     """An ImageFolder of 28x24 (H x W) images, a resnet8 config on it and a checkpoint of that student."""
     rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        (tmp_path / "data" / "train" / cls).mkdir(parents=True)
-        for i in range(2):
-            pixels = rng.integers(0, 255, (28, 24, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "data" / "train" / cls / f"{i}.png")
-    cfg = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {"name": "imagefolder", "root": str(tmp_path / "data")},
-        "model": {"student": "resnet8", "num_classes": 2},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    image_folder(
+        tmp_path / "data",
+        {"train": 2},
+        ("a", "b"),
+        lambda c, i: rng.integers(0, 255, (28, 24, 3), dtype=np.uint8),
+    )
+    tree = tiny_tree(data=image_folder_data(tmp_path / "data"), model={"num_classes": 2}, alone=True)
+    path = write_yaml(tmp_path / "cfg.yaml", tree)
     torch.manual_seed(0)
     torch.save(build_classifier("resnet8", 2).state_dict(), tmp_path / "student.pt")
     return path, tmp_path / "student.pt"
@@ -54,6 +52,18 @@ def test_sample_input_has_the_training_image_size(tmp_path: Path) -> None:
     cfg, _ = _config(tmp_path)
     task = ClassificationTask(parse_config(yaml.safe_load(cfg.read_text())))
     assert task.sample_input().shape == (2, 3, 28, 24)  # read from the data, not the 32x32 default
+
+
+def test_each_task_gives_its_export_example_and_output_words(tmp_path: Path) -> None:
+    """The task, not the CLI, says what an export is traced with and, for the model card, what it returns."""
+    assert ClassificationTask(parse_config(tiny_tree())).export_example().shape == (2, 3, 16, 16)
+    detection = DetectionTask(parse_config(tiny_tree(task="detection", data={"root": str(tmp_path)})))
+    (image,) = detection.export_example()  # detectors take a list of images: one
+    assert image.shape == (3, 48, 64)
+    card = {"ignore_index": 255}
+    assert ClassificationTask.describe_outputs(card).startswith("logits `[batch, classes]`")
+    assert "label 255 ignored in training" in SegmentationTask.describe_outputs(card)
+    assert DetectionTask.describe_outputs(card).startswith("per image: boxes (xyxy), labels, scores")
 
 
 def test_onnx_export_runs_in_onnxruntime_at_the_trained_and_other_sizes(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +18,20 @@ import yaml
 from torch import nn
 
 import featdistill as fd
+from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, parse_config
 from featdistill.tasks.classification.models import build_classifier
 
 X = torch.randn(2, 3, 16, 16)
-BASE: dict[str, Any] = {
-    "task": "classification",
-    "device": "cpu",
-    "data": {
-        "name": "synthetic",
-        "root": "-",
-        "limit": 16,
-        "val_limit": 8,
-        "batch_size": 8,
-        "image_size": 16,
-    },
-    "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
-    "distill": {"pairs": [["layer3", "layer3"]], "alpha": 1e-3},
-    "train": {"epochs": 1, "lr": 0.05, "log_every": 1, "max_steps": 1},
-    "output": {"tensorboard": False, "progress": False},
-}
+BASE = tiny_tree(  # a one-step run
+    data={"limit": 16, "val_limit": 8, "batch_size": 8},
+    distill={"pairs": [["layer3", "layer3"]]},
+    train={"max_steps": 1},
+)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _nets() -> tuple[nn.Module, nn.Module]:
@@ -60,16 +44,6 @@ def _distiller(
     s, t = _nets()
     kwargs = {"pairs": [("layer3", "layer3")], "sample_input": X, "verbose": False, **kwargs}
     return fd.Distiller(student or s, teacher or t, **kwargs)
-
-
-def _config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
-    tree = copy.deepcopy(BASE)
-    tree["output"]["dir"] = str(tmp_path / "run")
-    for key, values in sections.items():
-        tree[key] = {**tree[key], **values}
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
 
 
 def _cli(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, str]:
@@ -133,8 +107,10 @@ def test_auto_ratio_must_be_positive_and_finite(ratio: float) -> None:
         ("distill.auto_ratio=0", "distill.auto_ratio is 0: it must be a finite number > 0"),
     ],
 )
-def test_bad_alpha_or_auto_ratio_in_the_config(tmp_path: Path, capsys, override: str, message: str) -> None:
-    _one_line_error(*_cli(capsys, "train", _config(tmp_path), "--set", override), message)
+def test_bad_alpha_or_auto_ratio_in_the_config(
+    tiny_config, tmp_path: Path, capsys, override: str, message: str
+) -> None:
+    _one_line_error(*_cli(capsys, "train", tiny_config(base=BASE), "--set", override), message)
     assert not (tmp_path / "run" / "last.pt").exists()
     key, value = override.split("=", 1)
     with pytest.raises(ConfigError, match=message.split(":")[0]):
@@ -197,8 +173,10 @@ def test_a_selector_out_of_range_or_on_a_non_tensor_names_the_pair(
         _distiller(Unpack(), Unpack(), pairs=[(selector, "net[0]")])
 
 
-def test_a_bad_selector_through_the_cli(tmp_path: Path, capsys) -> None:
-    code, err = _cli(capsys, "train", _config(tmp_path), "--set", "distill.pairs=[['layer3[0]', layer3]]")
+def test_a_bad_selector_through_the_cli(tiny_config, capsys) -> None:
+    code, err = _cli(
+        capsys, "train", tiny_config(base=BASE), "--set", "distill.pairs=[['layer3[0]', layer3]]"
+    )
     _one_line_error(
         code, err, "pair 'layer3[0]' -> 'layer3': tap 'layer3[0]': cannot select '0' from a Tensor"
     )
@@ -274,8 +252,8 @@ def test_maps_more_than_2x_apart_warn_and_strict_shapes_refuses() -> None:
         _distiller(options={"cwtt": {"hidden_channels": 4}})
 
 
-def test_shape_warning_and_strict_shapes_through_the_cli(tmp_path: Path, capsys) -> None:
-    cfg = _config(tmp_path, distill={"pairs": [["layer1", "layer3"]]})
+def test_shape_warning_and_strict_shapes_through_the_cli(tiny_config, capsys) -> None:
+    cfg = tiny_config(base=BASE, distill={"pairs": [["layer1", "layer3"]]})
     with pytest.warns(UserWarning, match=r"differ 4x in height or width"):
         assert _cli(capsys, "train", cfg)[0] == 0
     code, err = _cli(
@@ -299,8 +277,8 @@ def test_loss_scale_warns_outside_1e_4_to_1000x_the_task_loss() -> None:
     assert _warnings_of(lambda: d.warn_loss_scale({"ce": 2.0, "cwt:layer3": 0.0})) == []
 
 
-def test_loss_scale_and_untrained_teacher_through_the_cli(tmp_path: Path, capsys) -> None:
-    cfg = _config(tmp_path)
+def test_loss_scale_and_untrained_teacher_through_the_cli(tiny_config, capsys) -> None:
+    cfg = tiny_config(base=BASE)
     with pytest.warns(UserWarning) as caught:
         assert _cli(capsys, "train", cfg, "--set", "distill.alpha=1e6")[0] == 0
     messages = [str(w.message) for w in caught]
@@ -308,10 +286,10 @@ def test_loss_scale_and_untrained_teacher_through_the_cli(tmp_path: Path, capsys
     assert any(m.startswith("the teacher is untrained: model.teacher 'resnet8'") for m in messages), messages
 
 
-def test_a_teacher_with_weights_or_its_own_is_not_untrained(tmp_path: Path, capsys) -> None:
+def test_a_teacher_with_weights_or_its_own_is_not_untrained(tiny_config, tmp_path: Path, capsys) -> None:
     weights = tmp_path / "teacher.pt"
     torch.save(build_classifier("resnet8", 4).state_dict(), weights)
-    cfg = _config(tmp_path, model={"teacher_weights": str(weights)})
+    cfg = tiny_config(base=BASE, model={"teacher_weights": str(weights)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert _cli(capsys, "train", cfg)[0] == 0

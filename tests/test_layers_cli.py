@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.taps import trace_outputs
 from featdistill.tasks.classification.models import build_classifier
 
-
-def _config(tmp_path: Path, **model) -> Path:
-    cfg = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {"name": "synthetic", "root": "unused", "image_size": 16},
-        "model": {"student": "resnet8", "num_classes": 10, **model},
-        "distill": {"pairs": [["layer1", "layer2"]]},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+BASE = tiny_tree(model={"teacher": None, "num_classes": 10}, distill={"pairs": [["layer1", "layer2"]]})
 
 
 def _flops(forward) -> int:
@@ -34,8 +22,8 @@ def _flops(forward) -> int:
     return counter.get_total_flops()
 
 
-def test_layers_lists_shapes_auto_pairs_and_tapped_flops(tmp_path: Path, capsys) -> None:
-    assert main(["layers", str(_config(tmp_path, teacher="resnet14"))]) == 0
+def test_layers_lists_shapes_auto_pairs_and_tapped_flops(tiny_config, capsys) -> None:
+    assert main(["layers", str(tiny_config(base=BASE, model={"teacher": "resnet14"}))]) == 0
     out = capsys.readouterr().out
     assert re.search(
         r"^student: resnet8 \(CifarResNet\), .* on the sample input \(2, 3, 16, 16\)$", out, re.M
@@ -59,8 +47,8 @@ def test_layers_lists_shapes_auto_pairs_and_tapped_flops(tmp_path: Path, capsys)
     assert f"teacher {100 * t_share:.1f}% (" in out
 
 
-def test_layers_without_a_teacher_lists_the_student(tmp_path: Path, capsys) -> None:
-    assert main(["layers", str(_config(tmp_path))]) == 0
+def test_layers_without_a_teacher_lists_the_student(tiny_config, capsys) -> None:
+    assert main(["layers", str(tiny_config(base=BASE))]) == 0
     out = capsys.readouterr().out
     assert "student: resnet8" in out and "teacher:" not in out
     assert out.rstrip().endswith("no model.teacher in the config: no pairs")

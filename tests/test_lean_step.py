@@ -10,26 +10,21 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
+from conftest import tiny_tree
 from featdistill.config import parse_config
 from featdistill.run import build_trainer
 
 
 def _trainer(tmp_path: Path, teacher_dtype: str | None = None, **train: object):
-    cfg = parse_config(
-        {
-            "device": "cpu",
-            "data": {"name": "synthetic", "root": "unused", "limit": 32, "val_limit": 8, "image_size": 16},
-            "model": {"student": "resnet8", "teacher": "resnet14", "num_classes": 10},
-            "distill": {
-                "method": "cwt",
-                "pairs": [["layer2", "layer2"]],
-                "alpha": 1e-3,
-                "teacher_dtype": teacher_dtype,
-            },
-            "train": {"lr": 0.05, "log_every": 1, **train},
-            "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-        }
+    tree = tiny_tree(
+        tmp_path / "run",
+        drop=["train.epochs"],
+        data={"limit": 32, "val_limit": 8},
+        model={"teacher": "resnet14", "num_classes": 10},
+        distill={"pairs": [["layer2", "layer2"]], "teacher_dtype": teacher_dtype},
+        train=train,
     )
+    cfg = parse_config(tree)
     cfg.data.batch_size = 8
     return build_trainer(cfg)
 

@@ -6,39 +6,23 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, parse_config
 from featdistill.run import fingerprint
 
 TEACHERS = {"cnn": {"model": "resnet14"}, "wide": {"model": "wrn_16_1", "options": {}}}
+BASE = tiny_tree(  # two steps; the teachers are the test's
+    data={"limit": 16, "val_limit": 8, "batch_size": 8},
+    model={"teacher": None, "num_classes": 10},
+    distill={"alpha": "auto", "auto_batches": 1},
+    train={"max_steps": 2},
+)
 
 
-def _config(tmp_path: Path, **model) -> Path:
-    cfg = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {
-            "name": "synthetic",
-            "root": "unused",
-            "image_size": 16,
-            "limit": 16,
-            "val_limit": 8,
-            "batch_size": 8,
-        },
-        "model": {"student": "resnet8", "num_classes": 10, **model},
-        "distill": {"alpha": "auto", "auto_batches": 1},
-        "train": {"epochs": 1, "max_steps": 2, "log_every": 1},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def test_two_teachers_train_from_the_cli_and_layers_lists_each(tmp_path: Path, capsys) -> None:
-    cfg = _config(tmp_path, teachers=TEACHERS)
+def test_two_teachers_train_from_the_cli_and_layers_lists_each(tiny_config, tmp_path: Path, capsys) -> None:
+    cfg = tiny_config(base=BASE, model={"teachers": TEACHERS})
     assert main(["train", str(cfg)]) == 0
     run = tmp_path / "run"
     state = torch.load(run / "last.pt", weights_only=True)

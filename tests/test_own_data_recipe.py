@@ -8,13 +8,14 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
-from PIL import Image
 
 from featdistill.cli.main import main
 from featdistill.weights.torchvision_hub import cached_path
+from tiny_data import image_folder
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER_CFG = REPO / "configs" / "classification" / "own_data_teacher.yaml"
@@ -45,14 +46,13 @@ def student_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 
 def _image_folder(root: Path) -> Path:
     generator = torch.Generator().manual_seed(0)
-    for split in ("train", "val"):
-        for label, name in enumerate(("cat", "dog")):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(4):
-                pixels = torch.randint(0, 256, (40, 40, 3), generator=generator, dtype=torch.uint8)
-                Image.fromarray((pixels // 2 + 100 * label).numpy()).save(folder / f"{i}.png")
-    return root
+
+    def pixels(label: int, i: int) -> np.ndarray:
+        return (
+            torch.randint(0, 256, (40, 40, 3), generator=generator, dtype=torch.uint8) // 2 + 100 * label
+        ).numpy()
+
+    return image_folder(root, {"train": 4, "val": 4}, ("cat", "dog"), pixels)
 
 
 def _small(data: Path, out: Path) -> list[str]:

@@ -1,18 +1,17 @@
 """Your own methods and tasks: ``register_method`` / ``register_task`` in a module that a config's ``plugins:``
-imports, used by ``train``, ``sweep``, ``compare``, ``layers`` and ``config`` (tests/plugins/fd_example_plugin.py)."""
+imports, used by ``train``, ``export``, ``sweep``, ``compare``, ``layers`` and ``config`` (tests/plugins/fd_example_plugin.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 import yaml
 
 import featdistill as fd
-from conftest import REPO
+from conftest import REPO, tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, parse_config
 
@@ -23,26 +22,10 @@ def _plugin_path(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)
 
 
-def _config(tmp_path: Path, out: str, **distill: Any) -> Path:
-    tree = {
-        "task": "regression",
-        "plugins": ["fd_example_plugin"],
-        "device": "cpu",
-        "data": {"name": "synthetic", "root": "-", "limit": 64, "batch_size": 16},
-        "model": {"student": "small", "teacher": "large"},
-        "distill": {"method": "cosine", "alpha": "auto", **distill},
-        "train": {"epochs": 2, "lr": 0.01, "clip_grad": 1.0, "log_every": 1},
-        "output": {"dir": str(tmp_path / out), "tensorboard": False, "progress": False},
-    }
-    path = tmp_path / f"{out}.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
-
-
-def test_a_user_method_and_task_train_sweep_and_compare_through_the_cli(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+def test_a_user_method_and_task_train_export_sweep_and_compare_through_the_cli(
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    cfg = _config(tmp_path, "train")
+    cfg = tiny_config("train", task="regression")
     assert main(["train", str(cfg)]) == 0
     said = capsys.readouterr().out
     assert "alpha auto chose cosine=" in said
@@ -53,14 +36,31 @@ def test_a_user_method_and_task_train_sweep_and_compare_through_the_cli(
         8,
         4,
     )  # CWT: 4 student to 8 teacher channels
+    exported = tmp_path / "student.pt2"  # traced with the task's export_example, TaskBase's default
+    args = [
+        "export",
+        str(cfg),
+        "--checkpoint",
+        str(tmp_path / "train" / "last.pt"),
+        "--output",
+        str(exported),
+    ]
+    assert main(args) == 0
+    assert (
+        "Output: the student's output, as its forward returns it."
+        in (tmp_path / "student.pt2.md").read_text()
+    )
+    program = torch.export.load(str(exported)).module()
+    assert program(torch.randn(3, 3, 8, 8)).shape[0] == 3
 
-    assert main(["sweep", str(_config(tmp_path, "sweep")), "--grid", "distill.alpha=auto,0.1"]) == 0
+    sweep = tiny_config("sweep", task="regression")
+    assert main(["sweep", str(sweep), "--grid", "distill.alpha=auto,0.1"]) == 0
     record = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert [v["status"] for v in record["variants"]] == ["done", "done"]
     assert record["metric"] == "holdout neg_mse" and record["best"] is not None
 
     args = ["--grid", "distill.method=cosine,cwt", "--seeds", "0,1"]
-    assert main(["compare", str(_config(tmp_path, "compare")), *args]) == 0
+    assert main(["compare", str(tiny_config("compare", task="regression")), *args]) == 0
     arms = json.loads((tmp_path / "compare" / "compare.json").read_text())["arms"]
     assert [a["values"]["distill.method"] for a in arms] == ["cosine", "cwt"]
     assert all(a["summary"]["n"] == 2 for a in arms)
@@ -88,7 +88,7 @@ def test_the_cosine_method_is_the_sum_of_its_pairs_terms() -> None:
 
 
 def test_plugin_and_registration_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    tree = yaml.safe_load(_config(tmp_path, "bad").read_text())
+    tree = tiny_tree(tmp_path / "bad", task="regression")
     with pytest.raises(ConfigError, match="plugins: cannot import 'no_such_plugin' \\(ModuleNotFoundError"):
         parse_config({**tree, "plugins": ["no_such_plugin"]})
     with pytest.raises(ConfigError, match="did you mean 'classification'"):

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,9 +18,10 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, image_folder_data, tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.predict.score import score_detections, score_label_pngs
+from tiny_data import image_folder
 
 CLASSES = ("ant", "bee", "cow")
 
@@ -41,34 +43,28 @@ def _run(capsys: pytest.CaptureFixture, *args: str | Path) -> dict:
 def _imagefolder(root: Path, per_class: dict[str, int]) -> None:
     """``root/<split>/<class>/k.png``: 16x16 images whose mean colour depends on the class, plus noise."""
     generator = np.random.default_rng(0)
-    for split, count in per_class.items():
-        for c, name in enumerate(CLASSES):
-            (root / split / name).mkdir(parents=True)
-            for k in range(count):
-                base = np.array([60 + 70 * c, 200 - 60 * c, 120], dtype=np.int64)
-                pixels = np.clip(base + generator.integers(-60, 60, (16, 16, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(root / split / name / f"{k}.png")
+
+    def pixels(c: int, k: int) -> np.ndarray:
+        base = np.array([60 + 70 * c, 200 - 60 * c, 120], dtype=np.int64)
+        return np.clip(base + generator.integers(-60, 60, (16, 16, 3)), 0, 255).astype(np.uint8)
+
+    image_folder(root, per_class, CLASSES, pixels)
 
 
-def _train(tmp_path: Path, capsys: pytest.CaptureFixture, tree: dict) -> Path:
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump(tree))
-    _run(capsys, "train", cfg)
-    return Path(tree["output"]["dir"]) / "last.pt"
+def _train(tmp_path: Path, capsys: pytest.CaptureFixture, **tiny: Any) -> Path:
+    """Train :func:`conftest.tiny_tree` of ``tiny`` into ``tmp_path / "run"``; return its ``last.pt``."""
+    _run(capsys, "train", write_yaml(tmp_path / "cfg.yaml", tiny_tree(tmp_path / "run", **tiny)))
+    return tmp_path / "run" / "last.pt"
 
 
 @pytest.fixture
 def classifier(tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[Path, Path]:
     """A resnet8 trained two epochs on a tiny ImageFolder whose training split is then deleted."""
     _imagefolder(tmp_path / "data", {"train": 8, "test": 6})
-    tree = {
-        "device": "cpu",
-        "data": {"name": "imagefolder", "root": str(tmp_path / "data"), "batch_size": 8, "val_split": "test"},
-        "model": {"student": "resnet8", "num_classes": 3},
-        "train": {"epochs": 2, "lr": 0.05},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    checkpoint = _train(tmp_path, capsys, tree)
+    data = image_folder_data(tmp_path / "data", batch_size=8, val_split="test")
+    checkpoint = _train(
+        tmp_path, capsys, data=data, model={"num_classes": 3}, train={"epochs": 2}, alone=True
+    )
     shutil.rmtree(tmp_path / "data" / "train")
     return checkpoint, tmp_path / "data" / "test"
 
@@ -155,21 +151,14 @@ def test_segmentation_label_pngs_score_like_eval(tmp_path: Path, capsys: pytest.
     from featdistill.tasks.segmentation.data import build_dataset
 
     _camvid(tmp_path / "camvid")
-    tree = {
-        "task": "segmentation",
-        "device": "cpu",
-        "data": {
-            "name": "camvid",
-            "root": str(tmp_path / "camvid"),
-            "val_split": "val",
-            "batch_size": 2,
-            "options": {"crop_size": 24},
-        },
-        "model": {"student": "pspnet", "num_classes": 3, "options": {"aux": False, "channels": 16}},
-        "train": {"epochs": 1, "lr": 0.01},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    checkpoint = _train(tmp_path, capsys, tree)
+    checkpoint = _train(
+        tmp_path,
+        capsys,
+        task="segmentation",
+        data={"root": str(tmp_path / "camvid"), "options": {"crop_size": 24}},
+        model={"num_classes": 3, "options": {"aux": False, "channels": 16}},
+        drop=["data.in_memory"],
+    )
     evaluated = _run(capsys, "eval", "--checkpoint", checkpoint)
     out = tmp_path / "labels"
     images = tmp_path / "camvid" / "val"
@@ -191,23 +180,18 @@ def test_detection_results_score_like_eval(tmp_path: Path, capsys: pytest.Captur
         "box_score_thresh: 0.0, rpn_pre_nms_top_n_train: 50, rpn_post_nms_top_n_train: 20, "
         "box_batch_size_per_image: 16"
     )
-    tree = {
-        "task": "detection",
-        "device": "cpu",
-        "data": {
-            "name": "coco",
+    checkpoint = _train(
+        tmp_path,
+        capsys,
+        task="detection",
+        data={
             "root": str(tmp_path / "data"),
             "batch_size": 3,
             "options": {"ann_file": "ann.json", "images": "images", "save_results": True},
         },
-        "model": {
-            "student": "fasterrcnn",
-            "options": yaml.safe_load(f"{{min_size: 64, max_size: 96, backbone: resnet18, {heads}}}"),
-        },
-        "train": {"epochs": 1, "lr": 0.001},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    checkpoint = _train(tmp_path, capsys, tree)
+        model={"options": yaml.safe_load(f"{{min_size: 64, max_size: 96, backbone: resnet18, {heads}}}")},
+        drop=["data.val_split"],
+    )
     evaluated = _run(capsys, "eval", "--checkpoint", checkpoint)
     out = tmp_path / "detections.json"
     report = _run(
@@ -261,14 +245,14 @@ def test_hf_export_runs_in_a_transformers_pipeline(tmp_path: Path, capsys: pytes
     )  # fmt: skip
     transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "tiny-vit")
     _imagefolder(tmp_path / "data", {"train": 4, "test": 2})
-    tree = {
-        "device": "cpu",
-        "data": {"name": "imagefolder", "root": str(tmp_path / "data"), "batch_size": 4, "val_split": "test"},
-        "model": {"student": f"hf:{tmp_path / 'tiny-vit'}", "num_classes": 3},
-        "train": {"epochs": 1, "lr": 0.01},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    checkpoint = _train(tmp_path, capsys, tree)
+    checkpoint = _train(
+        tmp_path,
+        capsys,
+        data=image_folder_data(tmp_path / "data", batch_size=4, val_split="test"),
+        model={"student": f"hf:{tmp_path / 'tiny-vit'}", "num_classes": 3},
+        train={"lr": 0.01},
+        alone=True,
+    )
     folder = tmp_path / "hf_student"
     _cli(capsys, "export", "--checkpoint", checkpoint, "--format", "hf", "--output", folder)
     out = tmp_path / "p.csv"

@@ -6,7 +6,6 @@ Each case here is a row of ``docs/reliability.md``. Most go through the CLI in t
 
 from __future__ import annotations
 
-import copy
 import errno
 import json
 import os
@@ -15,7 +14,6 @@ import pickle
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,51 +21,17 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from conftest import tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, load_config
 from featdistill.engine import CheckpointError, NonFiniteLossError, ResumableLoader, load_safely, save_atomic
 from featdistill.engine.checkpoint import rng_state, set_rng_state
 from featdistill.run import build_trainer
 from featdistill.tasks.classification.models import build_classifier
+from tiny_data import image_folder
 
-BASE: dict[str, Any] = {
-    "task": "classification",
-    "device": "cpu",
-    "data": {
-        "name": "synthetic",
-        "root": "-",
-        "limit": 64,
-        "val_limit": 32,
-        "batch_size": 16,
-        "image_size": 16,
-    },
-    "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
-    "distill": {"method": "cwt", "alpha": 1e-3},
-    "train": {"epochs": 1, "lr": 0.05, "log_every": 1},
-    "output": {"tensorboard": False, "progress": False},
-}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small models on a shared CPU run many times faster on one thread than on two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def write_config(tmp_path: Path, name: str = "cfg.yaml", **sections: dict[str, Any]) -> Path:
-    """``BASE`` with ``sections`` merged in, written as YAML; output goes to ``tmp_path / "run"``."""
-    tree = copy.deepcopy(BASE)
-    tree["output"]["dir"] = str(tmp_path / "run")
-    for key, values in sections.items():
-        tree[key] = {**tree.get(key, {}), **values}
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(tree))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, str]:
@@ -93,9 +57,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def trained(tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[Path, Path, dict[str, bytes]]:
+def trained(
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> tuple[Path, Path, dict[str, bytes]]:
     """A finished 4-step run: (config, output folder, the bytes of every file in it)."""
-    cfg = write_config(tmp_path)
+    cfg = tiny_config()
     assert cli(capsys, "train", cfg)[0] == 0
     out = tmp_path / "run"
     assert {"last.pt", "config.yaml", "log.csv", "metrics.json"} <= set(snapshot(out))
@@ -105,14 +71,13 @@ def trained(tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[Path, Path, 
 def make_image_folder(
     root: Path, classes: int = 2, per_class: int = 4, splits: tuple = ("train", "val")
 ) -> Path:
-    for split in splits:
-        for c in range(classes):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                array = np.full((8, 8, 3), 30 * c + 5 * i, np.uint8)
-                Image.fromarray(array).save(folder / f"{i}.png")
-    return root
+    names = [f"class{c}" for c in range(classes)]
+    return image_folder(
+        root,
+        dict.fromkeys(splits, per_class),
+        names,
+        lambda c, i: np.full((8, 8, 3), 30 * c + 5 * i, np.uint8),
+    )
 
 
 def folder_data(root: Path, **extra: Any) -> dict[str, Any]:
@@ -159,8 +124,8 @@ def test_config_typo_and_wrong_type(trained, capsys, override: str, message: str
     assert snapshot(out) == before
 
 
-def test_config_missing_required_key(tmp_path, capsys) -> None:
-    cfg = write_config(tmp_path)
+def test_config_missing_required_key(tiny_config, tmp_path, capsys) -> None:
+    cfg = tiny_config()
     tree = yaml.safe_load(cfg.read_text())
     del tree["model"]["student"]
     cfg.write_text(yaml.safe_dump(tree))
@@ -169,16 +134,16 @@ def test_config_missing_required_key(tmp_path, capsys) -> None:
     assert not (tmp_path / "run").exists()
 
 
-def test_scientific_notation_is_a_float(tmp_path) -> None:
+def test_scientific_notation_is_a_float(tiny_config) -> None:
     # PyYAML (YAML 1.1) reads 1e-3 as a string; a config must not fail with "expects float, got '1e-3'".
-    cfg = write_config(tmp_path)
+    cfg = tiny_config()
     cfg.write_text(cfg.read_text().replace("lr: 0.05", "lr: 1e-3"))
     assert load_config(cfg, ["distill.alpha=2e-4"]).train.lr == 1e-3
 
 
-def test_yaml_python_tag_is_refused(tmp_path, capsys) -> None:
+def test_yaml_python_tag_is_refused(tiny_config, tmp_path, capsys) -> None:
     marker = tmp_path / "yaml-ran-code"
-    cfg = write_config(tmp_path)
+    cfg = tiny_config()
     cfg.write_text(cfg.read_text() + f"evil: !!python/object/apply:os.system ['touch {marker}']\n")
     with pytest.raises(ConfigError, match="refused YAML tag"):
         load_config(cfg)
@@ -187,7 +152,7 @@ def test_yaml_python_tag_is_refused(tmp_path, capsys) -> None:
     code, err = cli(
         capsys,
         "train",
-        write_config(tmp_path, "ok.yaml"),
+        tiny_config(name="ok.yaml"),
         "--set",
         f"x=!!python/object/apply:os.system ['touch {marker}']",
     )
@@ -196,29 +161,29 @@ def test_yaml_python_tag_is_refused(tmp_path, capsys) -> None:
 
 
 # -- data ----------------------------------------------------------------------------------------------
-def test_dataset_folder_missing_or_empty(tmp_path, capsys) -> None:
+def test_dataset_folder_missing_or_empty(tiny_config, tmp_path, capsys) -> None:
     missing = tmp_path / "no-such-data"
-    cfg = write_config(tmp_path, data=folder_data(missing))
+    cfg = tiny_config(data=folder_data(missing))
     code, err = cli(capsys, "train", cfg)
     assert_one_line_error(code, err, f"image folder not found: {missing / 'train'}", "expected")
 
     empty = tmp_path / "empty"
     (empty / "train").mkdir(parents=True)
-    code, err = cli(capsys, "train", write_config(tmp_path, data=folder_data(empty)))
+    code, err = cli(capsys, "train", tiny_config(data=folder_data(empty)))
     assert_one_line_error(code, err, f"no class folders in {empty / 'train'}")
 
     (empty / "train" / "cat").mkdir()
-    code, err = cli(capsys, "train", write_config(tmp_path, data=folder_data(empty)))
+    code, err = cli(capsys, "train", tiny_config(data=folder_data(empty)))
     assert_one_line_error(code, err, f"no images in class folder {empty / 'train' / 'cat'}")
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "streaming"])
-def test_corrupt_image_stops_naming_the_file(tmp_path, capsys, in_memory: bool) -> None:
+def test_corrupt_image_stops_naming_the_file(tiny_config, tmp_path, capsys, in_memory: bool) -> None:
     root = make_image_folder(tmp_path / "images")
     bad = root / "train" / "class1" / "2.png"
     bad.write_bytes(b"this is not a png")
-    cfg = write_config(tmp_path, data=folder_data(root, in_memory=in_memory))
+    cfg = tiny_config(data=folder_data(root, in_memory=in_memory))
     code, err = cli(capsys, "train", cfg)
     assert_one_line_error(code, err, f"cannot decode image {bad}", "data.on_bad_file: skip")
     if not in_memory:  # the error is raised mid-epoch; from a DataLoader worker too
@@ -227,11 +192,11 @@ def test_corrupt_image_stops_naming_the_file(tmp_path, capsys, in_memory: bool) 
 
 
 @pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "streaming"])
-def test_corrupt_image_skipped_with_a_warning(tmp_path, capsys, in_memory: bool) -> None:
+def test_corrupt_image_skipped_with_a_warning(tiny_config, tmp_path, capsys, in_memory: bool) -> None:
     root = make_image_folder(tmp_path / "images")
     bad = root / "train" / "class0" / "1.png"
     bad.write_bytes(b"\x89PNG truncated")
-    cfg = write_config(tmp_path, data=folder_data(root, in_memory=in_memory, on_bad_file="skip"))
+    cfg = tiny_config(data=folder_data(root, in_memory=in_memory, on_bad_file="skip"))
     with pytest.warns(UserWarning, match=f"skipping undecodable image {bad}"):
         code, err = cli(capsys, "train", cfg, "--set", "model.num_classes=2")
     assert code == 0, err
@@ -239,9 +204,9 @@ def test_corrupt_image_skipped_with_a_warning(tmp_path, capsys, in_memory: bool)
 
 
 @pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "streaming"])
-def test_label_outside_the_model_classes(tmp_path, capsys, in_memory: bool) -> None:
+def test_label_outside_the_model_classes(tiny_config, tmp_path, capsys, in_memory: bool) -> None:
     root = make_image_folder(tmp_path / "images", classes=3)
-    cfg = write_config(tmp_path, data=folder_data(root, in_memory=in_memory))
+    cfg = tiny_config(data=folder_data(root, in_memory=in_memory))
     code, err = cli(capsys, "train", cfg, "--set", "model.num_classes=2")
     assert_one_line_error(code, err, "has label 2 outside the model's 2 classes", "set model.num_classes")
 
@@ -277,19 +242,9 @@ def test_coco_errors_through_the_cli(tmp_path, capsys) -> None:
     (tmp_path / "dangling.json").write_text(
         json.dumps({"images": images, "annotations": [], "categories": categories})
     )
-    cfg = tmp_path / "detection.yaml"
-    tree = {
-        "task": "detection",
-        "device": "cpu",
-        "data": {
-            "name": "coco",
-            "root": str(tmp_path),
-            "options": {"ann_file": "broken.json", "images": "images"},
-        },
-        "model": {"student": "fasterrcnn"},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    cfg.write_text(yaml.safe_dump(tree))
+    options = {"ann_file": "broken.json", "images": "images"}
+    tree = tiny_tree(tmp_path / "run", "detection", data={"root": str(tmp_path), "options": options})
+    cfg = write_yaml(tmp_path / "detection.yaml", tree)
     code, err = cli(capsys, "train", cfg)
     assert_one_line_error(code, err, "broken.json is not valid JSON")
     code, err = cli(capsys, "train", cfg, "--set", "data.options.ann_file=dangling.json")
@@ -338,8 +293,8 @@ def test_missing_or_corrupt_checkpoint(trained, capsys) -> None:
     assert snapshot(out) == before
 
 
-def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys) -> None:
-    cfg = write_config(tmp_path, train={"checkpoint_every": 1})
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path, capsys) -> None:
+    cfg = tiny_config(train={"checkpoint_every": 1})
     code, err = cli(capsys, "train", cfg, "--set", "train.lr=1e30")
     line = assert_one_line_error(code, err, "loss became non-finite at step 2", "ce=nan", "lower train.lr")
     assert "NonFiniteLossError" in line
@@ -464,8 +419,8 @@ def test_all_file_reading_is_safe() -> None:
     assert [name for name, _ in yaml_loads] == ["config.py"] and "Loader=_ConfigLoader" in yaml_loads[0][1]
 
 
-def test_real_process_exit_code_and_no_traceback(tmp_path) -> None:
-    typo = write_config(tmp_path, "typo.yaml", train={"epoch": 2})
+def test_real_process_exit_code_and_no_traceback(tiny_config, tmp_path) -> None:
+    typo = tiny_config(name="typo.yaml", train={"epoch": 2})
     evil = tmp_path / "evil.pt"
     marker = tmp_path / "code-ran"
     torch.save({"student": TouchOnLoad(marker)}, evil)
@@ -478,7 +433,7 @@ def test_real_process_exit_code_and_no_traceback(tmp_path) -> None:
             env=env,
             text=True,
         )
-        for args in (["train", str(typo)], ["eval", str(write_config(tmp_path)), "--checkpoint", str(evil)])
+        for args in (["train", str(typo)], ["eval", str(tiny_config()), "--checkpoint", str(evil)])
     ]
     results = [(proc.wait(timeout=120), proc.stderr.read()) for proc in runs]
     for proc in runs:

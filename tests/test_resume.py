@@ -19,6 +19,7 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.engine import CheckpointError, load_safely
 
@@ -37,25 +38,9 @@ def _one_thread() -> Iterator[None]:
 
 def write_config(tmp_path: Path, out: Path) -> Path:
     """A small synthetic distillation run (student and teacher), a checkpoint after every step."""
-    cfg = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {
-            "name": "synthetic",
-            "root": "-",
-            "limit": 256,
-            "val_limit": 64,
-            "batch_size": 32,
-            "image_size": 16,
-        },
-        "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
-        "distill": {"method": "cwt", "alpha": 1e-3},
-        "train": {"epochs": 2, "lr": 0.05, "checkpoint_every": 1, "log_every": 1, "warmup_epochs": 0.5},
-        "output": {"dir": str(out), "tensorboard": False, "progress": False},
-    }
-    path = tmp_path / f"{out.name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    data = {"limit": 256, "val_limit": 64, "batch_size": 32}
+    train = {"epochs": 2, "checkpoint_every": 1, "warmup_epochs": 0.5}
+    return write_yaml(tmp_path / f"{out.name}.yaml", tiny_tree(out, data=data, train=train))
 
 
 def launch(cfg: Path, *extra: str) -> subprocess.Popen:

@@ -10,13 +10,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
+from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.engine import run_lock as run_lock_module
 from featdistill.engine.run_lock import LOCK_NAME, RunFolderBusyError, run_lock
 
 # The lock module alone, loaded from its file: the helper processes start in a blink, without torch.
+BASE = tiny_tree(  # a student alone, two steps
+    data={"limit": 16, "val_limit": 8, "batch_size": 8, "image_size": 8},
+    model={"num_classes": 2},
+    alone=True,
+)
+
+
 LOAD = textwrap.dedent(
     f"""
     import importlib.util
@@ -36,30 +43,11 @@ HOLD = LOAD + textwrap.dedent(
 )
 
 
-def _config(tmp_path: Path, out: Path) -> Path:
-    cfg = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {
-            "name": "synthetic",
-            "root": "-",
-            "limit": 16,
-            "val_limit": 8,
-            "batch_size": 8,
-            "image_size": 8,
-        },
-        "model": {"student": "resnet8", "num_classes": 2},
-        "train": {"epochs": 1, "lr": 0.05},
-        "output": {"dir": str(out), "tensorboard": False, "progress": False},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def test_second_run_on_a_busy_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_second_run_on_a_busy_folder_is_refused(
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "run"
-    cfg = _config(tmp_path, out)
+    cfg = tiny_config(out, base=BASE)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(out)],
         stdout=subprocess.PIPE,

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import load_config, parse_config
 from featdistill.distiller import Distiller
@@ -20,25 +21,17 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "segmentatio
 
 
 def _tree(root: Path | str, out: Path, **model: object) -> dict:
-    return {
-        "task": "segmentation",
-        "device": "cpu",
-        "data": {
-            "name": "camvid",
-            "root": str(root),
-            "train_split": "train",
-            "val_split": "val",
-            "limit": 4,
-            "val_limit": 2,
-            "batch_size": 2,
-            "in_memory": False,  # decode only the few images used
-            "options": {"crop_size": 64},
-        },
-        "model": {"student": "pspnet", "teacher": "pspnet", "num_classes": 11, **model},
-        "distill": {"method": "cwt", "alpha": 2e-5},
-        "train": {"epochs": 1, "lr": 0.01, "schedule": "poly", "log_every": 1},
-        "output": {"dir": str(out), "tensorboard": False, "progress": False},
-    }
+    """The tiny segmentation run on ``root``, a PSPNet teacher, the model settings of ``model`` (no options)."""
+    data = {"root": str(root), "train_split": "train", "limit": 4, "val_limit": 2}
+    return tiny_tree(
+        out,
+        "segmentation",
+        drop=["model.options"],
+        data=data,
+        model={"teacher": "pspnet", **model},
+        distill={"method": "cwt", "alpha": 2e-5},
+        train={"schedule": "poly", "log_every": 1},
+    )
 
 
 def test_cli_train_and_eval_on_camvid(tmp_path: Path, shared_data: Path, capsys) -> None:

@@ -11,48 +11,25 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, load_config
 from featdistill.sweep.grid import expand, lockstep_groups, parse_grid, split_values
+from tiny_data import image_folder
+
+BASE = tiny_tree(data={"limit": 160, "batch_size": 32, "holdout": 32}, train={"epochs": 2})
+
 
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-def _config(tmp_path: Path, out: Path, **sections: dict[str, Any]) -> Path:
-    tree: dict[str, Any] = {
-        "task": "classification",
-        "device": "cpu",
-        "data": {
-            "name": "synthetic",
-            "root": "-",
-            "limit": 160,
-            "val_limit": 32,
-            "batch_size": 32,
-            "image_size": 16,
-            "holdout": 32,
-        },
-        "model": {"student": "resnet8", "teacher": "resnet8", "num_classes": 4},
-        "distill": {"method": "cwt", "alpha": 1e-3},
-        "train": {"epochs": 2, "lr": 0.05, "log_every": 1},
-        "output": {"dir": str(out), "tensorboard": False, "progress": False},
-    }
-    for name, values in sections.items():
-        tree[name] = {**tree[name], **values}
-    path = tmp_path / f"{out.name}.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _student(run: Path) -> dict[str, torch.Tensor]:
@@ -77,8 +54,8 @@ def test_grid_values_split_outside_brackets_and_keys_are_checked() -> None:
         parse_grid([])
 
 
-def test_lockstep_groups_share_data_and_teacher_only(tmp_path: Path) -> None:
-    base = load_config(_config(tmp_path, tmp_path / "g"))
+def test_lockstep_groups_share_data_and_teacher_only(tiny_config, tmp_path: Path) -> None:
+    base = load_config(tiny_config(tmp_path / "g", base=BASE))
     grid = {"distill.alpha": [1e-3, 1e-2], "train.lr": [0.05, 0.1], "train.seed": [0, 1]}
     groups = lockstep_groups(expand(base, grid, tmp_path / "g"))
     assert [len(g) for g in groups] == [4, 4]  # the seed changes the batch order: two groups
@@ -86,9 +63,11 @@ def test_lockstep_groups_share_data_and_teacher_only(tmp_path: Path) -> None:
     assert [len(g) for g in plain] == [1, 1]
 
 
-def test_lockstep_variants_equal_their_own_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_lockstep_variants_equal_their_own_runs(
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "sweep"
-    cfg = _config(tmp_path, out)
+    cfg = tiny_config(out, base=BASE)
     assert main(["sweep", str(cfg), "--grid", "distill.alpha=1e-3,2e-2", "--grid", "train.lr=0.05,0.1"]) == 0
     record = json.loads((out / "sweep.json").read_text())
     assert [r["status"] for r in record["variants"]] == ["done"] * 4
@@ -107,11 +86,11 @@ def test_lockstep_variants_equal_their_own_runs(tmp_path: Path, capsys: pytest.C
     assert "**best**" in table and f"| {best['metric']:.2f} |" in table
 
 
-def test_lockstep_students_with_dropout_equal_their_own_runs(tmp_path: Path) -> None:
+def test_lockstep_students_with_dropout_equal_their_own_runs(tiny_config, tmp_path: Path) -> None:
     """Each trainer of a group draws its dropout masks from its own RNG stream, as in a run of its own."""
     out = tmp_path / "dropout"
     student = {"student": "mobilenet_v3_small"}  # torchvision's: Dropout(0.2) before its classifier
-    cfg = _config(tmp_path, out, model=student, train={"epochs": 1, "max_steps": 3})
+    cfg = tiny_config(out, base=BASE, model=student, train={"epochs": 1, "max_steps": 3})
     kd = ["--set", "distill.method=kd", "--set", "distill.pairs=[[output, output]]"]
     assert main(["sweep", str(cfg), *kd, "--grid", "distill.alpha=0.5,2.0"]) == 0
     for name, alpha in (("v00_alpha=0.5", 0.5), ("v01_alpha=2.0", 2.0)):
@@ -122,10 +101,10 @@ def test_lockstep_students_with_dropout_equal_their_own_runs(tmp_path: Path) -> 
 
 
 def test_students_of_other_architectures_share_one_teacher_forward(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "archs"
-    cfg = _config(tmp_path, out, train={"epochs": 1})
+    cfg = tiny_config(out, base=BASE, train={"epochs": 1})
     grid = ["--grid", "model.student=resnet8,resnet14", "--grid", "distill.method=cwt,fitnets"]
     assert main(["sweep", str(cfg), *grid]) == 0
     rows = json.loads((out / "sweep.json").read_text())["variants"]
@@ -136,9 +115,9 @@ def test_students_of_other_architectures_share_one_teacher_forward(
     )
 
 
-def test_a_diverging_variant_fails_alone(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_diverging_variant_fails_alone(tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "diverge"
-    cfg = _config(tmp_path, out, train={"epochs": 1})
+    cfg = tiny_config(out, base=BASE, train={"epochs": 1})
     assert main(["sweep", str(cfg), "--grid", "train.lr=0.05,1e12"]) == 0
     rows = json.loads((out / "sweep.json").read_text())["variants"]
     assert rows[0]["status"] == "done" and rows[0]["metric"] is not None
@@ -160,9 +139,9 @@ def test_a_diverging_variant_fails_alone(tmp_path: Path, capsys: pytest.CaptureF
     ],
 )
 def test_bad_sweeps_are_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture, grid: list[str], message: str
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture, grid: list[str], message: str
 ) -> None:
-    cfg = _config(tmp_path, tmp_path / "bad")
+    cfg = tiny_config(tmp_path / "bad", base=BASE)
     assert main(["sweep", str(cfg), *grid]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
@@ -171,20 +150,22 @@ def test_bad_sweeps_are_one_line(
 def _folder(root: Path) -> Path:
     """An ImageFolder with only a train split: the test split does not exist at all."""
     g = torch.Generator().manual_seed(0)
-    for label in range(2):
-        folder = root / "train" / f"class{label}"
-        folder.mkdir(parents=True)
-        for i in range(24):
-            pixels = (torch.rand(12, 12, 3, generator=g) * 100 + 120 * label).to(torch.uint8).numpy()
-            Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
+
+    def pixels(label: int, i: int) -> np.ndarray:
+        return (torch.rand(12, 12, 3, generator=g) * 100 + 120 * label).to(torch.uint8).numpy()
+
+    return image_folder(root, {"train": 24}, ["class0", "class1"], pixels)
 
 
-def test_selection_never_reads_the_test_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_selection_never_reads_the_test_split(
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     root = _folder(tmp_path / "images")
     out = tmp_path / "folder"
     data = {"name": "imagefolder", "root": str(root), "limit": None, "val_limit": None, "image_size": None}
-    cfg = _config(tmp_path, out, data={**data, "batch_size": 8, "holdout": 0.25}, model={"num_classes": 2})
+    cfg = tiny_config(
+        out, base=BASE, data={**data, "batch_size": 8, "holdout": 0.25}, model={"num_classes": 2}
+    )
     assert main(["sweep", str(cfg), "--grid", "distill.alpha=1e-3,auto"]) == 0
     rows = json.loads((out / "sweep.json").read_text())["variants"]
     assert all(r["status"] == "done" and 0 <= r["metric"] <= 100 for r in rows)
@@ -195,10 +176,10 @@ def test_selection_never_reads_the_test_split(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_shards_split_the_variants_and_report_them_together(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "sharded"
-    cfg = _config(tmp_path, out, train={"epochs": 1})
+    cfg = tiny_config(out, base=BASE, train={"epochs": 1})
     grid = ["--grid", "distill.alpha=1e-3,1e-2,auto"]
     assert main(["sweep", str(cfg), *grid, "--shard", "1/2"]) == 0
     rows = json.loads((out / "sweep.json").read_text())["variants"]
@@ -207,16 +188,16 @@ def test_shards_split_the_variants_and_report_them_together(
     rows = json.loads((out / "sweep.json").read_text())["variants"]
     assert [r["status"] for r in rows] == ["done"] * 3
     whole = tmp_path / "whole"
-    assert main(["sweep", str(_config(tmp_path, whole, train={"epochs": 1})), *grid]) == 0
+    assert main(["sweep", str(tiny_config(whole, base=BASE, train={"epochs": 1})), *grid]) == 0
     unsharded = json.loads((whole / "sweep.json").read_text())["variants"]
     assert [r["metric"] for r in rows] == [r["metric"] for r in unsharded]
 
 
 def test_refit_seeds_report_the_test_mean_std_and_interval(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "seeds"
-    cfg = _config(tmp_path, out, train={"epochs": 1})
+    cfg = tiny_config(out, base=BASE, train={"epochs": 1})
     assert main(["sweep", str(cfg), "--grid", "distill.alpha=1e-3", "--refit-seeds", "3,4"]) == 0
     refit = json.loads((out / "sweep.json").read_text())["refit"]
     tops = [json.loads((out / f"refit-seed{s}" / "metrics.json").read_text())["top1"] for s in (3, 4)]
@@ -231,10 +212,10 @@ def test_refit_seeds_report_the_test_mean_std_and_interval(
 
 
 def test_resume_after_a_change_trains_again_what_it_changed(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "changed"
-    cfg = _config(tmp_path, out, train={"epochs": 1})
+    cfg = tiny_config(out, base=BASE, train={"epochs": 1})
     grid = ["--grid", "distill.alpha=1e-3,1e-2", "--refit", "--resume", "auto"]
     assert main(["sweep", str(cfg), *grid]) == 0
     checkpoints = sorted(out.glob("*/last.pt"))
@@ -251,7 +232,7 @@ def test_resume_after_a_change_trains_again_what_it_changed(
     assert said.count("was trained with other settings; training it anew") == 2
     assert "holds a refit of other settings; refitting anew" in said
     fresh = tmp_path / "fresh"
-    fresh_cfg = _config(tmp_path, fresh, train={"epochs": 1, "lr": 0.1})
+    fresh_cfg = tiny_config(fresh, base=BASE, train={"epochs": 1, "lr": 0.1})
     assert main(["sweep", str(fresh_cfg), "--grid", "distill.alpha=1e-3,1e-2", "--refit"]) == 0
     got, expected = (json.loads((d / "sweep.json").read_text()) for d in (out, fresh))
     assert [r["metric"] for r in got["variants"]] == [r["metric"] for r in expected["variants"]]
@@ -276,13 +257,15 @@ def _steps(out: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkilled_sweep_resumes_to_the_same_numbers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_sigkilled_sweep_resumes_to_the_same_numbers(
+    tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     grid = ["--grid", "distill.alpha=1e-3,auto", "--grid", "train.lr=0.05,0.1"]
     ref = tmp_path / "ref"
     settings = {"train": {"epochs": 2, "checkpoint_every": 1}}
-    assert main(["sweep", str(_config(tmp_path, ref, **settings)), *grid, "--refit"]) == 0
+    assert main(["sweep", str(tiny_config(ref, base=BASE, **settings)), *grid, "--refit"]) == 0
     out = tmp_path / "killed"
-    cfg = _config(tmp_path, out, **settings)
+    cfg = tiny_config(out, base=BASE, **settings)
     rng = random.Random(7)
     for _ in range(3):
         proc = _launch(cfg, *grid, "--resume", "auto", "--refit")
@@ -344,7 +327,9 @@ def test_sweep_and_alpha_auto_for_dense_tasks(
     assert json.loads((out / record["variants"][0]["name"] / "metrics.json").read_text())["alpha"]["cwt"] > 0
 
 
-def test_a_variant_that_cannot_start_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_variant_that_cannot_start_fails_alone(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import featdistill as fd
 
     real = fd.LossBalancer.calibrate
@@ -354,14 +339,16 @@ def test_a_variant_that_cannot_start_fails_alone(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(fd.LossBalancer, "calibrate", zero_loss)
     out = tmp_path / "start"
-    cfg = _config(tmp_path, out, train={"epochs": 1})
+    cfg = tiny_config(out, base=BASE, train={"epochs": 1})
     assert main(["sweep", str(cfg), "--grid", "distill.alpha=auto,1e-3"]) == 0
     rows = json.loads((out / "sweep.json").read_text())["variants"]
     assert rows[0]["status"] == "failed" and "cannot be calibrated" in rows[0]["error"]
     assert rows[1]["status"] == "done" and rows[1]["metric"] is not None
 
 
-def test_a_sweep_validates_each_variant_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sweep_validates_each_variant_once(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The config, its default holdout, each variant and best.yaml are each validated once; nothing re-parses."""
     import featdistill.config as config_module
     from featdistill.sweep import run_sweep
@@ -370,6 +357,6 @@ def test_a_sweep_validates_each_variant_once(tmp_path: Path, monkeypatch: pytest
     real = config_module.parse_config
     monkeypatch.setattr(config_module, "parse_config", lambda tree: calls.append(1) or real(tree))
     out = tmp_path / "once"
-    cfg = _config(tmp_path, out, data={"holdout": None}, train={"max_steps": 1})
+    cfg = tiny_config(out, base=BASE, data={"holdout": None}, train={"max_steps": 1})
     run_sweep(cfg, ["distill.alpha=1e-3,2e-2", "train.lr=0.05,0.1"], progress=False)
     assert len(calls) == 1 + 1 + 4 + 1

@@ -8,20 +8,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, parse_config
 from featdistill.run import get_task
 
-STUDENTS = {"classification": "resnet8", "segmentation": "pspnet"}
-DATASETS = {"classification": "synthetic", "segmentation": "camvid"}
-
 
 def config(task: str, data_options: dict | None = None, model_options: dict | None = None) -> dict:
-    return {
-        "task": task,
-        "data": {"name": DATASETS[task], "root": "unused", "options": data_options or {}},
-        "model": {"student": STUDENTS[task], "num_classes": 11, "options": model_options or {}},
-    }
+    """The tiny ``task`` config with these options alone (11 classes: CamVid's)."""
+    data = {"root": "unused", "options": data_options or {}}
+    return tiny_tree(
+        task=task, data=data, model={"num_classes": 11, "options": model_options or {}}, alone=True
+    )
 
 
 @pytest.mark.parametrize(

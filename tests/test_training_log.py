@@ -6,23 +6,19 @@ import csv
 from pathlib import Path
 
 import pytest
-import yaml
 
 from featdistill.cli.main import main
 from featdistill.engine.logger import rate_text
 
 
-def test_a_short_run_logs_its_last_step(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_short_run_logs_its_last_step(tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """2 steps, far from the default log_every (20) and from the epoch's end: step 2 is still logged."""
-    config = {
-        "device": "cpu",
-        "data": {"name": "synthetic", "root": "unused", "limit": 64, "val_limit": 8, "batch_size": 8},
-        "model": {"student": "resnet8"},
-        "train": {"max_steps": 2},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = tiny_config(  # the student alone, log_every left at its default
+        data={"val_limit": 8, "batch_size": 8},
+        alone=True,
+        train={"max_steps": 2},
+        drop=["train.log_every"],
+    )
     assert main(["train", str(path)]) == 0
     with (tmp_path / "run" / "log.csv").open() as f:
         rows = [row for row in csv.DictReader(f) if row.get("train/ce")]

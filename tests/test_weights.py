@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-import yaml
 
+from conftest import tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.distiller import Distiller
 from featdistill.tasks.classification.models import build_classifier
@@ -56,21 +56,13 @@ def seed_torchvision(name: str) -> dict[str, torch.Tensor]:
 
 def cli_error(capsys: pytest.CaptureFixture, tmp_path: Path, *overrides: str) -> str:
     """Run ``featdistill train`` on a tiny synthetic config; assert one error line, exit 2; return it."""
-    cfg = tmp_path / "cfg.yaml"
-    tree = {
-        "device": "cpu",
-        "data": {
-            "name": "synthetic",
-            "root": "-",
-            "limit": 8,
-            "val_limit": 8,
-            "batch_size": 4,
-            "image_size": 16,
-        },
-        "model": {"student": "resnet8", "num_classes": 4},
-        "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False},
-    }
-    cfg.write_text(yaml.safe_dump(tree))
+    tree = tiny_tree(
+        tmp_path / "run",
+        data={"limit": 8, "val_limit": 8, "batch_size": 4},
+        alone=True,
+        train=None,
+    )
+    cfg = write_yaml(tmp_path / "cfg.yaml", tree)
     capsys.readouterr()
     code = main(["train", str(cfg), *[arg for o in overrides for arg in ("--set", o)]])
     err = capsys.readouterr().err

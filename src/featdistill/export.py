@@ -25,6 +25,7 @@ from torch import nn
 from .card import ImagesPixelInput, PixelInput, sidecar_path
 from .engine import save_atomic
 from .engine.checkpoint import write_text_atomic
+from .tasks.registry import task_class
 
 Format = Literal["export", "torchscript", "onnx", "state_dict", "safetensors"]
 FORMATS: tuple[str, ...] = ("export", "torchscript", "onnx", "state_dict", "safetensors")
@@ -288,6 +289,8 @@ def model_card(sidecar: dict[str, Any]) -> str:
         how = f"{entry['dtype']} pixels as decoded (0-255), normalisation inside"
     elif p.get("normalize_in_model"):
         how = "float32 pixels in [0, 1]; the detector resizes and normalises inside"
+    elif p.get("mean") is None:  # a task that describes no normalisation (TaskBase.card_fields)
+        how = "float32, as the task's training feeds the student (the card names no normalisation)"
     else:
         how = (
             f"float32 `(pixels / 255 - mean) / std` with mean {_rounded(p['mean'])}, std {_rounded(p['std'])}"
@@ -296,12 +299,13 @@ def model_card(sidecar: dict[str, Any]) -> str:
     bits = f"{p.get('bits', 8)}-bit {p.get('color_mode', 'RGB')} images (gray is repeated to 3 channels)"
     example = "pixels" if export["include_preprocessing"] else "x"
     call = _CALLS[export["format"]].format(file=export["file"], name=entry["name"], input=example)
+    outputs = task_class(sidecar["task"]).describe_outputs(sidecar)  # the task's own words
     lines += [
         "",
         "## How to call it",
         "",
         f"Input `{entry['name']}`: {entry['layout']} {entry['shape']}, {how}; {resize}; from {bits}.",
-        f"Output: {_output_words(sidecar)}. Everything above, as data: `{export['file']}.json`.",
+        f"Output: {outputs}. Everything above, as data: `{export['file']}.json`.",
         "",
         "```python",
         call,
@@ -327,16 +331,3 @@ def _resize_words(p: dict[str, Any]) -> str:
 
 def _rounded(values: list[float] | None) -> list[float] | None:
     return None if values is None else [round(v, 4) for v in values]
-
-
-def _output_words(sidecar: dict[str, Any]) -> str:
-    if sidecar["task"] == "classification":
-        return "logits `[batch, classes]`, class names in the sidecar's `classes`"
-    if sidecar["task"] == "segmentation":
-        return (
-            "per-pixel logits (`out`, `[batch, classes, H, W]`); argmax gives class indices, "
-            f"names in `classes`, label {sidecar.get('ignore_index')} ignored in training"
-        )
-    return (
-        "per image: boxes (xyxy), labels, scores; a label's COCO category id is in the sidecar's `categories`"
-    )

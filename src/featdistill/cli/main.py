@@ -171,8 +171,7 @@ def _export(args: argparse.Namespace) -> None:
 
         print(f"wrote hf to {save_hf(student, card, args.output)} (transformers save_pretrained folder)")
         return
-    sample = task.sample_input()  # at the training size
-    example = sample if isinstance(sample, torch.Tensor) else sample[0][:1]  # a batch / a list of one image
+    example = task.export_example()
     if card["source"] == "config" and isinstance(
         example, torch.Tensor
     ):  # an older checkpoint: the size as read

@@ -1,4 +1,4 @@
-"""The task contract: every member the core (run, engine, sweep, CLI) uses of a task plug-in, with types.
+"""The task contract: each member the core (run, engine, sweep, CLI, export) uses of a task, with types.
 
 A task is built from one validated config (``TaskClass(cfg)``) and answers for that config only. The built-in
 plug-ins (classification, detection, segmentation) and a user's own (``featdistill.register_task``) satisfy
@@ -54,6 +54,7 @@ class Task(Protocol):
     def build_teacher(self, name: str | None = None) -> nn.Module: ...
     def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]: ...
     def sample_input(self) -> Any: ...
+    def export_example(self) -> Any: ...
     def teacher_forward(self, teacher: nn.Module, *args: Any, **kwargs: Any) -> Any: ...
 
     # -- data
@@ -74,6 +75,8 @@ class Task(Protocol):
     def card_fields(self, student: nn.Module) -> dict[str, Any]: ...
     def apply_card(self, card: dict[str, Any]) -> None: ...
     def configured_preprocessing(self) -> dict[str, Any]: ...
+    @classmethod
+    def describe_outputs(cls, card: dict[str, Any]) -> str: ...
 
     # -- the CLI
     @classmethod
@@ -110,6 +113,10 @@ class TaskBase:
         """Call the teacher with exactly the student's arguments."""
         return teacher(*args, **kwargs)
 
+    def export_example(self) -> Any:
+        """The input ``featdistill export`` traces the student with: the sample batch at the training size."""
+        return self.sample_input()  # type: ignore[attr-defined]  # every task has a sample_input
+
     def card_fields(self, student: nn.Module) -> dict[str, Any]:
         """The data side of the student card: outputs, preprocessing (none described) and class names (none)."""
         return {"num_classes": self.cfg.model.num_classes, "preprocessing": {}, "classes": []}
@@ -120,6 +127,11 @@ class TaskBase:
     def configured_preprocessing(self) -> dict[str, Any]:
         """The preprocessing the config fixes, checked against a card's (none by default)."""
         return {}
+
+    @classmethod
+    def describe_outputs(cls, card: dict[str, Any]) -> str:
+        """What the exported student returns, in words for its model card (``card``: the student card)."""
+        return "the student's output, as its forward returns it"
 
     def data_report(self) -> dict[str, Any]:
         """The ingest report (``featdistill data``, ``data.json``): no split described by default."""

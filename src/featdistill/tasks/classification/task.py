@@ -191,6 +191,11 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
             fixed["std"] = [float(v) for v in self.options.std]
         return fixed
 
+    @classmethod
+    def describe_outputs(cls, card: dict[str, Any]) -> str:
+        """The exported classifier's output, for its model card."""
+        return "logits `[batch, classes]`, class names in the sidecar's `classes`"
+
     def card_fields(self, student: nn.Module) -> dict[str, Any]:
         """What the student card needs from the data: preprocessing and class names (see featdistill.card)."""
         d = self.cfg.data

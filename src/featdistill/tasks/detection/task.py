@@ -281,6 +281,10 @@ class DetectionTask(ReportsData, TaskBase):
         """Two small images (the detectors resize them to ``min_size`` themselves)."""
         return ([torch.rand(3, 48, 64), torch.rand(3, 48, 64)],)
 
+    def export_example(self) -> list[Tensor]:
+        """A list of one image: an exported detector takes a list of images, each of its own size."""
+        return self.sample_input()[0][:1]
+
     # -- data ---------------------------------------------------------------------------------------
     def paths(self, split: str) -> tuple[Path, Path]:
         """``(annotation file, image folder)`` of ``split`` (``train`` or ``val``), see the module doc."""
@@ -383,6 +387,11 @@ class DetectionTask(ReportsData, TaskBase):
         options = self.detector_options("student")
         keys = {"min_size": "min_size", "max_size": "max_size", "image_mean": "mean", "image_std": "std"}
         return {card_key: options[key] for key, card_key in keys.items() if key in options}
+
+    @classmethod
+    def describe_outputs(cls, card: dict[str, Any]) -> str:
+        """The exported detector's output, for its model card."""
+        return "per image: boxes (xyxy), labels, scores; a label's COCO category id is in the sidecar's `categories`"
 
     def card_fields(self, student: nn.Module) -> dict[str, Any]:
         """The detector's transform (it resizes and normalises inside) and label -> category for the card."""

@@ -263,6 +263,14 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
         """The preprocessing keys the config fixes (compared with a checkpoint's card)."""
         return {"input_size": list(self.crop)}
 
+    @classmethod
+    def describe_outputs(cls, card: dict[str, Any]) -> str:
+        """The exported segmenter's output, for its model card."""
+        return (
+            "per-pixel logits (`out`, `[batch, classes, H, W]`); argmax gives class indices, "
+            f"names in `classes`, label {card.get('ignore_index')} ignored in training"
+        )
+
     def card_fields(self, student: nn.Module) -> dict[str, Any]:
         """Normalisation, training crop, class names and ignore index for the student card.
 
