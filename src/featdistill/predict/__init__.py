@@ -1,5 +1,5 @@
 """Running a trained student on image files: ``featdistill predict`` (:func:`predict`)."""
 
-from .predictor import DEFAULT_OUTPUTS, predict
+from .predictor import predict
 
-__all__ = ["DEFAULT_OUTPUTS", "predict"]
+__all__ = ["predict"]

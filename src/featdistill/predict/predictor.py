@@ -3,18 +3,18 @@
 The student card (:mod:`featdistill.card`) says everything needed: the task, the class names and the
 preprocessing, applied by :func:`featdistill.card.preprocess` exactly as ``eval`` applies it. Images are
 decoded as training decodes them, in batches; a batch of images of several sizes runs once per size,
-unless the card resizes them (``resize: exact`` or ``center_crop``). Segmentation logits are brought back
-to each image's size, so label PNGs match the image they describe. A checkpoint's segmenter runs as
-``eval`` runs it (``whole`` or ``slide`` inference, from its config); an exported one on whole images.
+unless the card resizes them (``resize: exact`` or ``center_crop``). Dense maps (segmentation logits) are
+brought back to each image's size, so label PNGs match the image they describe. What runs and what is
+written is the task's (its ``prediction``, :mod:`featdistill.tasks.prediction`); this module names no task.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,38 +23,29 @@ from tqdm import tqdm
 
 from ..card import _resized, load_student, preprocess, read_card  # _resized: the card's resize alone
 from ..run import select_device
-from ..tasks.segmentation.inference import predict as segment
-from .inputs import BadFiles, InputImage, collect_images, decoded_batches
+from ..tasks.prediction import PredictOptions
+from ..tasks.registry import task_class
+from .inputs import BadFiles, collect_images, decoded_batches
 from .runners import load_exported
-from .writers import ClassificationWriter, DetectionWriter, SegmentationWriter
 
-__all__ = ["DEFAULT_OUTPUTS", "predict"]
+if TYPE_CHECKING:
+    from ..tasks.base import Task
 
-#: Where results go when ``output`` is not given, by task.
-DEFAULT_OUTPUTS = {
-    "classification": "predictions.csv",
-    "segmentation": "predictions",
-    "detection": "predictions.json",
-}
+__all__ = ["predict"]
 
 
 class _Student:
-    """The model and how to feed it: the card's preprocessing, or raw pixels for an export that bakes it in."""
+    """The model and how to feed it: the card's preprocessing, or raw pixels for an export that bakes it in
+    (a :class:`featdistill.tasks.prediction.StudentRunner`)."""
 
     def __init__(self, source: str | Path, device: str) -> None:
         self.card = read_card(source)
         export = self.card.get("export")
-        self.segmentation_mode: dict[str, Any] = {"mode": "whole"}
+        self.task: Task | None = None
         if export is None:
-            task, student, self.card = load_student(source)
+            self.task, student, self.card = load_student(source)
             self.device = select_device(device)
             self.model = student.to(self.device)
-            if self.card["task"] == "segmentation":
-                self.segmentation_mode = {
-                    "mode": task.eval_mode,
-                    "window": task.window,
-                    "stride": task.stride,
-                }
             self.raw_pixels = False
         else:
             self.device = torch.device("cpu")
@@ -70,9 +61,12 @@ class _Student:
         return torch.stack([_resized(image[None], steps, True)[0] for image in pixels]).to(self.device)
 
     @torch.no_grad()
-    def dense(self, pixels: list[Tensor]) -> list[Tensor]:
-        """Per image, classification logits ``[C]`` or segmentation logits ``[C, H, W]`` at the image's size,
-        in their order: one model call for the batch, or one per image size where the card does not resize."""
+    def dense(
+        self, pixels: list[Tensor], forward: Callable[[Any, Tensor], Tensor] | None = None
+    ) -> list[Tensor]:
+        """Per image, the outputs of ``forward(model, batch)`` (default: the model's call), ``[C]`` or
+        ``[C, H, W]`` brought to the image's size, in their order: one call for the batch, or one per image
+        size where the card does not resize."""
         steps = self.card["preprocessing"]
         groups: dict[Any, list[int]] = {}
         resized = steps.get("input_size") is not None and steps.get("resize") in ("exact", "center_crop")
@@ -81,15 +75,12 @@ class _Student:
         results: list[Tensor] = list(pixels)
         for positions in groups.values():
             batch = self.inputs([pixels[i] for i in positions])
-            if self.card["task"] == "segmentation":
-                out = segment(self.model, batch, **self.segmentation_mode)
-            else:
-                out = self.model(batch)
+            out = self.model(batch) if forward is None else forward(self.model, batch)
             for i, row in zip(positions, out.float().cpu()):
                 size = pixels[i].shape[-2:]
                 if (
                     row.dim() == 3 and row.shape[-2:] != size
-                ):  # resized for the model: labels at the image's size
+                ):  # resized for the model: maps at the image's size
                     row = F.interpolate(row[None], size, mode="bilinear", align_corners=False)[0]
                 results[i] = row
         return results
@@ -99,36 +90,6 @@ class _Student:
         """Detections of each image, in the image's own pixel coordinates."""
         images = pixels if self.raw_pixels else preprocess(pixels, self.card)  # detectors resize inside
         return self.model([image.to(self.device) for image in images])
-
-
-def _categories(card: dict[str, Any]) -> list[dict[str, Any]]:
-    """Label index -> ``{"id", "name"}`` of a detector's card (label 0, the background, has none)."""
-    categories = card.get("categories")
-    if not categories:
-        raise ValueError(
-            "the student card has no categories (label -> COCO category id) to name detections by"
-        )
-    background = {"id": 0, "name": card["classes"][0]}
-    return categories if len(categories) == len(card["classes"]) else [background, *categories]
-
-
-def _writer(card: dict[str, Any], output: Path, top_k: int, overlay: bool, draw: bool, draw_threshold: float):
-    task = card["task"]
-    if task == "classification":
-        return ClassificationWriter(output, list(card["classes"]), top_k)
-    if task == "segmentation":
-        return SegmentationWriter(output, len(card["classes"]), overlay)
-    if task == "detection":
-        return DetectionWriter(output, _categories(card), draw, draw_threshold)
-    raise ValueError(
-        f"the student card names task {task!r}; predict knows classification, segmentation, detection"
-    )
-
-
-def _folder_label(image: InputImage, classes: Sequence[str]) -> int | None:
-    """The class of an image inside a folder named after one (ImageFolder layout), else None."""
-    name = image.path.parent.name
-    return classes.index(name) if name in classes else None
 
 
 def predict(
@@ -153,26 +114,18 @@ def predict(
     """
     student = _Student(model, device)
     card = student.card
-    task = card["task"]
-    output = Path(output if output is not None else DEFAULT_OUTPUTS[task])
+    how = task_class(card["task"]).prediction(card)
+    output = Path(output if output is not None else how.default_output)
     images = collect_images(inputs)
-    writer = _writer(card, output, top_k, overlay, draw, draw_threshold)
+    writer = how.writer(output, PredictOptions(top_k, overlay, draw, draw_threshold))
     bad = BadFiles()
-    classes = list(card["classes"])
-    labelled = correct = predicted = 0
+    predicted = 0
     bar = tqdm(total=len(images), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
     try:
         for batch in decoded_batches(images, batch_size, card["preprocessing"]["bits"], on_bad_file, bad):
             files, pixels = [b[0] for b in batch], [b[1] for b in batch]
-            outputs = student.detect(pixels) if task == "detection" else student.dense(pixels)
-            writer.write(files, pixels, outputs)
-            if task == "classification":
-                for image, row in zip(files, outputs):
-                    label = _folder_label(image, classes)
-                    if label is not None:
-                        labelled += 1
-                        correct += int(row.argmax()) == label
+            writer.write(files, pixels, how.outputs(student, pixels))
             predicted += len(batch)
             bar.update(predicted + bad.count - bar.n)
     finally:
@@ -180,7 +133,7 @@ def predict(
         writer.close()
     seconds = time.perf_counter() - start
     report: dict[str, Any] = {
-        "task": task,
+        "task": card["task"],
         "images": predicted,
         "bad_files": bad.count,
         "bad_files_first": bad.first,
@@ -188,6 +141,4 @@ def predict(
         "seconds": round(seconds, 3),
         "images_per_s": round(predicted / seconds, 1) if seconds > 0 else math.nan,
     }
-    if labelled and labelled == predicted:
-        report["top1"] = 100 * correct / labelled
-    return report
+    return {**report, **writer.summary()}

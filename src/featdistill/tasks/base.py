@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
+from .prediction import Prediction
 
 
 class Loader(Protocol):
@@ -78,6 +79,10 @@ class Task(Protocol):
     @classmethod
     def describe_outputs(cls, card: dict[str, Any]) -> str: ...
 
+    # -- featdistill predict (from a student card alone: an export has no config to build the task from)
+    @classmethod
+    def prediction(cls, card: dict[str, Any]) -> Prediction: ...
+
     # -- the CLI
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]: ...
@@ -136,6 +141,14 @@ class TaskBase:
     def data_report(self) -> dict[str, Any]:
         """The ingest report (``featdistill data``, ``data.json``): no split described by default."""
         return {"task": self.name, "splits": []}  # type: ignore[attr-defined]  # every task has a name
+
+    @classmethod
+    def prediction(cls, card: dict[str, Any]) -> Prediction:
+        """How ``featdistill predict`` runs this task's student: not offered by default."""
+        raise ValueError(
+            f"featdistill predict does not know how to run a {card['task']!r} student: its task class "
+            f"{cls.__name__} offers no prediction() (see featdistill.tasks.prediction)"
+        )
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

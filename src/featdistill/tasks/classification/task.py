@@ -32,6 +32,7 @@ from ..ingest import ReportsData, SplitStats, check_not_constant
 from ..options import data_options
 from .data import TensorBatchLoader, _class_names, channel_stats, image_size_of, load_tensors
 from .models import build_classifier, list_classifiers
+from .predict import ClassificationPrediction
 from .streaming import EVAL_CROP_FRACTION, streaming_loader
 from .synthetic import make_synthetic
 
@@ -79,6 +80,11 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         self.normalization: tuple[list[float], list[float]] | None = None  # (mean, std) in use, once known
         self.classes: list[str] | None = None  # output index -> class name, once known
         self.color_mode = "L" if cfg.data.name in ("mnist", "fashionmnist") else "RGB"
+
+    @classmethod
+    def prediction(cls, card: dict[str, Any]) -> ClassificationPrediction:
+        """``featdistill predict``: see :mod:`.predict`."""
+        return ClassificationPrediction(card)
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -65,6 +65,7 @@ from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
+from .predict import DetectionPrediction
 
 SHARED_ONLY = ("min_size", "max_size", "image_mean", "image_std", "size_divisible", "fixed_size")
 _DETECTOR_DEFAULTS = {
@@ -249,6 +250,11 @@ class DetectionTask(ReportsData, TaskBase):
         return match_transform(teacher, self._student if self._student is not None else self.build_student())
 
     teacher_forward = staticmethod(teacher_forward)
+
+    @classmethod
+    def prediction(cls, card: dict[str, Any]) -> DetectionPrediction:
+        """``featdistill predict``: see :mod:`.predict`."""
+        return DetectionPrediction(card)
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

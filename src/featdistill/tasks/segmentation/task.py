@@ -57,6 +57,7 @@ from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
 from .metrics import SegmentationMeter
 from .models import SEGMENTERS, build_segmenter
+from .predict import SegmentationPrediction
 
 AUX_WEIGHT = 0.4
 DEFAULT_CROP = 512
@@ -119,6 +120,11 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
     starter = STARTER
     teacher_run = TEACHER_RUN
     data_state = ("class_names", "data_stats")  # read from the data: shared by a lockstep group
+
+    @classmethod
+    def prediction(cls, card: dict[str, Any]) -> SegmentationPrediction:
+        """``featdistill predict``: see :mod:`.predict`."""
+        return SegmentationPrediction(card)
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
