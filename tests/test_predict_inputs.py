@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from featdistill.predict.inputs import BadFiles, InputImage, collect_images, decoded_batches
-from featdistill.tasks.classification.predict import ClassificationWriter
-from featdistill.tasks.detection.predict import DetectionWriter
+from featdistill.tasks.classification.prediction import ClassificationWriter
+from featdistill.tasks.detection.prediction import DetectionWriter
 from featdistill.tasks.prediction import palette
-from featdistill.tasks.segmentation.predict import SegmentationWriter
+from featdistill.tasks.segmentation.prediction import SegmentationWriter
 
 
 def _png(path: Path, value: int = 100, size: tuple[int, int] = (6, 8)) -> Path:

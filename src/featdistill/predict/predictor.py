@@ -107,7 +107,7 @@ def predict(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Predict on the images of ``inputs`` with ``model`` (``last.pt``, a ``.pt2`` / TorchScript / ONNX export
-    with its sidecar ``<file>.json``) and write the results to ``output`` (the task's writer: ``tasks/<task>/predict.py``).
+    with its sidecar ``<file>.json``) and write the results to ``output`` (the task's writer: ``tasks/<task>/prediction.py``).
 
     Returns the report: images predicted, bad files skipped, where the results are, time and throughput; for
     classification of images in folders named after the classes (ImageFolder), their ``top1`` accuracy (%).

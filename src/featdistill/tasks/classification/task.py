@@ -32,7 +32,7 @@ from ..ingest import ReportsData, SplitStats, check_not_constant
 from ..options import data_options
 from .data import TensorBatchLoader, _class_names, channel_stats, image_size_of, load_tensors
 from .models import build_classifier, list_classifiers
-from .predict import ClassificationPrediction
+from .prediction import ClassificationPrediction
 from .streaming import EVAL_CROP_FRACTION, streaming_loader
 from .synthetic import make_synthetic
 
@@ -83,7 +83,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
 
     @classmethod
     def prediction(cls, card: dict[str, Any]) -> ClassificationPrediction:
-        """``featdistill predict``: see :mod:`.predict`."""
+        """``featdistill predict``: see :mod:`.prediction`."""
         return ClassificationPrediction(card)
 
     @classmethod

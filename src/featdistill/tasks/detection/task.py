@@ -65,7 +65,7 @@ from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
-from .predict import DetectionPrediction
+from .prediction import DetectionPrediction
 
 SHARED_ONLY = ("min_size", "max_size", "image_mean", "image_std", "size_divisible", "fixed_size")
 _DETECTOR_DEFAULTS = {
@@ -253,7 +253,7 @@ class DetectionTask(ReportsData, TaskBase):
 
     @classmethod
     def prediction(cls, card: dict[str, Any]) -> DetectionPrediction:
-        """``featdistill predict``: see :mod:`.predict`."""
+        """``featdistill predict``: see :mod:`.prediction`."""
         return DetectionPrediction(card)
 
     @classmethod

@@ -57,7 +57,7 @@ from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
 from .metrics import SegmentationMeter
 from .models import SEGMENTERS, build_segmenter
-from .predict import SegmentationPrediction
+from .prediction import SegmentationPrediction
 
 AUX_WEIGHT = 0.4
 DEFAULT_CROP = 512
@@ -123,7 +123,7 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
 
     @classmethod
     def prediction(cls, card: dict[str, Any]) -> SegmentationPrediction:
-        """``featdistill predict``: see :mod:`.predict`."""
+        """``featdistill predict``: see :mod:`.prediction`."""
         return SegmentationPrediction(card)
 
     @classmethod
