@@ -256,3 +256,26 @@ def test_help_texts_are_plain_sentences() -> None:
     (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     for choice in action._choices_actions:  # the one-line help of each command in `featdistill --help`
         assert choice.help[0].isupper() and choice.help.endswith("."), choice.help
+
+
+def test_the_demo_trains_its_teacher_and_compares_its_two_students(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """``featdistill demo`` end to end (README's main job), on fewer generated images than its 4,000."""
+    import featdistill.demo as demo
+
+    full = demo._base_config
+
+    def small(*args: typing.Any) -> dict[str, typing.Any]:
+        tree = full(*args)
+        tree["data"].update(limit=64, val_limit=32, batch_size=16, eval_batch_size=32)
+        return tree
+
+    monkeypatch.setattr(demo, "_base_config", small)
+    torch.set_num_threads(1)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "1"]) == 0
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [r["name"] for r in results] == ["teacher", "student", "student+cwt"]
+    assert all(0 <= r["top1"] <= 100 for r in results)
+    assert "| student+cwt |" in (tmp_path / "demo" / "compare.md").read_text()  # compare's own table
+    assert (tmp_path / "demo" / "curves.png").is_file()

@@ -26,7 +26,7 @@ SEED_KEY = "train.seed"
 
 def run_compare(
     config: str | Path | RunConfig,
-    grid_specs: list[str],
+    grid_specs: list[str] | None = None,
     overrides: list[str] | None = None,
     seeds: list[int] | None = None,
     resume: bool = False,
