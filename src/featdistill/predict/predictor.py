@@ -109,8 +109,9 @@ def predict(
     """Predict on the images of ``inputs`` with ``model`` (``last.pt``, a ``.pt2`` / TorchScript / ONNX export
     with its sidecar ``<file>.json``) and write the results to ``output`` (the task's writer: ``tasks/<task>/prediction.py``).
 
-    Returns the report: images predicted, bad files skipped, where the results are, time and throughput; for
-    classification of images in folders named after the classes (ImageFolder), their ``top1`` accuracy (%).
+    Returns the report: images predicted, bad files skipped, where the results are, time and throughput, and
+    what the task's writer adds (classification of images in folders named after the classes: their ``top1``
+    accuracy, %; detection: the number of ``detections``).
     """
     student = _Student(model, device)
     card = student.card

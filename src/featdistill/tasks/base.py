@@ -144,7 +144,8 @@ class TaskBase:
 
     @classmethod
     def prediction(cls, card: dict[str, Any]) -> Prediction:
-        """How ``featdistill predict`` runs this task's student: not offered by default."""
+        """How ``featdistill predict`` runs this task's student: not offered by default. A task offers it by
+        overriding this, or by naming a class built from the card (``prediction = MyPrediction``)."""
         raise ValueError(
             f"featdistill predict does not know how to run a {card['task']!r} student: its task class "
             f"{cls.__name__} offers no prediction() (see featdistill.tasks.prediction)"

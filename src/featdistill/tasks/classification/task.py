@@ -81,10 +81,8 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         self.classes: list[str] | None = None  # output index -> class name, once known
         self.color_mode = "L" if cfg.data.name in ("mnist", "fashionmnist") else "RGB"
 
-    @classmethod
-    def prediction(cls, card: dict[str, Any]) -> ClassificationPrediction:
-        """``featdistill predict``: see :mod:`.prediction`."""
-        return ClassificationPrediction(card)
+    # featdistill predict: prediction(card) builds the task's Prediction (see :mod:`.prediction`)
+    prediction = ClassificationPrediction
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -251,10 +251,8 @@ class DetectionTask(ReportsData, TaskBase):
 
     teacher_forward = staticmethod(teacher_forward)
 
-    @classmethod
-    def prediction(cls, card: dict[str, Any]) -> DetectionPrediction:
-        """``featdistill predict``: see :mod:`.prediction`."""
-        return DetectionPrediction(card)
+    # featdistill predict: prediction(card) builds the task's Prediction (see :mod:`.prediction`)
+    prediction = DetectionPrediction
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

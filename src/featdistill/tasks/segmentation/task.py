@@ -121,10 +121,8 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
     teacher_run = TEACHER_RUN
     data_state = ("class_names", "data_stats")  # read from the data: shared by a lockstep group
 
-    @classmethod
-    def prediction(cls, card: dict[str, Any]) -> SegmentationPrediction:
-        """``featdistill predict``: see :mod:`.prediction`."""
-        return SegmentationPrediction(card)
+    # featdistill predict: prediction(card) builds the task's Prediction (see :mod:`.prediction`)
+    prediction = SegmentationPrediction
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
