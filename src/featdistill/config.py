@@ -251,7 +251,7 @@ class RunConfig:
         tree = dataclasses.asdict(self)
         if not tree["model"]["teachers"]:
             del tree["model"]["teachers"]
-        if tree["compare"] == dataclasses.asdict(CompareConfig()):
+        if self.compare == CompareConfig():
             del tree["compare"]
         return tree
 

@@ -109,17 +109,13 @@ def expand(
         base = base.with_overrides({"compare.arms": {}, "compare.seeds": []})
     for name, settings in (arms or {"": {}}).items():
         for combo in itertools.product(*(grid[k] for k in keys)):
-            values = ({"arm": name} if arms else {}) | dict(zip(keys, combo))
+            chosen = dict(zip(keys, combo))
+            values = ({"arm": name} if arms else {}) | chosen
             index = len(variants)
             folder = Variant(index, values, base).name
             # the sweep shows one bar for all variants
             cfg = base.with_overrides(
-                {
-                    **settings,
-                    **dict(zip(keys, combo)),
-                    "output.dir": str(out_dir / folder),
-                    "output.progress": False,
-                }
+                {**settings, **chosen, "output.dir": str(out_dir / folder), "output.progress": False}
             )
             variants.append(Variant(index, values, cfg))
     return variants
