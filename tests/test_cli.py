@@ -258,6 +258,7 @@ def test_help_texts_are_plain_sentences() -> None:
         assert choice.help[0].isupper() and choice.help.endswith("."), choice.help
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_the_demo_trains_its_teacher_and_compares_its_two_students(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -272,7 +273,6 @@ def test_the_demo_trains_its_teacher_and_compares_its_two_students(
         return tree
 
     monkeypatch.setattr(demo, "_base_config", small)
-    torch.set_num_threads(1)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "1"]) == 0
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert [r["name"] for r in results] == ["teacher", "student", "student+cwt"]

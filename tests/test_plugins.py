@@ -16,11 +16,12 @@ from conftest import REPO, tiny_tree
 from featdistill.cli.main import main
 from featdistill.config import ConfigError, parse_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(autouse=True)
 def _plugin_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "tests" / "plugins"))
-    torch.set_num_threads(1)
 
 
 def test_a_user_method_and_task_train_export_sweep_and_compare_through_the_cli(
