@@ -39,15 +39,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def readme_python_block(marker: str) -> str:
-    """The README's python example that contains ``marker`` (tests run them as written)."""
-    import re
-
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
-    (block,) = [b for b in blocks if marker in b]
-    return block
-
-
 #: The smallest config of each built-in task, and of the user task of tests/plugins/fd_example_plugin.py, that
 #: trains in seconds on CPU. Classification and regression need no files (synthetic data); segmentation and
 #: detection read a generated tree (``data.root``, see tests/tiny_data.py).

@@ -17,9 +17,11 @@ pytest.importorskip("lightning")
 
 import lightning.pytorch as L
 
-from conftest import readme_python_block
+from doc_blocks import python_block
 from featdistill.integrations.lightning import DistillationModule
 from tiny_models import loader, tiny_cnn
+
+PAGE = "docs/integrations.md"  # its example is run as written here
 
 DDP_SCRIPT = textwrap.dedent(
     """
@@ -191,12 +193,10 @@ def test_without_lightning_the_import_names_the_extra(monkeypatch: pytest.Monkey
         import featdistill.integrations.lightning  # noqa: F401
 
 
-def test_the_readme_lightning_example_runs_as_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_docs_lightning_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # Lightning writes lightning_logs/ into the working directory
     namespace: dict = {}
-    exec(compile(readme_python_block("DistillationModule"), "README.md", "exec"), namespace)
+    exec(compile(python_block(PAGE, "DistillationModule"), PAGE, "exec"), namespace)
     assert namespace["module"].trainer.global_step == 2
     assert namespace["module"].distiller.alpha["cwt"] > 0
     student = namespace["student"]

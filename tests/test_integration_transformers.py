@@ -24,8 +24,10 @@ from transformers import (
     ViTImageProcessor,
 )
 
-from conftest import readme_python_block
+from doc_blocks import python_block
 from featdistill.integrations.transformers import TRANSFORMS_FILE, DistillationTrainer
+
+PAGE = "docs/integrations.md"  # its example is run as written here
 
 # Trains the tiny ViT pair of these tests under torchrun; each rank writes its α and its student's weights.
 DDP_SCRIPT = textwrap.dedent(
@@ -242,10 +244,10 @@ def test_without_transformers_the_import_names_the_extra(monkeypatch: pytest.Mon
         import featdistill.integrations.transformers  # noqa: F401
 
 
-def test_the_readme_trainer_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_docs_trainer_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(readme_python_block("DistillationTrainer"), "README.md", "exec"), namespace)
+    exec(compile(python_block(PAGE, "DistillationTrainer"), PAGE, "exec"), namespace)
     trainer = namespace["trainer"]
     assert trainer.state.global_step == 4 and trainer.distiller.alpha["cwt"] > 0
     loaded = ViTForImageClassification.from_pretrained(tmp_path / "runs" / "vit_distilled")

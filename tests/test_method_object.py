@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import featdistill as fd
-from conftest import REPO
+from doc_blocks import python_block
 from featdistill.config import parse_config
 from featdistill.engine import Trainer
 from featdistill.run import build_trainer
@@ -184,11 +183,9 @@ def test_a_loss_modules_weights_and_alpha_survive_the_trainer_checkpoint(tmp_pat
         assert torch.equal(value, saved[key]), key
 
 
-def test_the_readme_example_of_a_loss_module_runs_as_written() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
-    (block,) = [b for b in blocks if "class CosineLoss" in b]
+def test_the_docs_example_of_a_loss_module_runs_as_written() -> None:
     namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(python_block("docs/concepts.md", "class CosineLoss"), "docs/concepts.md", "exec"), namespace)
     d = namespace["d"]
     assert set(d.alpha) == {"CosineLoss"} and d.alpha["CosineLoss"] > 0
     assert list(namespace["out"].losses) == ["CosineLoss:layer3"] and namespace["loss"].dim() == 0

@@ -1,4 +1,4 @@
-"""The README's "Your own data" recipe, end to end and offline: fine-tune a pretrained teacher on an
+"""The "Your own data" recipe (docs/own_data.md), end to end and offline: fine-tune a pretrained teacher on an
 ImageFolder, distill it into a pretrained MobileNetV3 with CWT, export. Pretrained weights come from a
 seeded torch cache (files of the right shapes under the names torchvision expects) and a local Hugging
 Face directory written by ``save_pretrained``; any network access fails the test."""
@@ -74,9 +74,9 @@ def _small(data: Path, out: Path) -> list[str]:
 def _run_recipe(
     tmp_path: Path, teacher: list[str], teacher_name: str, sweep_alpha: bool = True
 ) -> dict[str, torch.Tensor]:
-    """The README's three commands (train, sweep, export) with the given teacher settings; returns the student.
+    """The recipe's three commands (train, sweep, export) with the given teacher settings; returns the student.
 
-    Without ``sweep_alpha`` the second command is the README's alternative, ``train`` with ``alpha: auto``.
+    Without ``sweep_alpha`` the second command is the page's alternative, ``train`` with ``alpha: auto``.
     """
     data = _image_folder(tmp_path / "data")
     teacher_run, cwt_run = tmp_path / "teacher", tmp_path / "cwt"

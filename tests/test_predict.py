@@ -1,13 +1,12 @@
 """``featdistill predict`` end to end on tiny generated data: its outputs scored against the ground truth give
 ``eval``'s metrics (classification from the checkpoint alone with the training folder deleted, eager,
-``.pt2`` and ONNX alike; segmentation label PNGs; detection COCO results), and the README's "Use the
-student" commands and ONNX snippet run as written."""
+``.pt2`` and ONNX alike; segmentation label PNGs; detection COCO results), and the "Use the student" commands
+and ONNX snippet of docs/export_predict.md run as written."""
 
 from __future__ import annotations
 
 import csv
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,14 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, image_folder_data, tiny_tree, write_yaml
+from conftest import image_folder_data, tiny_tree, write_yaml
+from doc_blocks import command_lines, python_block
 from featdistill.cli.main import main
 from featdistill.predict.score import score_detections, score_label_pngs
 from tiny_data import image_folder
 
 CLASSES = ("ant", "bee", "cow")
+PAGE = "docs/export_predict.md"  # its "Use the student" section is run as written here
 
 
 def _cli(capsys: pytest.CaptureFixture, *args: str | Path) -> str:
@@ -291,7 +292,7 @@ def test_hf_export_of_another_student_is_refused(
     )
 
 
-def test_readme_use_the_student_runs_as_written(
+def test_docs_use_the_student_runs_as_written(
     classifier: tuple[Path, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
@@ -299,11 +300,8 @@ def test_readme_use_the_student_runs_as_written(
 ) -> None:
     """The section's commands (with the checkpoint and test folder made here) and its onnxruntime snippet."""
     checkpoint, test = classifier
-    section = re.search(
-        r"\n## Use the student\n(.*?)\n## ", (REPO / "README.md").read_text(), flags=re.S
-    ).group(1)
-    commands = re.findall(r"^    (featdistill .+)$", section, flags=re.M)
-    snippet = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    commands = command_lines(PAGE, "Use the student")
+    snippet = python_block(PAGE, "onnxruntime")
     assert len(snippet.strip().splitlines()) <= 6  # imports + five lines
     monkeypatch.chdir(tmp_path)
     Path("runs/try").mkdir(parents=True)
@@ -314,7 +312,7 @@ def test_readme_use_the_student_runs_as_written(
         assert main(words) == 0, line
     shutil.copy("photos/bee/0.png", "photo.png")
     printed = capsys.readouterr()
-    exec(compile(snippet, "README.md", "exec"), {})
+    exec(compile(snippet, PAGE, "exec"), {})
     top = capsys.readouterr().out.strip()
     expected = next(r for r in _csv(Path("predictions.csv")) if r["file"].endswith("bee/0.png"))
     assert top == expected["class_1"], printed
