@@ -47,6 +47,7 @@ def cli_reference() -> str:
     from featdistill.cli.main import build_parser
 
     parser = build_parser()
+    # argparse has no public way to list a parser's subcommands; these two attributes are stable since 3.2
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     about = {action.dest: action.help for action in commands._choices_actions}
     lines = [
