@@ -21,6 +21,7 @@ import typing
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 
@@ -67,12 +68,18 @@ def cli_reference() -> str:
     return "\n".join(lines)
 
 
+def _yaml(value: object) -> str:
+    """A default as a config writes it: ``null``, ``true``, ``[]``, ``cwt``."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+    return text.removesuffix("...").strip()
+
+
 def _default(f: dataclasses.Field) -> str:
+    """The default of a schema field as YAML, or **required** (the schema's ``REQUIRED`` is no default)."""
     if f.default is not dataclasses.MISSING:
-        return f"`{f.default!r}`"
+        return f"`{_yaml(f.default)}`"
     if f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-        return "(section)" if dataclasses.is_dataclass(value) else f"`{value!r}`"
+        return f"`{_yaml(f.default_factory())}`"
     return "**required**"
 
 
@@ -103,8 +110,8 @@ def config_reference() -> str:
         "",
         "Generated at build time from the schema (`featdistill.config`): the dataclasses give each key, its",
         "type and default, and the comment on each field's line gives its meaning: the same words",
-        "`featdistill config` prints beside each key. A config is YAML; every key is checked before any work",
-        "starts (an unknown key is refused with the closest valid one).",
+        "`featdistill config` prints beside each key. Defaults are written as in a YAML config. Every key is",
+        "checked before any work starts (an unknown key is refused with the closest valid one).",
         "",
         "## Top level",
         "",

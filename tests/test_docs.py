@@ -136,3 +136,39 @@ def test_hugging_face_layer_names_exist_in_the_installed_transformers(tmp_path: 
     for name in names:
         last_block = re.sub(r"\.\d+$", f".{config.num_hidden_layers - 1}", name)  # ViT-Base has 12 blocks
         assert isinstance(resolve_module(teacher, last_block), torch.nn.Module), name
+
+
+def test_reference_pages_are_generated_for_every_command_key_and_method() -> None:
+    """docs/hooks.py (run by ``mkdocs build``) writes a section per CLI command, a row per config key and per
+    method: nothing in them is copied by hand, so nothing can be missing."""
+    pytest.importorskip("mkdocs")
+    import dataclasses
+    import importlib.util
+    import typing
+
+    from featdistill.cli.main import build_parser
+    from featdistill.config import RunConfig
+    from featdistill.distiller.methods import METHODS
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", REPO / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+
+    cli = hooks.cli_reference()
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert all(f"## featdistill {name}\n" in cli for name in commands)
+    assert "featdistill sweep [-h]" in cli  # the parser's own usage line
+
+    def keys(cls: type, prefix: str = "") -> list[str]:
+        hints = typing.get_type_hints(cls)
+        found = []
+        for f in dataclasses.fields(cls):
+            nested = dataclasses.is_dataclass(hints[f.name])
+            found += keys(hints[f.name], f"{prefix}{f.name}.") if nested else [f"{prefix}{f.name}"]
+        return found
+
+    config = hooks.config_reference()
+    assert all(f"| `{key}` |" in config for key in keys(RunConfig))
+    assert "| `data.options.scale_range` |" in config  # a task's own option schema (detection, segmentation)
+    table = hooks.methods_table()
+    assert all(f"| `{name}` |" in table for name in METHODS)
