@@ -15,6 +15,12 @@ def test_readme_example_runs_as_written():
     assert namespace["loss"].dim() == 0
 
 
+def test_getting_started_shows_the_readme_example():
+    """docs/getting_started.md repeats the example above, so running it once covers both."""
+    example = python_block("README.md", "fd.Distiller(")
+    assert python_block("docs/getting_started.md", "fd.Distiller(") == example
+
+
 def test_ci_runs_the_readme_test_command():
     test_command = re.search(r"Run the tests:\n\n    (.+)\n", text("README.md")).group(1)
     assert test_command in (REPO / ".ci" / "run").read_text()
