@@ -33,7 +33,14 @@ _FULL = (errno.ENOSPC, errno.EDQUOT)
 _TORCH_SHORT_WRITE = ("unexpected pos", "inline_container", "file write failed")
 
 
-class DiskFullError(OSError):
+class WriteError(OSError):
+    """A write that failed, the previous file kept; its text is the one-line message alone (no ``[Errno N]``)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class DiskFullError(WriteError):
     """No space left for a write; the message names the folder, the space needed and the space free."""
 
 
@@ -69,14 +76,14 @@ def _tree_size(path: Path) -> int:
 
 
 def explain_write_error(
-    err: BaseException, path: Path, needed: int | None = None, at_least: bool = False
+    err: BaseException, path: Path, needed: int | None = None, at_least: bool = False, about: bool = False
 ) -> BaseException:
     """The one-line error to raise for ``err``, raised while writing ``path`` (the old file kept).
 
     An ``OSError`` names the file and whether the previous one is unchanged; a full disk (``ENOSPC``, a quota,
     or torch's short-write ``RuntimeError`` when the folder has less free space than ``needed``) becomes a
     :class:`DiskFullError` that also names the folder, the space needed (``at_least``: a lower bound) and the
-    space free. Anything else is returned as it is.
+    space free (``about``: estimated by the previous file's size). Anything else is returned as it is.
     """
     folder = path.parent
     free = _free(folder)
@@ -85,7 +92,8 @@ def explain_write_error(
     if isinstance(err, RuntimeError) and full:  # torch's short write: a full disk only if the space lacks
         full = free is not None and needed is not None and free < needed
     if full:
-        need = "" if needed is None else f"it needs {'at least ' if at_least else ''}{_size(needed)}, "
+        bound = "at least " if at_least else "about " if about else ""
+        need = "" if needed is None else f"it needs {bound}{_size(needed)}, "
         have = "" if free is None else f"{_size(free)} free"
         return DiskFullError(
             errno.ENOSPC,
@@ -197,7 +205,10 @@ def staged(path: str | Path) -> Iterator[Path]:
         if isinstance(
             err, (OSError, RuntimeError)
         ):  # only a full disk is told apart: other errors are the caller's
-            explained = explain_write_error(err, path, _tree_size(stage) or None, at_least=True)
+            written, previous = _tree_size(stage), _tree_size(path)
+            explained = explain_write_error(
+                err, path, written or previous or None, at_least=bool(written), about=not written
+            )
         shutil.rmtree(stage, ignore_errors=True)
         if isinstance(explained, DiskFullError):
             raise explained from err
