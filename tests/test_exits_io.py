@@ -160,6 +160,9 @@ def test_staged_folder_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
         (target / "labels").mkdir(parents=True)
         (target / "labels" / "b.png").write_bytes(b"new")
     assert snapshot(folder) == {"labels/b.png": b"new"}
+    with pytest.raises(OSError, match="a folder of that name is in the way"), atomic.staged(folder) as target:
+        target.write_text("a file where the folder is")  # e.g. --output predictions for a CSV
+    assert snapshot(folder) == {"labels/b.png": b"new"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions"]
 
 

@@ -170,18 +170,30 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
     return write_atomic(path, lambda f: f.write(text.encode()))
 
 
+def _check_replaceable(source: Path, target: Path) -> None:
+    """Never replace a folder by a file, or a file by a folder (the user's other data)."""
+    if target.exists() and source.is_dir() != target.is_dir():
+        kind = "folder" if target.is_dir() else "file"
+        raise WriteError(
+            errno.EEXIST, f"cannot write {target}: a {kind} of that name is in the way; write elsewhere"
+        )
+
+
 def replace_path(source: Path, target: Path) -> None:
     """Move ``source`` (file or folder) to ``target``, replacing what is there: a file by one rename; a folder by
     moving the old one aside, renaming the new one in and then deleting the old one."""
+    if target.exists() and source.is_dir() != target.is_dir():  # never replace a folder by a file, or back
+        kind = "folder" if target.is_dir() else "file"
+        raise WriteError(
+            errno.EEXIST, f"cannot write {target}: a {kind} of that name is in the way; write elsewhere"
+        )
     if source.is_dir() and target.exists():
         aside = target.with_name(f".{target.name}.old")
         shutil.rmtree(aside, ignore_errors=True)
         os.replace(target, aside)
         os.replace(source, target)
-        shutil.rmtree(aside) if aside.is_dir() else aside.unlink()
+        shutil.rmtree(aside)
     else:
-        if target.is_dir():
-            shutil.rmtree(target)
         os.replace(source, target)
 
 
@@ -198,7 +210,10 @@ def staged(path: str | Path) -> Iterator[Path]:
     stage.mkdir()
     try:
         yield stage / path.name
-        for entry in sorted(stage.iterdir()):
+        entries = sorted(stage.iterdir())
+        for entry in entries:  # all checked before any moves
+            _check_replaceable(entry, path.parent / entry.name)
+        for entry in entries:
             replace_path(entry, path.parent / entry.name)
     except BaseException as err:
         explained = err

@@ -1,4 +1,5 @@
-"""Exporting the plain student: ``torch.export`` program, TorchScript, ONNX, state_dict or safetensors.
+"""Exporting the plain student: ``torch.export`` program, TorchScript, ONNX, state_dict, safetensors or a
+Hugging Face ``save_pretrained`` folder (``hf``, :mod:`featdistill.hf_export`).
 
 A model that takes one tensor (classifiers, segmenters) is exported with ``torch.export`` (``.pt2``, the
 default) or traced, at the size it was trained on, with batch, height and width dynamic where the model
@@ -8,7 +9,9 @@ with a fixed number of images, each of any height and width (opset 17).
 
 With the student card (:mod:`featdistill.card`), every export also writes the sidecar ``<output>.json`` (the
 card plus what the file takes as input) and a short model card ``<output>.md``; ONNX files carry the
-sidecar in their ``metadata_props`` too. ``include_preprocessing`` bakes the card's normalisation into the
+sidecar in their ``metadata_props`` too. The file (or ``hf`` folder) and its sidecars are written together
+into a staging folder and moved into place only once all are complete (:func:`featdistill.atomic.staged`): a
+failed export leaves the previous one as it was. ``include_preprocessing`` bakes the card's normalisation into the
 graph, so the exported model takes uint8 NCHW pixels (detectors: a list of uint8 ``[3, H, W]`` images)
 instead of normalised floats.
 """
