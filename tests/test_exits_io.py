@@ -232,6 +232,15 @@ def test_compare_into_folders_holding_runs_is_refused_then_moved_aside(
     assert snapshot(aside) == before and f"moved the earlier run in {variant} to {aside}" in out_text
 
 
+def test_demo_into_an_earlier_demo_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "demo"
+    (out / "teacher").mkdir(parents=True)
+    (out / "teacher" / "log.csv").write_text("step\n1\n")
+    line = one_line_error(capsys, "demo", "--out", out)
+    assert f"{out} holds an earlier demo" in line and "--overwrite" in line and "--out" in line
+    assert snapshot(out) == {"teacher/log.csv": b"step\n1\n"}
+
+
 # -- 5. a wrong file is named by its bytes -----------------------------------------------------------------
 def _wrong_files(folder: Path, checkpoint: Path) -> dict[str, tuple[Path, str]]:
     """Files of every kind a user may give by mistake: name -> (path, what the error must call it)."""
