@@ -22,8 +22,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, image_folder_data, tiny_tree, write_yaml
-from featdistill import atomic
+import featdistill
+from conftest import image_folder_data, tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.engine import save_atomic
 from tiny_data import image_folder, write_png
@@ -120,7 +120,8 @@ def test_predict_killed_mid_write_keeps_the_previous_csv(
     before = out.read_bytes()
     script = tmp_path / "kill_mid_write.py"
     script.write_text(KILL_MID_WRITE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    here = Path(featdistill.__file__).parents[1]  # the featdistill under test, in the child too
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(script), *map(str, args)], env=env, capture_output=True)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     assert out.read_bytes() == before
@@ -147,6 +148,8 @@ def test_a_failed_export_keeps_the_previous_file_and_its_sidecars(
 
 
 def test_staged_folder_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
+    from featdistill import atomic
+
     folder = tmp_path / "predictions"
     with atomic.staged(folder) as target:
         (target / "labels").mkdir(parents=True)
@@ -385,6 +388,8 @@ def _assert_disk_full(line: str, path: Path) -> None:
 def test_a_full_disk_is_one_line_for_every_write(
     trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from featdistill import atomic
+
     cfg, checkpoint = trained
     run = tmp_path / "run"
     shutil.copytree(checkpoint.parent, run)
