@@ -88,9 +88,9 @@ def test_a_bad_file_mid_predict_keeps_the_previous_csv(
     assert cli(capsys, *args)[0] == 0
     before = out.read_bytes()
     assert len(before.splitlines()) == 1 + 6
-    (images / "bee" / "9.png").write_bytes(b"not a png")  # the last image: earlier batches were written
+    (images / "ant" / "1x.png").write_bytes(b"not a png")  # the second batch: the first one was written
     line = one_line_error(capsys, *args)
-    assert "9.png" in line
+    assert "1x.png" in line
     assert out.read_bytes() == before  # was: a partial CSV in its place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "predictions.csv"]  # no staging left
 
@@ -235,7 +235,13 @@ def test_compare_into_folders_holding_runs_is_refused_then_moved_aside(
     assert snapshot(aside) == before and f"moved the earlier run in {variant} to {aside}" in out_text
 
 
-def test_demo_into_an_earlier_demo_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_demo_into_an_earlier_demo_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def trains(*args: Any) -> None:
+        raise AssertionError("the demo trained over an earlier one")
+
+    monkeypatch.setattr("featdistill.demo._teacher", trains)
     out = tmp_path / "demo"
     (out / "teacher").mkdir(parents=True)
     (out / "teacher" / "log.csv").write_text("step\n1\n")
