@@ -95,14 +95,14 @@ def folder_data(root: Path, **extra: Any) -> dict[str, Any]:
 # -- models and layers ---------------------------------------------------------------------------------
 def test_unknown_layer_name(trained, capsys) -> None:
     cfg, out, before = trained
-    code, err = cli(capsys, "train", cfg, "--set", "distill.pairs=[[layer9, layer3]]")
+    code, err = cli(capsys, "train", cfg, "--resume", "auto", "--set", "distill.pairs=[[layer9, layer3]]")
     assert_one_line_error(code, err, "unknown layer 'layer9' in CifarResNet (the student); did you mean")
     assert snapshot(out) == before
 
 
 def test_feature_ranks_that_cannot_be_aligned(trained, capsys) -> None:
     cfg, out, before = trained
-    code, err = cli(capsys, "train", cfg, "--set", "distill.pairs=[[fc, layer3]]")
+    code, err = cli(capsys, "train", cfg, "--resume", "auto", "--set", "distill.pairs=[[fc, layer3]]")
     assert_one_line_error(code, err, "different ranks and cannot be aligned", "pair layers of the same kind")
     assert snapshot(out) == before
 
@@ -346,7 +346,7 @@ def test_save_atomic_failure_before_rename_leaves_old_file(tmp_path, monkeypatch
 
 def test_missing_gpu(trained, capsys) -> None:
     cfg, out, before = trained
-    code, err = cli(capsys, "train", cfg, "--set", "device=cuda:7")
+    code, err = cli(capsys, "train", cfg, "--resume", "auto", "--set", "device=cuda:7")
     assert_one_line_error(code, err, "device 'cuda:7' requested but this machine has", "use device: cpu")
     assert snapshot(out) == before
 
@@ -376,7 +376,9 @@ def test_pickled_code_is_refused_everywhere(trained, capsys) -> None:
     refusal = "it holds pickled Python objects"
     assert_one_line_error(*cli(capsys, "train", cfg, "--resume", evil), refusal, "nothing in it was run")
     assert_one_line_error(*cli(capsys, "eval", cfg, "--checkpoint", evil), refusal)
-    assert_one_line_error(*cli(capsys, "train", cfg, "--set", f"model.teacher_weights={evil}"), refusal)
+    assert_one_line_error(
+        *cli(capsys, "train", cfg, "--resume", "auto", "--set", f"model.teacher_weights={evil}"), refusal
+    )
     assert not marker.exists()
     assert snapshot(out) == before
 

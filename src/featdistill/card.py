@@ -169,16 +169,17 @@ def load_student(
             f"{checkpoint} has no student card (written by an older featdistill); pass the config that "
             "trained it (featdistill eval CONFIG --checkpoint ...)"
         )
+    by_set = config is None and bool(overrides)  # --set alone adjusts the checkpoint's own config
     if config is None:
         config = parse_config(apply_overrides(copy.deepcopy(state["config"]), list(overrides)))
-        given = bool(overrides)
+        given = by_set
     else:
         given = True
     cfg = _rebuild_config(config)
     task = get_task(cfg)
     if card is not None:
         if given:
-            check_matches(card, task, checkpoint)
+            check_matches(card, task, checkpoint, by_set=by_set)
         task.apply_card(card)
     student = task.build_student()
     weights = state["student"] if isinstance(state, dict) and "student" in state else state
@@ -217,26 +218,37 @@ def _rebuild_config(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def check_matches(card: dict[str, Any], task: Any, checkpoint: str | Path) -> None:
-    """Refuse a config whose model or preprocessing differs from the card's (one line naming both values)."""
+def check_matches(card: dict[str, Any], task: Any, checkpoint: str | Path, by_set: bool = False) -> None:
+    """Refuse a config whose model or preprocessing differs from the card's (one line naming both values).
+
+    ``by_set``: no config was given, only ``--set`` values applied to the checkpoint's own config.
+    """
+    if by_set:
+        fix = (
+            "without a config, --set applies to the checkpoint's own config and may change where the data are "
+            "(e.g. data.root), not what the student was trained on: drop that --set"
+        )
+    else:
+        fix = "use the config that trained it, or give no config"
     cfg = task.cfg
     if cfg.task != card["task"]:
         raise CardMismatchError(
-            f"{checkpoint} holds a {card['task']} student but the config says task: {cfg.task}; "
-            "use the config that trained it, or give no config"
+            f"{checkpoint} holds a {card['task']} student but the config says task: {cfg.task}; {fix}"
         )
     if cfg.model.student != card["model"]["student"]:
         raise CardMismatchError(
             f"{checkpoint} does not fit model.student {cfg.model.student!r}: it holds a "
-            f"{card['model']['student']!r} (its card); use the config that trained it, or give no config"
+            f"{card['model']['student']!r} (its card); {fix}"
         )
     saved = card["preprocessing"]
     for key, value in task.configured_preprocessing().items():
         if key in saved and not _same(value, saved[key]):
-            raise CardMismatchError(
-                f"the config's preprocessing {key} {value!r} differs from {checkpoint}'s {saved[key]!r} "
-                "(its card); use the config that trained it, or give no config"
+            asked = (
+                f"--set asks for preprocessing {key} {value!r}, but {checkpoint} was trained with"
+                if by_set
+                else f"the config's preprocessing {key} {value!r} differs from {checkpoint}'s"
             )
+            raise CardMismatchError(f"{asked} {saved[key]!r} (its card); {fix}")
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .atomic import staged, write_text_atomic
 from .config import parse_config
+from .engine.run_folder import RunExistsError, holds_run, move_aside
 from .run import build_trainer
 from .sweep.compare import run_compare
 
@@ -114,7 +116,8 @@ def _plot(results: list[dict[str, Any]], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with staged(path) as target:  # a failed write leaves the previous plot
+        fig.savefig(target, dpi=100)
     plt.close(fig)
     return path
 
@@ -124,9 +127,20 @@ def run_demo(
     data: str | None = None,
     dataset: str | None = None,
     epochs: int | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train teacher, plain student and CWT student; print the table; write ``curves.png`` and ``results.json``."""
+    """Train teacher, plain student and CWT student; print the table; write ``curves.png`` and ``results.json``.
+
+    An ``out_dir`` that holds an earlier demo is refused, or with ``overwrite`` moved to ``<out_dir>.old-<time>``.
+    """
     out = Path(out_dir)
+    if out.is_dir() and any(holds_run(p) for p in out.iterdir() if p.is_dir()):
+        if not overwrite:
+            raise RunExistsError(
+                f"{out} holds an earlier demo; write this one elsewhere with --out, or run it again with "
+                f"--overwrite (the earlier one is moved to {out.name}.old-<date-time> beside it)"
+            )
+        print(f"featdistill demo: moved the earlier demo in {out} to {move_aside(out)}")
     epochs = epochs or 3
     if data is None:
         print(
@@ -142,11 +156,12 @@ def run_demo(
     table = "\n".join(["| run          | model     | top-1  | time s |", "|---|---|---|---|", *rows])
     print("\n" + table)
     plot = _plot(results, out / "curves.png")
-    (out / "results.json").write_text(
+    write_text_atomic(
         json.dumps(
             [{k: str(v) if isinstance(v, Path) else v for k, v in r.items()} for r in results], indent=2
-        )
+        ),
+        out / "results.json",
     )
-    (out / "results.md").write_text(table + "\n")
+    write_text_atomic(table + "\n", out / "results.md")
     print(f"\nwrote {out / 'results.md'}" + (f" and {plot}" if plot else ""))
     return results

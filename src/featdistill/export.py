@@ -1,4 +1,5 @@
-"""Exporting the plain student: ``torch.export`` program, TorchScript, ONNX, state_dict or safetensors.
+"""Exporting the plain student: ``torch.export`` program, TorchScript, ONNX, state_dict, safetensors or a
+Hugging Face ``save_pretrained`` folder (``hf``, :mod:`featdistill.hf_export`).
 
 A model that takes one tensor (classifiers, segmenters) is exported with ``torch.export`` (``.pt2``, the
 default) or traced, at the size it was trained on, with batch, height and width dynamic where the model
@@ -8,7 +9,9 @@ with a fixed number of images, each of any height and width (opset 17).
 
 With the student card (:mod:`featdistill.card`), every export also writes the sidecar ``<output>.json`` (the
 card plus what the file takes as input) and a short model card ``<output>.md``; ONNX files carry the
-sidecar in their ``metadata_props`` too. ``include_preprocessing`` bakes the card's normalisation into the
+sidecar in their ``metadata_props`` too. The file (or ``hf`` folder) and its sidecars are written together
+into a staging folder and moved into place only once all are complete (:func:`featdistill.atomic.staged`): a
+failed export leaves the previous one as it was. ``include_preprocessing`` bakes the card's normalisation into the
 graph, so the exported model takes uint8 NCHW pixels (detectors: a list of uint8 ``[3, H, W]`` images)
 instead of normalised floats.
 """
@@ -22,13 +25,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .atomic import staged
 from .card import ImagesPixelInput, PixelInput, sidecar_path
-from .engine import save_atomic
-from .engine.checkpoint import write_text_atomic
 from .tasks.registry import task_class
 
-Format = Literal["export", "torchscript", "onnx", "state_dict", "safetensors"]
-FORMATS: tuple[str, ...] = ("export", "torchscript", "onnx", "state_dict", "safetensors")
+Format = Literal["export", "torchscript", "onnx", "state_dict", "safetensors", "hf"]
+FORMATS: tuple[str, ...] = ("export", "torchscript", "onnx", "state_dict", "safetensors", "hf")
 
 
 def default_format(example: torch.Tensor | list[torch.Tensor]) -> Format:
@@ -162,31 +164,48 @@ def export_student(
     ``include_preprocessing`` (needs ``card``) exports a model that takes uint8 pixels.
     """
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     student = student.eval()
     if include_preprocessing:
         if card is None:
             raise ValueError("include_preprocessing needs the student card (the mean/std to bake in)")
-        if fmt in ("state_dict", "safetensors"):
+        if fmt in ("state_dict", "safetensors", "hf"):
+            holds = "a model and an image processor that normalises" if fmt == "hf" else "weights only"
             raise ValueError(
                 f"--include-preprocessing bakes the normalisation into a graph (export, torchscript, onnx); "
-                f"--format {fmt} holds weights only: drop one of the two"
+                f"--format {fmt} holds {holds}: drop one of the two"
             )
         student, example = with_pixel_input(student, card, example)
-    _write(student, fmt, output, example)
-    if card is not None:
-        sidecar = describe_export(card, output, fmt, include_preprocessing, example)
-        if fmt == "onnx":
-            _add_onnx_metadata(output, sidecar)
-        write_text_atomic(json.dumps(sidecar, indent=2), sidecar_path(output))
-        write_text_atomic(model_card(sidecar), output.with_name(f"{output.name}.md"))
+    if fmt == "hf" and card is None:
+        raise ValueError(
+            "--format hf needs the student card (the class names and the image processor's steps)"
+        )
+    with staged(
+        output
+    ) as target:  # the file and its sidecars replace the previous ones only once all are written
+        _write(student, fmt, target, example, card)
+        if card is not None:
+            sidecar = describe_export(card, target, fmt, include_preprocessing, example)
+            if fmt == "onnx":
+                _add_onnx_metadata(target, sidecar)
+            sidecar_path(target).write_text(json.dumps(sidecar, indent=2))
+            target.with_name(f"{target.name}.md").write_text(model_card(sidecar))
     return output
 
 
-def _write(student: nn.Module, fmt: Format, output: Path, example: torch.Tensor | list[torch.Tensor]) -> None:
+def _write(
+    student: nn.Module,
+    fmt: Format,
+    output: Path,
+    example: torch.Tensor | list[torch.Tensor],
+    card: dict[str, Any] | None,
+) -> None:
     takes_tensor = isinstance(example, torch.Tensor)
     if fmt == "state_dict":
-        save_atomic(student.state_dict(), output)
+        torch.save(student.state_dict(), output)
+    elif fmt == "hf":
+        from .hf_export import save_hf
+
+        save_hf(student, card or {}, output)
     elif fmt == "safetensors":
         _safetensors(student, output)
     elif fmt == "export":
@@ -221,8 +240,12 @@ def describe_export(
         entry = {"name": "input", "layout": "NCHW", "shape": ["batch", *example.shape[1:]]}
     else:  # a detector: a list of images, each of any size
         entry = {"name": "images", "layout": "list of CHW", "shape": [example[0].shape[0], "height", "width"]}
+    preprocessing = card["preprocessing"]
+    if include_preprocessing:  # the file normalises: the sidecar says so in both places
+        preprocessing = {**preprocessing, "normalize_in_model": True}
     return {
         **card,
+        "preprocessing": preprocessing,
         "export": {
             "file": output.name,
             "format": fmt,
@@ -254,6 +277,8 @@ _CALLS = {
     "onnx": "session = onnxruntime.InferenceSession('{file}'); output = session.run(None, {{'{name}': {input}}})",
     "state_dict": "student.load_state_dict(featdistill.engine.load_safely('{file}')); output = student({input})",
     "safetensors": "safetensors.torch.load_model(student, '{file}'); output = student({input})",
+    "hf": "model = transformers.AutoModelForImageClassification.from_pretrained('{file}'); "
+    "output = model(pixel_values={input}).logits  # or transformers.pipeline('image-classification', '{file}')",
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 
 from .arguments import add_command, add_config_args
 
@@ -26,11 +27,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Build the task's loaders (reads, decodes and checks the data as training would) and print the report."""
+    """Build the task's loaders (reads, decodes and checks the data as training would) and print the report.
+
+    Every file is read, whatever ``data.on_bad_file`` says, so that the report lists all the undecodable files
+    (and those left out), not the first one alone; when the config says ``raise``, the report ends with one
+    error line saying that training would stop at the first of them.
+    """
     from ..config import load_config
     from ..run import get_task
-    from ..tasks.ingest import format_report
+    from ..tasks.ingest import UNDECODABLE_SKIPPED, format_report
 
-    task = get_task(load_config(args.config, args.overrides))
-    report = task.data_report()
+    cfg = load_config(args.config, args.overrides)
+    stops = cfg.data.on_bad_file == "raise"
+    task = get_task(cfg.with_overrides({"data.on_bad_file": "skip"}))
+    with warnings.catch_warnings():  # each one is listed in the report instead
+        warnings.filterwarnings("ignore", message="skipping undecodable image")
+        report = task.data_report()
+    bad = 0
+    for split in report["splits"]:
+        entry = split["skipped"].pop(UNDECODABLE_SKIPPED, None)
+        if entry is not None:
+            bad += entry["count"]
+            reason = (
+                "undecodable (train stops at the first: data.on_bad_file: raise)"
+                if stops
+                else UNDECODABLE_SKIPPED
+            )
+            split["skipped"][reason] = entry
     print(json.dumps(report, indent=1) if args.json else format_report(report))
+    if stops and bad:
+        raise ValueError(
+            f"{bad} undecodable image(s), listed above: training stops at the first (data.on_bad_file: raise); "
+            "delete or replace them, or set data.on_bad_file: skip"
+        )

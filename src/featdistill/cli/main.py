@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT",
         help="continue from a checkpoint; 'auto' = <output.dir>/last.pt if it exists",
     )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start anew in an output.dir that holds a run: the old run is moved to <output.dir>.old-<time>",
+    )
 
     from_card = "default: the checkpoint's own; given, its preprocessing must match the checkpoint's"
     about = "Evaluate a trained student on the validation split (never reads the training split)."
@@ -95,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", default=None, help="with --data: imagefolder, cifar10, fashionmnist, ...")
     demo.add_argument("--out", default="runs/demo", help="output folder (table, plot, logs)")
     demo.add_argument("--epochs", type=int, default=None, help="epochs per model (default: sized for ~5 min)")
+    demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="run again into --out: the earlier demo moves to <out>.old-<time>",
+    )
 
     about = "Print the complete config as YAML: every key, its value and what it does."
     config = add_command(
@@ -115,12 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> None:
     from ..config import load_config
     from ..engine.distributed import cleanup, is_main
+    from ..engine.run_folder import claim_run_folders
     from ..engine.run_lock import run_lock
     from ..run import build_trainer
     from ..tasks.ingest import announce_data
 
     cfg = load_config(args.config, args.overrides)
-    with run_lock(cfg.output.dir):  # one run per folder; under torchrun rank 0 holds it for all ranks
+    with run_lock(cfg.output.dir) as lock:  # one run per folder; under torchrun rank 0 holds it for all ranks
+        moved = claim_run_folders(
+            [cfg.output.dir], args.resume is not None, args.overwrite, move=lock is not None
+        )
+        for folder, aside in moved:
+            print(f"featdistill train: moved the earlier run in {folder} to {aside}", file=sys.stderr)
         try:
             trainer = build_trainer(cfg)  # joins the process group when started by torchrun
             resume = args.resume
@@ -139,7 +155,9 @@ def _load_student(args: argparse.Namespace):
     """``(task, student, card)`` of ``--checkpoint``; the config (optional) and ``--set`` adjust the data side."""
     from ..card import load_student
     from ..config import load_config
+    from ..filekind import CHECKPOINT, expect_kind
 
+    expect_kind(args.checkpoint, CHECKPOINT, args.command)  # one line saying what a wrong file is
     if args.config is None:
         return load_student(args.checkpoint, overrides=args.overrides)
     return load_student(args.checkpoint, load_config(args.config, args.overrides))
@@ -166,11 +184,6 @@ def _export(args: argparse.Namespace) -> None:
     from ..export import default_format, export_student
 
     task, student, card = _load_student(args)
-    if args.format == "hf":
-        from ..hf_export import save_hf
-
-        print(f"wrote hf to {save_hf(student, card, args.output)} (transformers save_pretrained folder)")
-        return
     example = task.export_example()
     if card["source"] == "config" and isinstance(
         example, torch.Tensor
@@ -181,13 +194,16 @@ def _export(args: argparse.Namespace) -> None:
         path = export_student(
             student, fmt, args.output, example, card=card, include_preprocessing=args.include_preprocessing
         )
-    print(f"wrote {fmt} to {path} (sidecar {path.name}.json, model card {path.name}.md)")
+    what = " (a transformers save_pretrained folder)" if fmt == "hf" else ""
+    print(f"wrote {fmt} to {path}{what} (sidecar {path.name}.json, model card {path.name}.md)")
 
 
 def _demo(args: argparse.Namespace) -> None:
     from ..demo import run_demo
 
-    run_demo(out_dir=args.out, data=args.data, dataset=args.dataset, epochs=args.epochs)
+    run_demo(
+        out_dir=args.out, data=args.data, dataset=args.dataset, epochs=args.epochs, overwrite=args.overwrite
+    )
 
 
 COMMANDS = {

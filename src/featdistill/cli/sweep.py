@@ -21,6 +21,11 @@ def _add_grid_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resume", choices=["auto"], help="continue a killed run in the same output.dir")
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start anew where variant folders hold runs: each old one is moved to <folder>.old-<time>",
+    )
+    parser.add_argument(
         "--shard", default="0/1", metavar="I/N", help="run only variants I, I+N, ... (0-based)"
     )
 
@@ -91,6 +96,7 @@ def run(args: argparse.Namespace) -> None:
             refit=args.refit,
             refit_seeds=_seeds(args.refit_seeds, "--refit-seeds"),
             resume=args.resume == "auto",
+            overwrite=args.overwrite,
             shard=shard,
         )
 
@@ -106,6 +112,7 @@ def run_compare(args: argparse.Namespace) -> None:
             args.overrides,
             seeds=_seeds(args.seeds, "--seeds"),
             resume=args.resume == "auto",
+            overwrite=args.overwrite,
             shard=shard,
         )
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import pickle
 import random
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
+
+from ..atomic import write_atomic
 
 
 class CheckpointError(RuntimeError):
@@ -57,38 +56,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _fsync_dir(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            kept = "the previous file is unchanged" if path.exists() else "nothing was written"
-            hint = "free some disk space or " if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-            raise OSError(
-                err.errno,
-                f"cannot write {path}: {err.strerror or err} ({kept}); {hint}check output.dir and retry",
-            ) from err
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` to ``path`` so that a crash at any moment leaves either the old or the new file.
 
@@ -97,12 +64,7 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     error (e.g. disk full) the temporary file is removed, the previous checkpoint stays intact and an
     ``OSError`` with a one-line message naming the file is raised.
     """
-    return _write_atomic(path, lambda f: torch.save(obj, f))
-
-
-def write_text_atomic(text: str, path: str | Path) -> Path:
-    """``save_atomic`` for a small text file (run config, metrics, logs)."""
-    return _write_atomic(path, lambda f: f.write(text.encode()))
+    return write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def load_safely(path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> Any:

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_text_atomic
+from ..atomic import explain_write_error, write_text_atomic
 
 
 def rate_text(images_per_second: float) -> str:
@@ -59,8 +59,13 @@ class RunLogger:
                     rows = list(csv.DictReader(f))
             self._header = (self._header or []) + new_keys
             self._rewrite(rows)
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self._header).writerow(row)
+        line = io.StringIO()
+        csv.DictWriter(line, fieldnames=self._header).writerow(row)
+        try:
+            with open(self.path, "a", newline="") as f:
+                f.write(line.getvalue())
+        except OSError as err:  # a full disk: one line naming the folder (a resume drops an incomplete row)
+            raise explain_write_error(err, self.path, len(line.getvalue())) from err
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
         """Replace the CSV atomically: a kill during the rewrite leaves the old or the new file, whole."""

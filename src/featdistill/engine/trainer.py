@@ -23,6 +23,7 @@ import torch
 import yaml
 from torch import nn
 
+from ..atomic import write_text_atomic
 from ..card import student_card
 from ..config import RunConfig
 from ..distiller import Distiller, DistillOutput, LossBalancer
@@ -34,7 +35,6 @@ from .checkpoint import (
     rng_state,
     save_atomic,
     set_rng_state,
-    write_text_atomic,
 )
 from .distributed import broadcast_buffers, is_main, mean_across_ranks, world_size
 from .logger import RunLogger

@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from ..atomic import staged
 from ..card import _resized, load_student, preprocess, read_card  # _resized: the card's resize alone
+from ..filekind import CHECKPOINT, EXPORTS, expect_kind
 from ..run import select_device
 from ..tasks.prediction import PredictOptions
 from ..tasks.registry import task_class
@@ -39,6 +41,7 @@ class _Student:
     (a :class:`featdistill.tasks.prediction.StudentRunner`)."""
 
     def __init__(self, source: str | Path, device: str) -> None:
+        expect_kind(source, CHECKPOINT | EXPORTS, "predict")  # one line saying what a wrong file is
         self.card = read_card(source)
         export = self.card.get("export")
         self.task: Task | None = None
@@ -109,6 +112,10 @@ def predict(
     """Predict on the images of ``inputs`` with ``model`` (``last.pt``, a ``.pt2`` / TorchScript / ONNX export
     with its sidecar ``<file>.json``) and write the results to ``output`` (the task's writer: ``tasks/<task>/prediction.py``).
 
+    The writer writes into a staging folder beside ``output`` (:func:`featdistill.atomic.staged`); its files
+    replace the previous results only once every image has been predicted: a bad file, an error or a kill
+    leaves the previous results as they were.
+
     Returns the report: images predicted, bad files skipped, where the results are, time and throughput, and
     what the task's writer adds (classification of images in folders named after the classes: their ``top1``
     accuracy, %; detection: the number of ``detections``).
@@ -118,20 +125,22 @@ def predict(
     how = task_class(card["task"]).prediction(card)
     output = Path(output if output is not None else how.default_output)
     images = collect_images(inputs)
-    writer = how.writer(output, PredictOptions(top_k, overlay, draw, draw_threshold))
     bad = BadFiles()
     predicted = 0
-    bar = tqdm(total=len(images), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
-    try:
-        for batch in decoded_batches(images, batch_size, card["preprocessing"]["bits"], on_bad_file, bad):
-            files, pixels = [b[0] for b in batch], [b[1] for b in batch]
-            writer.write(files, pixels, how.outputs(student, pixels))
-            predicted += len(batch)
-            bar.update(predicted + bad.count - bar.n)
-    finally:
-        bar.close()
-        writer.close()
+    with staged(output) as staging:  # the previous results stay as they were unless every image succeeds
+        writer = how.writer(staging, PredictOptions(top_k, overlay, draw, draw_threshold))
+        bar = tqdm(total=len(images), unit="img", desc="predict", disable=not progress, dynamic_ncols=True)
+        try:
+            for batch in decoded_batches(images, batch_size, card["preprocessing"]["bits"], on_bad_file, bad):
+                files, pixels = [b[0] for b in batch], [b[1] for b in batch]
+                writer.write(files, pixels, how.outputs(student, pixels))
+                predicted += len(batch)
+                bar.update(predicted + bad.count - bar.n)
+        finally:
+            bar.close()
+            writer.close()
+        summary = writer.summary()
     seconds = time.perf_counter() - start
     report: dict[str, Any] = {
         "task": card["task"],
@@ -142,4 +151,4 @@ def predict(
         "seconds": round(seconds, 3),
         "images_per_s": round(predicted / seconds, 1) if seconds > 0 else math.nan,
     }
-    return {**report, **writer.summary()}
+    return {**report, **summary}

@@ -13,8 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..atomic import staged, write_text_atomic
 from ..config import ConfigError, RunConfig, load_config
-from ..engine.checkpoint import write_text_atomic
 from ..engine.distributed import barrier, is_main
 from .grid import Variant, expand, parse_grid
 from .report import cell, finite
@@ -32,12 +32,14 @@ def run_compare(
     resume: bool = False,
     shard: Shard | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train and test every arm × seed; write ``compare.md``, ``compare.json``, ``compare.png``; return the record.
 
     The arms are the config's ``compare.arms`` (named sets of keys; none: the config alone) crossed with
     ``grid_specs``; the seeds are ``seeds``, else ``compare.seeds``, else ``train.seed``. ``config`` is a YAML
-    file (with ``overrides``) or a validated config.
+    file (with ``overrides``) or a validated config. Run folders that hold runs are resumed (``resume``) or
+    moved aside first (``overwrite``), as ``featdistill train`` does.
     """
     base = config if isinstance(config, RunConfig) else load_config(config, overrides)
     arms = base.compare.arms
@@ -54,7 +56,7 @@ def run_compare(
     keys = (["arm"] if arms else []) + list(grid)
     runs = expand(base, {**grid, SEED_KEY: seeds}, out_dir, arms)
     shard = shard or Shard()
-    mine, stale, metric, groups = plan_runs(runs, out_dir, shard, resume, "compare")
+    mine, stale, metric, groups = plan_runs(runs, out_dir, shard, resume, "compare", overwrite)
     say(
         f"featdistill compare: {len(runs) // len(seeds)} arm(s) x {len(seeds)} seed(s) in {len(groups)} lockstep "
         f"group(s)"
@@ -189,5 +191,6 @@ def _plot(path: Path, record: dict[str, Any]) -> None:
     ax.set_ylabel(record["metric"])
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with staged(path) as target:  # a failed write leaves the previous plot
+        fig.savefig(target, dpi=120)
     plt.close(fig)

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ..engine.checkpoint import write_text_atomic
+from ..atomic import staged, write_text_atomic
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -146,5 +146,6 @@ def _plot(path: Path, metric: str, keys: list[str], rows: list[dict[str, Any]]) 
     if len(ax.get_legend_handles_labels()[0]) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with staged(path) as target:  # a failed write leaves the previous plot
+        fig.savefig(target, dpi=120)
     plt.close(fig)

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text_atomic
 from ..config import ConfigError, RunConfig, load_config
-from ..engine.checkpoint import load_safely, write_text_atomic
+from ..engine.checkpoint import load_safely
 from ..engine.distributed import barrier, is_main
 from ..engine.loop import train_together
+from ..engine.run_folder import claim_run_folders
 from ..tasks.ingest import announce_data
 from ..tasks.registry import task_class
 from .grid import Variant, expand, lockstep_groups, parse_grid
@@ -51,8 +53,13 @@ def run_sweep(
     resume: bool = False,
     shard: Shard | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the sweep; return the ``sweep.json`` record."""
+    """Run the sweep; return the ``sweep.json`` record.
+
+    Variant folders that hold runs are resumed (``resume``) or moved aside first (``overwrite``); with neither,
+    a :class:`~featdistill.engine.run_folder.RunExistsError` names them.
+    """
     base = load_config(config, overrides)
     grid = parse_grid(grid_specs)
     if base.compare.arms:
@@ -67,7 +74,7 @@ def run_sweep(
     out_dir, progress = Path(base.output.dir), progress and base.output.progress
     variants = expand(base, grid, out_dir)
     shard = shard or Shard()
-    mine, stale, metric, groups = plan_runs(variants, out_dir, shard, resume, "sweep")
+    mine, stale, metric, groups = plan_runs(variants, out_dir, shard, resume, "sweep", overwrite)
     group_of = {v.index: g for g, members in enumerate(groups) for v in members}
     say(
         f"featdistill sweep: {len(variants)} variant(s) in {len(groups)} lockstep group(s)"
@@ -103,11 +110,17 @@ def run_sweep(
 
 
 def plan_runs(
-    variants: list[Variant], out_dir: Path, shard: Shard, resume: bool, command: str
+    variants: list[Variant], out_dir: Path, shard: Shard, resume: bool, command: str, overwrite: bool = False
 ) -> tuple[list[Variant], set[int], str, list[list[Variant]]]:
-    """What sweep and compare set up alike: this shard's variants, those to train anew (``discard_stale``), the
-    task's metric and the lockstep groups."""
+    """What sweep and compare set up alike: this shard's variants (their folders that hold runs refused, or
+    moved aside with ``overwrite``), those to train anew (``discard_stale``), the task's metric and the lockstep
+    groups."""
     mine = [v for v in variants if shard.takes(v)]
+    refits = sorted(out_dir.glob("refit*")) if command == "sweep" and shard.index == 0 else []
+    folders = [Path(v.cfg.output.dir) for v in mine] + refits
+    for folder, aside in claim_run_folders(folders, resume, overwrite, move=is_main()):
+        say(f"featdistill {command}: moved the earlier run in {folder} to {aside}")
+    barrier()
     out_dir.mkdir(parents=True, exist_ok=True)
     stale = discard_stale(mine, resume, command)
     metric = task_class(variants[0].cfg.task).metric  # a class attribute: no task is built for it

@@ -20,6 +20,7 @@ import torch
 __all__ = [
     "FIRST_NAMES",
     "HIDDEN",
+    "OUTSIDE_CLASSES",
     "UNDECODABLE_SKIPPED",
     "UNSUPPORTED",
     "ReportsData",
@@ -30,9 +31,10 @@ __all__ = [
     "warn_alpha",
 ]
 
-#: How many file names the report lists per reason.
-FIRST_NAMES = 5
+#: How many file names the report lists per reason (then "and N more").
+FIRST_NAMES = 20
 UNSUPPORTED = "unsupported extension"
+OUTSIDE_CLASSES = "not in a class folder"
 HIDDEN = "hidden or system file"
 UNDECODABLE_SKIPPED = "undecodable (on_bad_file: skip)"
 
@@ -164,7 +166,8 @@ def format_report(report: dict[str, Any]) -> str:
                 f"    alpha channel dropped (colours kept as stored) in {split['alpha_dropped']} images"
             )
         for reason, entry in split["skipped"].items():
-            more = ", ..." if entry["count"] > len(entry["first"]) else ""
+            left = entry["count"] - len(entry["first"])
+            more = f" and {left} more" if left > 0 else ""
             lines.append(f"    skipped, {reason}: {entry['count']} ({', '.join(entry['first'])}{more})")
         for key, what in (
             ("without_annotations", "without annotations"),
@@ -189,7 +192,7 @@ def announce_data(
     A resumed run keeps the ``data.json`` it started with (the run folder is not changed before the
     resume is accepted) and warns when the data now read differ from it.
     """
-    from ..engine.checkpoint import write_text_atomic
+    from ..atomic import write_text_atomic
     from ..engine.distributed import is_main
 
     report = task.data_report()

@@ -51,7 +51,11 @@ class StudentRunner(Protocol):
 
 
 class Writer(Protocol):
-    """Stores the outputs of each batch; ``summary`` adds to the predict report once all are written."""
+    """Stores the outputs of each batch; ``summary`` adds to the predict report once all are written.
+
+    It writes ``output`` (and, if it must, files beside it, such as ``<stem>_drawn/``) as plain files: predict
+    hands it a path in a staging folder and moves what it wrote into place only when every image succeeded.
+    """
 
     def write(self, images: list[InputImage], pixels: list[Tensor], outputs: list[Any]) -> None: ...
     def close(self) -> None: ...

@@ -34,7 +34,7 @@ from ..decode import (
     max_level,
     resize_pixels,
 )
-from ..ingest import HIDDEN, UNDECODABLE_SKIPPED, UNSUPPORTED, SplitStats, warn_alpha
+from ..ingest import HIDDEN, OUTSIDE_CLASSES, UNDECODABLE_SKIPPED, UNSUPPORTED, SplitStats, warn_alpha
 from .augment import crop_flip, crop_flip_params, normalize
 
 __all__ = [
@@ -174,10 +174,14 @@ def _class_names(folder: Path) -> list[str]:
 def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[list[str], list[list[Path]]]:
     """Class names and each class's image files (sorted) of ``folder/<class>/...``.
 
-    Files of no image format Pillow reads, and hidden or system files (``.DS_Store``, ``._x.jpg``,
-    ``Thumbs.db``, anything under a dot or ``__MACOSX`` folder), are left out and recorded in ``stats``.
+    Files of no image format Pillow reads, hidden or system files (``.DS_Store``, ``._x.jpg``, ``Thumbs.db``,
+    anything under a dot or ``__MACOSX`` folder) and files beside the class folders are left out and recorded
+    in ``stats``.
     """
     classes = _class_names(folder)
+    if stats is not None:  # files beside the class folders (a stray README.txt) are no class's images
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            stats.skip(HIDDEN if is_hidden_or_system(path) else OUTSIDE_CLASSES, path)
     files = []
     for cls in classes:
         found = []

@@ -18,6 +18,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
+from ...atomic import write_text_atomic
+
 if TYPE_CHECKING:
     from .data import CocoDetection
 
@@ -214,5 +216,4 @@ class CocoEvaluator:
         iou_type = iou_type or self.iou_types[0]
         if iou_type not in self.iou_types:
             raise ValueError(f"iou_type {iou_type!r} not collected; have {self.iou_types}")
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self._results_of(iou_type), f)
+        write_text_atomic(json.dumps(self._results_of(iou_type)), path)

@@ -71,9 +71,7 @@ class DetectionWriter:
 
     def close(self) -> None:
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.output.with_name(f"{self.output.name}.tmp")
-        tmp.write_text(json.dumps(self.results))
-        tmp.replace(self.output)
+        self.output.write_text(json.dumps(self.results))  # predict stages it, moved into place on success
 
     def summary(self) -> dict[str, Any]:
         return {"detections": len(self.results)}
