@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from .plugins import importing
 from .suggest import did_you_mean
 
 
@@ -390,13 +391,15 @@ def _safe_yaml(text: str, where: str) -> Any:
 def import_plugins(modules: Any) -> None:
     """Import the ``plugins:`` modules (once each), so the methods and tasks they register can be named.
 
-    A module that is not found or fails while importing is a one-line ``ConfigError`` naming it.
+    A module that is not found or fails while importing is a one-line ``ConfigError`` naming it. What each
+    registers is noted (:mod:`featdistill.plugins`), for the student card's ``plugins``.
     """
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         raise ConfigError(f"config key 'plugins' expects a list of module names, got {modules!r}")
     for module in modules:
         try:
-            importlib.import_module(module)
+            with importing(module):
+                importlib.import_module(module)
         except Exception as err:  # any failure of user code at import time: name the module and the error
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise ConfigError(
@@ -412,13 +415,17 @@ def parse_config(tree: dict[str, Any]) -> RunConfig:
     return _build(RunConfig, tree, "")
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config file (safe loader only), apply ``--set`` overrides, validate."""
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping (safe loader only), not yet validated."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    tree = _safe_yaml(path.read_text(), str(path)) or {}
-    return parse_config(apply_overrides(tree, overrides or []))
+    return _safe_yaml(path.read_text(), str(path)) or {}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config file (safe loader only), apply ``--set`` overrides, validate."""
+    return parse_config(apply_overrides(read_config(path), overrides or []))
 
 
 def check_key(dotted: str) -> None:

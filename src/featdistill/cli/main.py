@@ -138,11 +138,8 @@ def _train(args: argparse.Namespace) -> None:
 def _load_student(args: argparse.Namespace):
     """``(task, student, card)`` of ``--checkpoint``; the config (optional) and ``--set`` adjust the data side."""
     from ..card import load_student
-    from ..config import load_config
 
-    if args.config is None:
-        return load_student(args.checkpoint, overrides=args.overrides)
-    return load_student(args.checkpoint, load_config(args.config, args.overrides))
+    return load_student(args.checkpoint, args.config, args.overrides)
 
 
 def _eval(args: argparse.Namespace) -> None:

@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from ..card import _resized, load_student, preprocess, read_card  # _resized: the card's resize alone
+from ..card import (  # _resized: the card's resize alone
+    _resized,
+    import_student_plugins,
+    load_student,
+    preprocess,
+    read_card,
+)
 from ..run import select_device
 from ..tasks.prediction import PredictOptions
 from ..tasks.registry import task_class
@@ -48,6 +54,7 @@ class _Student:
             self.model = student.to(self.device)
             self.raw_pixels = False
         else:
+            import_student_plugins(self.card)  # a plug-in task's prediction, never a loss plug-in
             self.device = torch.device("cpu")
             self.model = load_exported(Path(source), export["format"])
             self.raw_pixels = bool(export.get("include_preprocessing"))
