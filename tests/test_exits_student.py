@@ -91,3 +91,42 @@ def test_an_older_card_tries_its_plugins_and_warns_once(
         assert main(["eval", "--checkpoint", str(last)]) == 0
     said = [str(w.message) for w in caught if "plug-in" in str(w.message)]
     assert len(said) == 1 and f"cannot import {module!r}" in said[0] and "older featdistill" in said[0]
+
+
+def test_eval_and_predict_run_on_a_plugin_task(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The regression task of tests/plugins/fd_example_plugin.py offers only the Task contract (TaskBase's
+    defaults): eval, and predict of its checkpoint and of its export, run on it."""
+    from conftest import REPO
+    from PIL import Image
+
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "plugins"))
+    cfg = tiny_config("train", task="regression", train={"epochs": 1})
+    assert main(["train", str(cfg)]) == 0
+    last = tmp_path / "train" / "last.pt"
+    trained = json.loads((tmp_path / "train" / "metrics.json").read_text())["neg_mse"]
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(last)]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["neg_mse"] == pytest.approx(trained)
+    card = torch.load(last, weights_only=True)["card"]
+    assert card["preprocessing"]["input_size"] == [8, 8] and card["preprocessing"]["bits"] == 8
+    assert card["plugins"] == {"build": ["fd_example_plugin"], "train": []}
+
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    exported = tmp_path / "student.pt2"
+    assert main(["export", "--checkpoint", str(last), "--output", str(exported)]) == 0
+    rows = []
+    for model in (last, exported):
+        out = tmp_path / f"{model.name}.jsonl"
+        assert main(["predict", str(model), str(tmp_path / "photo.png"), "--output", str(out)]) == 0
+        rows.append(json.loads(out.read_text()))
+    student = torch.load(last, weights_only=True)["student"]
+    import fd_example_plugin
+
+    model = fd_example_plugin._regressor(4)
+    model.load_state_dict(student)
+    expected = model.eval()(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255)[0].tolist()
+    for row in rows:
+        assert row["output"] == pytest.approx(expected, rel=1e-5)

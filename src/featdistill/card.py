@@ -50,6 +50,7 @@ from torch import nn
 
 from .config import ConfigError, RunConfig, apply_overrides, import_plugins, parse_config, read_config
 from .plugins import BUILD, TRAIN, roles
+from .tasks.base import PREPROCESSING_DEFAULTS
 
 CARD_FORMAT = "featdistill-card-1"
 #: Preprocessing values compared with a tolerance (floats written by JSON / YAML round trips).
@@ -103,7 +104,7 @@ def student_card(
             "num_classes": int(fields["num_classes"]),
             "options": cfg.model.options,
         },
-        "preprocessing": fields["preprocessing"],
+        "preprocessing": {**PREPROCESSING_DEFAULTS, **fields["preprocessing"]},
         "classes": [str(c) for c in fields["classes"]],
         "categories": fields.get("categories"),
         "ignore_index": fields.get("ignore_index"),

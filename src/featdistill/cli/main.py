@@ -148,10 +148,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     task, student, card = _load_student(args)
     device = select_device(task.cfg.device)
-    if card["preprocessing"]["mean"] is None:  # an older checkpoint whose config has no mean/std: as before
-        _, val_loader = task.build_loaders()
-    else:
-        val_loader = task.build_eval_loader()  # the evaluation split alone
+    val_loader = task.build_eval_loader()  # the evaluation split alone, as the card says
     announce_data(task, stream=sys.stderr)  # stdout stays one JSON line
     metrics = task.evaluate(student.to(device), val_loader, device)
     print(json.dumps(metrics))

@@ -367,15 +367,14 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         """The evaluation split alone, normalised as the card says: ``eval`` never opens the training split.
 
         Needs :meth:`apply_card` first (or ``data.options.mean``/``std``); the loader is that of training's
-        evaluation (same images, same batches).
+        evaluation (same images, same batches). A student of unknown normalisation (an older checkpoint
+        without a card, its config without ``data.options.mean``/``std``) is evaluated as before: the
+        normalisation estimated from the training split.
         """
         d = self.cfg.data
         mean, std = self._normalization(None)
         if mean is None or std is None:
-            raise ValueError(
-                "the normalisation of this student is unknown (no student card): set data.options.mean and "
-                "data.options.std to the values it was trained with"
-            )
+            return self.build_loaders()[1]
         self.data_stats = {}
         if not d.in_memory:
             val = streaming_loader(
