@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_tree, write_yaml
+from conftest import image_folder_data, tiny_tree, write_yaml
 from featdistill.cli.main import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -98,8 +98,9 @@ def test_eval_and_predict_run_on_a_plugin_task(
 ) -> None:
     """The regression task of tests/plugins/fd_example_plugin.py offers only the Task contract (TaskBase's
     defaults): eval, and predict of its checkpoint and of its export, run on it."""
-    from conftest import REPO
     from PIL import Image
+
+    from conftest import REPO
 
     monkeypatch.syspath_prepend(str(REPO / "tests" / "plugins"))
     cfg = tiny_config("train", task="regression", train={"epochs": 1})
@@ -130,3 +131,83 @@ def test_eval_and_predict_run_on_a_plugin_task(
     expected = model.eval()(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255)[0].tolist()
     for row in rows:
         assert row["output"] == pytest.approx(expected, rel=1e-5)
+
+
+def _gradient_folder(root: Path, size: int = 16) -> Path:
+    """An ImageFolder whose images brighten from left to right: a flip puts the brightest column left."""
+    from tiny_data import image_folder
+
+    ramp = np.linspace(40, 250, size).astype(np.uint8)
+
+    def pixels(label: int, i: int) -> np.ndarray:
+        image = np.broadcast_to(ramp[None, :, None], (size, size, 3)).copy()
+        image[0, 0, 0] = 10 * label + i  # distinct images, still a ramp
+        return image
+
+    return image_folder(root, {"train": 4, "test": 1}, ["a", "b"], pixels)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_augment_flip_false_never_flips(tmp_path: Path, in_memory: bool) -> None:
+    from featdistill.config import parse_config
+    from featdistill.run import get_task
+
+    root = _gradient_folder(tmp_path / "data")
+    data = image_folder_data(root, batch_size=4, in_memory=in_memory, options={"pad": 2})
+
+    def brightest_columns(augment) -> list[int]:
+        tree = tiny_tree(tmp_path / "run", data={**data, "augment": augment}, alone=True)
+        tree["model"]["num_classes"] = 2
+        train, _ = get_task(parse_config(tree)).build_loaders()
+        columns = []
+        for epoch in range(6):
+            train.set_epoch(epoch)
+            for images, _ in train.iterate():
+                columns += images[:, 1, 8].argmax(dim=1).tolist()  # a middle row, the green channel
+        return columns
+
+    kept = brightest_columns({"flip": False})
+    assert len(kept) == 48 and all(c >= 13 for c in kept)  # shifted by the crop, never mirrored
+    assert min(brightest_columns(True)) <= 2  # the default flips some (the check can fail)
+    assert len(set(brightest_columns({"flip": False, "crop": True}))) > 1  # the crop still shifts
+
+
+def test_augment_mapping_is_recorded_checked_and_reaches_every_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from featdistill.config import ConfigError, parse_config
+    from featdistill.run import get_task
+    from featdistill.tasks.segmentation.augment import (
+        RandomHorizontalFlip,
+        RandomScale,
+        build_train_transform,
+    )
+
+    tree = tiny_tree(tmp_path / "run", data={"augment": {"flip": False}}, train={"max_steps": 2}, alone=True)
+    assert main(["train", str(write_yaml(tmp_path / "run.yaml", tree))]) == 0
+    card = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["card"]
+    assert card["augment"] == {"crop": True, "flip": False}
+
+    typo = tiny_tree(tmp_path / "typo", data={"augment": {"flipp": False}}, alone=True)
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'data.augment.flipp'; did you mean 'data.augment.flip'\?"
+    ):
+        get_task(parse_config(typo))
+    capsys.readouterr()
+    assert main(["train", str(write_yaml(tmp_path / "typo.yaml", typo))]) == 2
+    assert "did you mean 'data.augment.flip'" in capsys.readouterr().err
+
+    steps = build_train_transform(8, flip=False, scale=False, photometric=False).transforms
+    assert not any(isinstance(s, (RandomHorizontalFlip, RandomScale)) for s in steps)
+    detection = tiny_tree(
+        data={"root": str(tmp_path), "options": {"scale_range": [1.0, 1.5]}}, task="detection"
+    )
+    for augment, kinds in (
+        (True, ["RandomHorizontalFlip", "ScaleJitter"]),
+        ({"flip": False}, ["ScaleJitter"]),
+        ({"scale": False}, ["RandomHorizontalFlip"]),
+    ):
+        task = get_task(parse_config({**detection, "data": {**detection["data"], "augment": augment}}))
+        assert [type(s).__name__ for s in task._train_transforms().transforms] == kinds
+    off = get_task(parse_config({**detection, "data": {**detection["data"], "augment": False}}))
+    assert off._train_transforms() is None

@@ -28,6 +28,8 @@ split. The card is plain JSON data:
     metric          {"name", "value", "split", "all": {metric: value}} of the last evaluation | null
     distillation    {"teacher", "method", "pairs": [[student, teacher, method]], "alpha": {method: α}} | null
                     (a method given as an object in a pair is recorded by its name, as α keys it)
+    augment         the training augmentation, one flag per transform (classification {"crop", "flip"},
+                    segmentation {"scale", "crop", "flip"}, detection {"flip", "scale"}) | as configured
     plugins         {"build": [module], "train": [module]}: the config's plug-ins needed to build the student
                     (a task, a model) and those needed only to train it (methods); predict, eval, export
                     and probe import the build ones alone (featdistill.plugins). Absent in older cards.
@@ -51,6 +53,7 @@ from torch import nn
 from .config import ConfigError, RunConfig, apply_overrides, import_plugins, parse_config, read_config
 from .plugins import BUILD, TRAIN, roles
 from .tasks.base import PREPROCESSING_DEFAULTS
+from .tasks.options import augment_record
 
 CARD_FORMAT = "featdistill-card-1"
 #: Preprocessing values compared with a tolerance (floats written by JSON / YAML round trips).
@@ -111,6 +114,7 @@ def student_card(
         "metric": metric,
         "distillation": distillation,
         "plugins": roles(cfg.plugins),
+        "augment": augment_record(cfg),
         "versions": {"featdistill": __version__, "torch": str(torch.__version__)},
         "source": "checkpoint",
     }

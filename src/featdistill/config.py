@@ -50,7 +50,9 @@ class DataConfig:
     eval_batch_size: int | None = None  # evaluation batch size (null = batch_size)
     workers: int = 0  # DataLoader worker processes
     in_memory: bool = True  # decode once into tensors and augment whole batches (CPU-fast path)
-    augment: bool = True  # training augmentation (false: normalisation only)
+    augment: bool | dict[str, bool] = (
+        True  # training augmentation: true, false (normalisation only) or per transform, e.g. {flip: false}
+    )
     crop: Literal["pad", "resized"] = "pad"  # pad: zero-pad, crop, flip; resized: ImageNet crops (streaming)
     bits: Literal[8, 16] = 8  # pixel depth kept after decoding; 16 keeps every level of 16-bit images
     on_bad_file: Literal["raise", "skip"] = "raise"  # an undecodable image: stop naming it, or skip it

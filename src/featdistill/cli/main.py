@@ -146,7 +146,7 @@ def _eval(args: argparse.Namespace) -> None:
     from ..run import select_device
     from ..tasks.ingest import announce_data
 
-    task, student, card = _load_student(args)
+    task, student, _ = _load_student(args)
     device = select_device(task.cfg.device)
     val_loader = task.build_eval_loader()  # the evaluation split alone, as the card says
     announce_data(task, stream=sys.stderr)  # stdout stays one JSON line

@@ -29,7 +29,7 @@ from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats, check_not_constant
-from ..options import data_options
+from ..options import augment_options, data_options
 from .data import TensorBatchLoader, _class_names, channel_stats, image_size_of, load_tensors
 from .models import build_classifier, list_classifiers
 from .prediction import ClassificationPrediction
@@ -75,6 +75,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.options = data_options(cfg)
+        self.augment = augment_options(cfg)  # data.augment, one flag per transform
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
         self.input_size: tuple[int, int] | None = None  # (H, W) of the training images, once loaded
         self.normalization: tuple[list[float], list[float]] | None = None  # (mean, std) in use, once known
@@ -242,7 +243,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         return {
             "image_size": d.image_size,
             "crop": d.crop,
-            "augment": d.augment,
+            "augment": self.augment,
             "pad": self.options.pad,
             "bits": d.bits,
             "on_bad_file": d.on_bad_file,
@@ -347,8 +348,9 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
             train_y,
             d.batch_size,
             shuffle=True,
-            augment=d.augment,
-            pad=pad,
+            augment=self.augment.crop or self.augment.flip,
+            pad=pad if self.augment.crop else 0,
+            flip=self.augment.flip,
             seed=seed,
             drop_last=True,
             **common,

@@ -51,7 +51,7 @@ from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats
-from ..options import builder_options, data_options, model_options
+from ..options import augment_options, builder_options, data_options, model_options
 from .augment import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
@@ -180,8 +180,8 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
 
     # -- data ---------------------------------------------------------------------------------------
     def _dataset(self, split: str, train: bool, limit: int | None) -> Dataset:
-        d, options = self.cfg.data, self.options
-        if train and d.augment:
+        d, options, augment = self.cfg.data, self.options, augment_options(self.cfg)
+        if train and augment:
             transform = build_train_transform(
                 self.crop,
                 scale_range=tuple(options.scale_range),
@@ -190,6 +190,9 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
                 ignore_index=IGNORE_INDEX,
                 mean=self.mean,
                 std=self.std,
+                scale=augment.scale,
+                crop=augment.crop,
+                flip=augment.flip,
             )
         else:
             transform = build_eval_transform(self.mean, self.std)
