@@ -211,3 +211,30 @@ def test_augment_mapping_is_recorded_checked_and_reaches_every_task(
         assert [type(s).__name__ for s in task._train_transforms().transforms] == kinds
     off = get_task(parse_config({**detection, "data": {**detection["data"], "augment": False}}))
     assert off._train_transforms() is None
+
+
+def test_layers_runs_the_distiller_pair_check_and_names_each_refused_pair(
+    tiny_config, capsys: pytest.CaptureFixture
+) -> None:
+    """What ``train`` refuses, ``layers`` refuses too, by the same check, naming every refused pair."""
+    pairs = [["fc", "layer3"], ["layer3", "layer3"], ["layer3", "fc"]]
+    cfg = tiny_config(distill={"pairs": pairs})
+    capsys.readouterr()
+    assert main(["layers", str(cfg)]) == 2
+    out, err = capsys.readouterr()
+    assert "pairs train refuses (building the Distiller):" in out
+    assert (
+        "  fc->layer3: pair 'fc' -> 'layer3': student feature (2, 4) and teacher feature (2, 64, 4, 4) "
+        "have different ranks and cannot be aligned" in out
+    )
+    assert (
+        "  layer3->fc: pair 'layer3' -> 'fc': student feature (2, 64, 4, 4) and teacher feature (2, 4)" in out
+    )
+    assert "layer3->layer3:" not in out.split("pairs train refuses")[1]  # the good pair is not refused
+    assert "2 pair(s) of this config cannot be distilled" in err
+    assert main(["train", str(cfg)]) == 2  # train refuses the first, with the same words
+    assert (
+        "pair 'fc' -> 'layer3': student feature (2, 4) and teacher feature (2, 64, 4, 4)"
+        in capsys.readouterr().err
+    )
+    assert main(["layers", str(tiny_config(distill={"pairs": [["layer3", "layer3"]]}))]) == 0
