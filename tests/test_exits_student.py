@@ -238,3 +238,74 @@ def test_layers_runs_the_distiller_pair_check_and_names_each_refused_pair(
         in capsys.readouterr().err
     )
     assert main(["layers", str(tiny_config(distill={"pairs": [["layer3", "layer3"]]}))]) == 0
+
+
+def _rows(csv_path: Path) -> dict[str, tuple[str, float]]:
+    import csv
+
+    with open(csv_path, newline="") as f:
+        return {
+            "/".join(Path(r["file"]).parts[-2:]): (r["class_1"], float(r["prob_1"]))
+            for r in csv.DictReader(f)
+        }
+
+
+def test_one_resize_rule_for_eval_predict_onnx_and_the_readme_snippet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A student trained on 16x16 images meets 12x20 ones: eval, eager predict, ONNX predict and the
+    README's ONNX snippet all resize them to 16x16 as the card says; --keep-size runs them as they are."""
+    from conftest import readme_python_block
+    from tiny_data import image_folder
+
+    rng = np.random.default_rng(0)
+    image_folder(
+        tmp_path / "data", {"train": 6}, ["a", "b"], lambda c, i: rng.integers(0, 256, (16, 16, 3), np.uint8)
+    )
+    image_folder(
+        tmp_path / "data", {"test": 3}, ["a", "b"], lambda c, i: rng.integers(0, 256, (12, 20, 3), np.uint8)
+    )
+    data = image_folder_data(tmp_path / "data", batch_size=4)
+    tree = tiny_tree(tmp_path / "run", data=data, train={"max_steps": 3}, alone=True)
+    tree["model"]["num_classes"] = 2
+    assert main(["train", str(write_yaml(tmp_path / "run.yaml", tree))]) == 0
+    last = tmp_path / "run" / "last.pt"
+    card = torch.load(last, weights_only=True)["card"]
+    assert card["preprocessing"]["input_size"] == [16, 16] and card["preprocessing"]["resize"] == "exact"
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(last)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)["top1"]
+
+    exported = tmp_path / "student.onnx"
+    assert main(["export", "--checkpoint", str(last), "--format", "onnx", "--output", str(exported)]) == 0
+    photos = tmp_path / "data" / "test"
+    reports, rows = {}, {}
+    for name, args in (("eager", [last]), ("onnx", [exported]), ("kept", [last, "--keep-size"])):
+        out = tmp_path / f"{name}.csv"
+        capsys.readouterr()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["predict", str(args[0]), str(photos), "--output", str(out), *args[1:]]) == 0
+        reports[name] = json.loads(capsys.readouterr().out.splitlines()[-1])
+        rows[name] = _rows(out)
+        said = [str(w.message) for w in caught if "trained on" in str(w.message)]
+        assert said == (
+            []
+            if name == "kept"
+            else [
+                "6 of 6 images are not 16x16, the size the student was trained on: resized to it as its card says (resize: exact), as eval and exports do; --keep-size runs them at their own size"
+            ]
+        )
+    assert reports["eager"]["resized"] == reports["onnx"]["resized"] == 6 and reports["kept"]["resized"] == 0
+    assert reports["eager"]["top1"] == pytest.approx(evaluated)  # eval resizes the test split alike
+    for file, (label, prob) in rows["eager"].items():
+        assert rows["onnx"][file][0] == label and rows["onnx"][file][1] == pytest.approx(prob, rel=1e-4)
+    assert len(rows["eager"]) == 6
+    assert any(rows["kept"][f][1] != pytest.approx(rows["eager"][f][1], rel=1e-4) for f in rows["eager"])
+
+    snippet = readme_python_block('onnxruntime.InferenceSession("student.onnx")')
+    monkeypatch.chdir(tmp_path)
+    for path in sorted(photos.rglob("*.png")):
+        (tmp_path / "photo.png").write_bytes(path.read_bytes())
+        exec(snippet, {})
+        assert capsys.readouterr().out.strip() == rows["eager"][f"{path.parent.name}/{path.name}"][0], path

@@ -182,6 +182,7 @@ def streaming_loader(
     image_size: int | None,
     crop: Literal["pad", "resized"] = "pad",
     augment: bool | Augment = True,
+    resize_to: tuple[int, int] | None = None,
     pad: int | None = None,
     limit: int | None = None,
     holdout: float | int | None = None,
@@ -202,7 +203,8 @@ def streaming_loader(
     (the in-memory path uses all training images); pass the training split's to the validation loader.
     Training drops the last incomplete batch, like the in-memory path; evaluation keeps it. With ``holdout``
     (``data.holdout``, taken after ``limit``) the loader holds the images left for training, or with
-    ``held_out`` the held-out ones.
+    ``held_out`` the held-out ones. ``resize_to``: without ``image_size``, the size every image is resized
+    to (an evaluation split at the training images' size; None: the split's own size).
     """
     stats = stats if stats is not None else SplitStats(split, str(Path(root) / split))
     classes, files = scan_imagefolder(Path(root) / split, stats)
@@ -220,14 +222,17 @@ def streaming_loader(
         check_not_constant(torch.stack(inspected), split, stats.root)
     if crop == "resized" and image_size is None:
         raise ValueError("data.crop: resized needs data.image_size (the crop's output size)")
-    size = (image_size, image_size) if image_size is not None else tuple(inspected[0].shape[-2:])
+    if image_size is not None:
+        size = (image_size, image_size)
+    else:
+        size = tuple(resize_to) if resize_to is not None else tuple(inspected[0].shape[-2:])
     if mean is None or std is None:
         resized = [resize_pixels(p, size) for p in inspected] if crop == "pad" else inspected
         mean, std = channel_stats(resized)
     dataset = FolderSamples(
         samples,
         size=size,  # type: ignore[arg-type]
-        resized=image_size is not None,
+        resized=image_size is not None or resize_to is not None,
         train=train,
         augment=augment,
         crop=crop,
