@@ -309,3 +309,36 @@ def test_one_resize_rule_for_eval_predict_onnx_and_the_readme_snippet(
         (tmp_path / "photo.png").write_bytes(path.read_bytes())
         exec(snippet, {})
         assert capsys.readouterr().out.strip() == rows["eager"][f"{path.parent.name}/{path.name}"][0], path
+
+
+@pytest.mark.parametrize("resize", ["exact", "center_crop"])
+def test_the_hf_image_processor_follows_the_card_resize_rule(tmp_path: Path, resize: str) -> None:
+    """``export --format hf``: the saved image processor turns an image of another size into what
+    predict's preprocessing gives (was: a center_crop student's processor resized without cropping)."""
+    transformers = pytest.importorskip("transformers")
+    from PIL import Image
+
+    from featdistill.card import preprocess
+    from featdistill.hf_export import save_hf
+
+    config = transformers.ViTConfig(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, num_labels=2,
+    )  # fmt: skip
+    student = torch.nn.Module()
+    student.hf = transformers.ViTForImageClassification(config)
+    p = {
+        "mean": [0.4, 0.5, 0.6],
+        "std": [0.2, 0.25, 0.3],
+        "input_size": [16, 16],
+        "resize": resize,
+        "bits": 8,
+    }
+    card = {"task": "classification", "classes": ["a", "b"], "preprocessing": {**p, "crop_fraction": 0.8}}
+    folder = save_hf(student, card, tmp_path / "hf")
+    processor = transformers.AutoImageProcessor.from_pretrained(folder)
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), np.uint8)
+    got = processor(images=Image.fromarray(pixels), return_tensors="pt")["pixel_values"]
+    expected = preprocess(torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None], card)
+    assert got.shape == expected.shape == (1, 3, 16, 16)
+    assert torch.allclose(got, expected, atol=0.05)  # resampling of PIL and torchvision: a level or so
