@@ -51,7 +51,7 @@ class DataConfig:
     workers: int = 0  # DataLoader worker processes
     in_memory: bool = True  # decode once into tensors and augment whole batches (CPU-fast path)
     augment: bool | dict[str, bool] = (
-        True  # training augmentation: true, false (normalisation only) or per transform, e.g. {flip: false}
+        True  # training augmentation: true, false or per transform (classification {crop, flip}, segmentation {scale, crop, flip}, detection {flip, scale})
     )
     crop: Literal["pad", "resized"] = "pad"  # pad: zero-pad, crop, flip; resized: ImageNet crops (streaming)
     bits: Literal[8, 16] = 8  # pixel depth kept after decoding; 16 keeps every level of 16-bit images

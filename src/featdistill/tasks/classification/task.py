@@ -4,7 +4,8 @@ Data (``task: classification``): ``data.in_memory`` (default) decodes a split on
 batches; ``false`` streams ImageFolder files through DataLoader workers. Both read the same files
 (``limit``/``val_limit``: class-balanced first images), decode them alike (``data.bits``), keep the native
 size unless ``image_size`` is set, and with ``data.crop: pad`` augment alike (zero-padded random crop by
-``data.options.pad``, default ``image_size // 8``, and flip). ``data.options.mean``/``std`` fix the
+``data.options.pad``, default ``image_size // 8``, and flip; ``data.augment: {crop: .., flip: ..}`` switches
+each). ``data.options.mean``/``std`` fix the
 normalisation; otherwise it is estimated from the training images (streaming: up to 1000 of them).
 ``data.options.cache_dir`` caches decoded in-memory ImageFolder splits.
 

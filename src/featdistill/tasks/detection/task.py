@@ -24,7 +24,7 @@ Configuration (``task: detection``):
   (e.g. ``train2017`` / ``val2017``); the single-file layout ``root/annotations/instances.json`` with
   ``root/images`` (coco128). Relative option paths are relative to ``root``.
 - ``data.limit`` / ``data.val_limit``: the first N images (by id) of a split; ``data.augment: false``
-  turns training augmentation off; ``data.batch_size`` is per process. ``data.holdout``: a seeded random
+  turns training augmentation off, ``{flip: false}`` or ``{scale: false}`` one transform; ``data.batch_size`` is per process. ``data.holdout``: a seeded random
   subset of the training images (after ``skip_empty`` and ``limit``) left out of training, for selection.
 - ``data.options``: ``skip_empty`` (true: training leaves out images without instances; evaluation keeps
   all), ``flip_prob`` (0.5), ``scale_range`` (null = off; ``[low, high]`` with ``1 <= low <= high``: zoom in

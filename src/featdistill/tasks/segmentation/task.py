@@ -15,7 +15,7 @@ Configuration (``task: segmentation``):
 - ``data.name`` (``camvid`` or ``cityscapes``), ``root``, ``train_split``, ``val_split``, ``limit`` and
   ``val_limit`` (that many evenly spaced images of the split), ``batch_size``, ``eval_batch_size``,
   ``workers``, ``in_memory`` (decode the whole split once; right for CamVid, not for Cityscapes),
-  ``augment`` (false: normalisation only, full images), ``holdout`` (a seeded random subset of the
+  ``augment`` (false: normalisation only, full images; ``{scale, crop, flip}``: one flag each), ``holdout`` (a seeded random subset of the
   training images, after ``limit``, left out of training and evaluated like the validation split).
 - ``data.options``: ``crop_size`` (int or [h, w]; default ``data.image_size``, else 512), ``scale_range``
   ([0.5, 2.0]), ``flip_prob`` (0.5), ``photometric`` (true), ``eval_mode`` (``whole`` or ``slide``),
