@@ -342,3 +342,30 @@ def test_the_hf_image_processor_follows_the_card_resize_rule(tmp_path: Path, res
     expected = preprocess(torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None], card)
     assert got.shape == expected.shape == (1, 3, 16, 16)
     assert torch.allclose(got, expected, atol=0.05)  # resampling of PIL and torchvision: a level or so
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_the_evaluation_split_is_resized_to_the_training_size(tmp_path: Path, in_memory: bool) -> None:
+    """Training's evaluation and eval (after the card) read a test split of another size at the training
+    size, in memory and streaming (was: at its own size, in silence)."""
+    from featdistill.config import parse_config
+    from featdistill.run import get_task
+    from tiny_data import image_folder
+
+    rng = np.random.default_rng(0)
+    image_folder(
+        tmp_path / "data", {"train": 2}, ["a", "b"], lambda c, i: rng.integers(0, 256, (16, 16, 3), np.uint8)
+    )
+    image_folder(
+        tmp_path / "data", {"test": 2}, ["a", "b"], lambda c, i: rng.integers(0, 256, (12, 20, 3), np.uint8)
+    )
+    data = image_folder_data(tmp_path / "data", batch_size=4, in_memory=in_memory)
+    tree = tiny_tree(tmp_path / "run", data=data, alone=True)
+    tree["model"]["num_classes"] = 2
+    task = get_task(parse_config(tree))
+    _, val = task.build_loaders()
+    assert next(iter(val))[0].shape[-2:] == (16, 16)
+    card = {"preprocessing": task.card_fields(task.build_student())["preprocessing"], "classes": ["a", "b"]}
+    fresh = get_task(parse_config(tree))
+    fresh.apply_card(card)
+    assert next(iter(fresh.build_eval_loader()))[0].shape[-2:] == (16, 16)
