@@ -2,13 +2,13 @@
 
 The student card (:mod:`featdistill.card`) says everything needed: the task, the class names and the
 preprocessing, applied by :func:`featdistill.card.preprocess` exactly as ``eval`` applies it. Images are
-decoded as training decodes them, in batches. The card's resize rule holds as at eval and in the README's ONNX
-snippet: with ``resize: exact`` an image of another size than ``input_size`` is resized to it (counted in the
-report as ``resized``, with one warning), with ``center_crop`` cropped, with ``none`` (segmenters, detectors)
-run at its own size; ``keep_size`` runs every image at its own size (a batch of several sizes runs once per
-size). Dense maps (segmentation logits) are
-brought back to each image's size, so label PNGs match the image they describe. What runs and what is
-written is the task's (its ``prediction``, :mod:`featdistill.tasks.prediction`); this module names no task.
+decoded as training decodes them, in batches. The card's resize rule holds as at eval and in the README's
+ONNX snippet: with ``resize: exact`` an image of another size than ``input_size`` is resized to it (counted
+in the report as ``resized``, with one warning), with ``center_crop`` cropped, with ``none`` (segmenters,
+detectors) run at its own size; ``keep_size`` runs every image at its own size (a batch of several sizes
+then runs once per size). Dense maps (segmentation logits) are brought back to each image's size, so label
+PNGs match the image they describe. What runs and what is written is the task's (its ``prediction``,
+:mod:`featdistill.tasks.prediction`); this module names no task.
 """
 
 from __future__ import annotations
