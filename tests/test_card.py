@@ -85,7 +85,7 @@ def test_checkpoint_card_describes_the_student(trained) -> None:
     assert card["model"] == {"student": "resnet8", "num_classes": 2, "options": {}}
     assert card["classes"] == list(CLASSES)
     p = card["preprocessing"]
-    assert p["input_size"] == [16, 12] and p["resize"] == "none" and p["bits"] == 8
+    assert p["input_size"] == [16, 12] and p["resize"] == "exact" and p["bits"] == 8
     assert len(p["mean"]) == len(p["std"]) == 3 and p["normalize_in_model"] is False
     assert card["metric"]["name"] == "top1" and card["metric"]["value"] == pytest.approx(metrics["top1"])
     assert card["metric"]["split"] == "test" and card["distillation"] is None

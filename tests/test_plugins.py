@@ -54,10 +54,22 @@ def test_a_user_method_and_task_train_export_sweep_and_compare_through_the_cli(
     )
     program = torch.export.load(str(exported)).module()
     assert program(torch.randn(3, 3, 8, 8)).shape[0] == 3
-    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")  # a task without prediction(): a one-line refusal
-    capsys.readouterr()
-    assert main(["predict", str(tmp_path / "train" / "last.pt"), str(tmp_path / "photo.png")]) == 2
-    assert "does not know how to run a 'regression' student" in capsys.readouterr().err
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")  # a task without prediction(): JSON lines
+    out = tmp_path / "predicted.jsonl"
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "train" / "last.pt"),
+                str(tmp_path / "photo.png"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["file"].endswith("photo.png") and len(row["output"]) == 1
 
     sweep = tiny_config("sweep", task="regression")
     assert main(["sweep", str(sweep), "--grid", "distill.alpha=auto,0.1"]) == 0

@@ -28,6 +28,11 @@ split. The card is plain JSON data:
     metric          {"name", "value", "split", "all": {metric: value}} of the last evaluation | null
     distillation    {"teacher", "method", "pairs": [[student, teacher, method]], "alpha": {method: α}} | null
                     (a method given as an object in a pair is recorded by its name, as α keys it)
+    augment         the training augmentation, one flag per transform (classification {"crop", "flip"},
+                    segmentation {"scale", "crop", "flip"}, detection {"flip", "scale"}) | as configured
+    plugins         {"build": [module], "train": [module]}: the config's plug-ins needed to build the student
+                    (a task, a model) and those needed only to train it (methods); predict, eval, export
+                    and probe import the build ones alone (featdistill.plugins). Absent in older cards.
     versions        {"featdistill": str, "torch": str}
     source          "checkpoint" (written at training) | "config" (rebuilt from a config, older checkpoint)
 """
@@ -45,7 +50,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import RunConfig, apply_overrides, parse_config
+from .config import ConfigError, RunConfig, apply_overrides, import_plugins, parse_config, read_config
+from .plugins import BUILD, TRAIN, roles
+from .tasks.base import PREPROCESSING_DEFAULTS
+from .tasks.options import augment_record
 
 CARD_FORMAT = "featdistill-card-1"
 #: Preprocessing values compared with a tolerance (floats written by JSON / YAML round trips).
@@ -99,12 +107,14 @@ def student_card(
             "num_classes": int(fields["num_classes"]),
             "options": cfg.model.options,
         },
-        "preprocessing": fields["preprocessing"],
+        "preprocessing": {**PREPROCESSING_DEFAULTS, **fields["preprocessing"]},
         "classes": [str(c) for c in fields["classes"]],
         "categories": fields.get("categories"),
         "ignore_index": fields.get("ignore_index"),
         "metric": metric,
         "distillation": distillation,
+        "plugins": roles(cfg.plugins),
+        "augment": augment_record(cfg),
         "versions": {"featdistill": __version__, "torch": str(torch.__version__)},
         "source": "checkpoint",
     }
@@ -141,14 +151,59 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return card
 
 
+def import_student_plugins(card: dict[str, Any] | None, listed: Sequence[str] | None = None) -> list[str]:
+    """Import the plug-ins needed to build the student of ``card`` (never those that only trained it);
+    returns them. What every student-only command (predict, eval, export, probe) calls before it builds a task.
+
+    ``listed``: the ``plugins:`` of the config in use (default: the card's ``build`` list). A card that
+    records its plug-ins (``card["plugins"]``) imports the listed ones that are not ``train``-only, and a
+    failure is the usual one-line ``ConfigError``. An older card (or none) says nothing of them: each listed
+    plug-in is tried, and those that cannot be imported are left out with one warning.
+    """
+    recorded = (card or {}).get("plugins")
+    if recorded is not None:
+        wanted = [m for m in (recorded[BUILD] if listed is None else listed) if m not in recorded[TRAIN]]
+        import_plugins(wanted)
+        return wanted
+    imported, failed = [], []
+    for module in listed or []:
+        try:
+            import_plugins([module])
+            imported.append(module)
+        except ConfigError as err:
+            failed.append(str(err))
+    if failed:
+        warnings.warn(
+            f"{'; '.join(failed)}; the student card does not say which plug-ins build the student (written "
+            "by an older featdistill), so going on without it: a plug-in that only trained it (a loss) is not "
+            "needed",
+            stacklevel=2,
+        )
+    return imported
+
+
+def _student_config(tree: dict[str, Any], card: dict[str, Any] | None, overrides: Sequence[str]) -> RunConfig:
+    """``tree`` (a config as a mapping) with ``overrides`` validated, importing only the plug-ins that build
+    the student (:func:`import_student_plugins`)."""
+    tree = apply_overrides(copy.deepcopy(tree), list(overrides))
+    listed = tree.get("plugins", []) if isinstance(tree, dict) else []
+    if isinstance(listed, list) and all(isinstance(m, str) for m in listed):
+        tree["plugins"] = import_student_plugins(card, listed)
+    return parse_config(tree)
+
+
 def load_student(
-    checkpoint: str | Path, config: RunConfig | None = None, overrides: Sequence[str] = ()
+    checkpoint: str | Path,
+    config: RunConfig | str | Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> tuple[Any, nn.Module, dict[str, Any]]:
     """``(task, student in eval mode, card)`` from a checkpoint, without opening any training data.
 
     The task plug-in is built from the checkpoint's own config (with ``overrides``, ``--set`` style, e.g.
-    ``data.root=...``), or from ``config`` when given; either way a config whose model or preprocessing
-    differs from the card's is refused (a :class:`CardMismatchError` names both values).
+    ``data.root=...``), or from ``config`` when given (a ``RunConfig``, or a YAML file read with
+    ``overrides``); either way a config whose model or preprocessing differs from the card's is refused (a
+    :class:`CardMismatchError` names both values). Only the plug-ins that build the student are imported
+    (:func:`import_student_plugins`).
     A checkpoint without a card (older featdistill, or a plain student state_dict) needs ``config``; its card
     is then rebuilt from the config (``source: config``, with one warning) and may lack the mean/std that
     only the training images would give.
@@ -171,9 +226,11 @@ def load_student(
         )
     by_set = config is None and bool(overrides)  # --set alone adjusts the checkpoint's own config
     if config is None:
-        config = parse_config(apply_overrides(copy.deepcopy(state["config"]), list(overrides)))
+        config = _student_config(state["config"], card, overrides)
         given = by_set
     else:
+        if not isinstance(config, RunConfig):
+            config = _student_config(read_config(config), card, overrides)
         given = True
     cfg = _rebuild_config(config)
     task = get_task(cfg)

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from .plugins import importing
 from .suggest import did_you_mean
 
 
@@ -49,7 +50,9 @@ class DataConfig:
     eval_batch_size: int | None = None  # evaluation batch size (null = batch_size)
     workers: int = 0  # DataLoader worker processes
     in_memory: bool = True  # decode once into tensors and augment whole batches (CPU-fast path)
-    augment: bool = True  # training augmentation (false: normalisation only)
+    augment: bool | dict[str, bool] = (
+        True  # training augmentation: true, false or per transform (classification {crop, flip}, segmentation {scale, crop, flip}, detection {flip, scale})
+    )
     crop: Literal["pad", "resized"] = "pad"  # pad: zero-pad, crop, flip; resized: ImageNet crops (streaming)
     bits: Literal[8, 16] = 8  # pixel depth kept after decoding; 16 keeps every level of 16-bit images
     on_bad_file: Literal["raise", "skip"] = "raise"  # an undecodable image: stop naming it, or skip it
@@ -390,13 +393,15 @@ def _safe_yaml(text: str, where: str) -> Any:
 def import_plugins(modules: Any) -> None:
     """Import the ``plugins:`` modules (once each), so the methods and tasks they register can be named.
 
-    A module that is not found or fails while importing is a one-line ``ConfigError`` naming it.
+    A module that is not found or fails while importing is a one-line ``ConfigError`` naming it. What each
+    registers is noted (:mod:`featdistill.plugins`), for the student card's ``plugins``.
     """
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         raise ConfigError(f"config key 'plugins' expects a list of module names, got {modules!r}")
     for module in modules:
         try:
-            importlib.import_module(module)
+            with importing(module):
+                importlib.import_module(module)
         except Exception as err:  # any failure of user code at import time: name the module and the error
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise ConfigError(
@@ -412,13 +417,17 @@ def parse_config(tree: dict[str, Any]) -> RunConfig:
     return _build(RunConfig, tree, "")
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config file (safe loader only), apply ``--set`` overrides, validate."""
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping (safe loader only), not yet validated."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    tree = _safe_yaml(path.read_text(), str(path)) or {}
-    return parse_config(apply_overrides(tree, overrides or []))
+    return _safe_yaml(path.read_text(), str(path)) or {}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config file (safe loader only), apply ``--set`` overrides, validate."""
+    return parse_config(apply_overrides(read_config(path), overrides or []))
 
 
 def check_key(dotted: str) -> None:

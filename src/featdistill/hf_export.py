@@ -3,7 +3,8 @@
 A student built from ``hf:<repo or dir>`` is stored by featdistill as the wrapper's state (``hf.*`` keys),
 which ``from_pretrained`` cannot read. This writes the transformers model itself, with the class names of
 the student card as ``id2label``, and an image processor config that holds the card's preprocessing
-(resize to the training size, scale to [0, 1], normalise by its mean and std), so that
+(its resize rule: resize to the training size, or with ``resize: center_crop`` the short side to
+``input_size / crop_fraction`` and the centred crop; scale to [0, 1], normalise by its mean and std), so that
 ``transformers.pipeline("image-classification", model=folder)`` takes a PIL image as it is.
 """
 
@@ -35,7 +36,7 @@ def save_hf(student: nn.Module, card: dict[str, Any], folder: str | Path) -> Pat
             "processors read 8-bit images; use --format onnx or export"
         )
     try:
-        from transformers import ViTImageProcessor
+        from transformers import BitImageProcessor, ViTImageProcessor
     except ImportError:
         raise ImportError("--format hf needs transformers: pip install 'featdistill[hub]'") from None
     from PIL import Image
@@ -48,15 +49,28 @@ def save_hf(student: nn.Module, card: dict[str, Any], folder: str | Path) -> Pat
     with _quiet_transformers():
         model.save_pretrained(folder)
     size = steps["input_size"]
-    processor = ViTImageProcessor(  # resize (bilinear) + rescale + normalise: the card's steps, nothing else
-        do_resize=size is not None,
-        size={"height": size[0], "width": size[1]} if size is not None else None,
-        resample=Image.Resampling.BILINEAR,
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=list(steps["mean"]),
-        image_std=list(steps["std"]),
-    )
+    common = {
+        "resample": Image.Resampling.BILINEAR,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(steps["mean"]),
+        "image_std": list(steps["std"]),
+    }
+    if steps.get("resize") == "center_crop" and size is not None:  # short side, then the centred crop
+        processor = BitImageProcessor(
+            do_resize=True,
+            size={"shortest_edge": round(min(size) / float(steps["crop_fraction"]))},
+            do_center_crop=True,
+            crop_size={"height": size[0], "width": size[1]},
+            do_convert_rgb=True,
+            **common,
+        )
+    else:  # resize (bilinear) + rescale + normalise: the card's steps, nothing else
+        processor = ViTImageProcessor(
+            do_resize=size is not None,
+            size={"height": size[0], "width": size[1]} if size is not None else None,
+            **common,
+        )
     processor.save_pretrained(folder)
     return folder

@@ -2,7 +2,9 @@
 
 One dry run per model on the task's ``sample_input`` lists every submodule output with its shape (the
 same trace ``pairs: auto`` uses); FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``
-(convolutions and matrix products), once for the whole forward and once up to the last tapped layer.
+(convolutions and matrix products), once for the whole forward and once up to the last tapped layer. The
+pairs are then checked by building the ``Distiller`` as ``train`` does (``featdistill.run.build_model``):
+each pair it refuses is listed with its reason, and the command fails as ``train`` would.
 """
 
 from __future__ import annotations
@@ -130,6 +132,27 @@ def format_pairs(
     ]
 
 
+def refused_pairs(cfg: Any, task: Any, teachers: dict[str, nn.Module]) -> list[tuple[str, str]]:
+    """``[(pair, reason)]`` of every pair that building the run's ``Distiller`` refuses (empty: none), by
+    the code path ``train`` takes; an error that names no pair is one entry with the pair ``""``."""
+    import contextlib
+    import io
+
+    import torch
+
+    from ..run import build_model
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # 'auto' pairs: listed above already
+            build_model(cfg, task, torch.device("cpu"), teachers=teachers)
+    except (ValueError, TypeError) as err:
+        found = getattr(err, "pair_problems", None)
+        if found is None:
+            return [("", str(err).strip().splitlines()[0])]
+        return [(f"{pair.student}->{pair.teacher}", message) for pair, message in found]
+    return []
+
+
 def run(args: argparse.Namespace) -> None:
     from ..config import load_config
     from ..distiller.auto_pairs import plan_pairs
@@ -187,4 +210,12 @@ def run(args: argparse.Namespace) -> None:
         count_tapped_flops(traced_student, student, student_run)
         count_tapped_flops(traced, teacher, teacher_run)
         lines += format_pairs(auto, mine, source, [traced_student, traced])
+    refused = refused_pairs(cfg, task, teachers)
+    if refused:
+        lines += ["", "pairs train refuses (building the Distiller):"]
+        lines += [f"  {pair}: {reason}" if pair else f"  {reason}" for pair, reason in refused]
     print("\n".join(lines))
+    if refused:
+        raise ValueError(
+            f"{len(refused)} pair(s) of this config cannot be distilled (listed above); train refuses them too"
+        )

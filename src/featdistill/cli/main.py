@@ -154,25 +154,19 @@ def _train(args: argparse.Namespace) -> None:
 def _load_student(args: argparse.Namespace):
     """``(task, student, card)`` of ``--checkpoint``; the config (optional) and ``--set`` adjust the data side."""
     from ..card import load_student
-    from ..config import load_config
     from ..filekind import CHECKPOINT, expect_kind
 
     expect_kind(args.checkpoint, CHECKPOINT, args.command)  # one line saying what a wrong file is
-    if args.config is None:
-        return load_student(args.checkpoint, overrides=args.overrides)
-    return load_student(args.checkpoint, load_config(args.config, args.overrides))
+    return load_student(args.checkpoint, args.config, args.overrides)
 
 
 def _eval(args: argparse.Namespace) -> None:
     from ..run import select_device
     from ..tasks.ingest import announce_data
 
-    task, student, card = _load_student(args)
+    task, student, _ = _load_student(args)
     device = select_device(task.cfg.device)
-    if card["preprocessing"]["mean"] is None:  # an older checkpoint whose config has no mean/std: as before
-        _, val_loader = task.build_loaders()
-    else:
-        val_loader = task.build_eval_loader()  # the evaluation split alone
+    val_loader = task.build_eval_loader()  # the evaluation split alone, as the card says
     announce_data(task, stream=sys.stderr)  # stdout stays one JSON line
     metrics = task.evaluate(student.to(device), val_loader, device)
     print(json.dumps(metrics))

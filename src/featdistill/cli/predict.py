@@ -53,6 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--device", default="auto", help="checkpoints: auto, cpu, cuda or cuda:N (exports: cpu)"
     )
+    predict.add_argument(
+        "--keep-size",
+        action="store_true",
+        help="run images of another size than the student's at their own size (default: resized as the "
+        "card says, with one warning)",
+    )
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -71,5 +77,6 @@ def run(args: argparse.Namespace) -> None:
         draw_threshold=args.draw_threshold,
         device=args.device,
         progress=not args.no_progress,
+        keep_size=args.keep_size,
     )
     print(json.dumps(report))

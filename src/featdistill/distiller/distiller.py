@@ -417,7 +417,11 @@ class Distiller(nn.Module):
         return resolved
 
     def _build_transforms(self, sample_input: Any) -> nn.ModuleList:
-        """Dry run both models in eval mode (no BN update, no grad) and build one transform per pair."""
+        """Dry run both models in eval mode (no BN update, no grad) and build one transform per pair.
+
+        Every pair is checked; the first refused pair's error is raised, and carries ``pair_problems``:
+        ``[(pair, message)]`` of every refused pair (what ``featdistill layers`` shows).
+        """
         args = _as_args(sample_input)
         was_training = self.student.training
         self.student.eval()
@@ -431,15 +435,24 @@ class Distiller(nn.Module):
             self.student.train(was_training)
         reference = next(iter(self.student.parameters()), None)
         transforms = nn.ModuleList()
+        problems: list[tuple[Pair, Exception]] = []
         for pair in self.pairs:
             s, t = student_features[pair.student], teacher_features[pair.teacher]
             method = self.methods[pair.method]
-            _check_alignable(pair, s, t, method)
-            _check_sides(pair, s, t, self.strict_shapes)
+            try:
+                _check_alignable(pair, s, t, method)
+                _check_sides(pair, s, t, self.strict_shapes)
+            except (ValueError, TypeError) as err:
+                problems.append((pair, err))
+                continue
             transform = method.build_transform(tuple(s.shape), tuple(t.shape), self.options[pair.method])
             if reference is not None:
                 transform = transform.to(device=reference.device, dtype=reference.dtype)
             transforms.append(transform)
+        if problems:
+            first = problems[0][1]
+            first.pair_problems = [(pair, str(err)) for pair, err in problems]  # type: ignore[attr-defined]
+            raise first
         return transforms
 
     def _pair_of(self, message: str) -> str:

@@ -43,6 +43,7 @@ from ..losses import (
     mean_squared_error,
     squared_error_per_sample,
 )
+from ..plugins import registered
 from ..transforms import ChannelWiseTransform, FeatureTransform, FitNetsRegressor, Identity, MGDGenerator
 from ..transforms.base import channels_of
 
@@ -213,6 +214,7 @@ def register_method(
         name, build, loss, float(default_alpha), dict(options or {}), needs_maps, float(default_ratio)
     )
     METHODS[name] = method
+    registered("method")
     return method
 
 

@@ -2,16 +2,20 @@
 
 The student card (:mod:`featdistill.card`) says everything needed: the task, the class names and the
 preprocessing, applied by :func:`featdistill.card.preprocess` exactly as ``eval`` applies it. Images are
-decoded as training decodes them, in batches; a batch of images of several sizes runs once per size,
-unless the card resizes them (``resize: exact`` or ``center_crop``). Dense maps (segmentation logits) are
-brought back to each image's size, so label PNGs match the image they describe. What runs and what is
-written is the task's (its ``prediction``, :mod:`featdistill.tasks.prediction`); this module names no task.
+decoded as training decodes them, in batches. The card's resize rule holds as at eval and in the README's
+ONNX snippet: with ``resize: exact`` an image of another size than ``input_size`` is resized to it (counted
+in the report as ``resized``, with one warning), with ``center_crop`` cropped, with ``none`` (segmenters,
+detectors) run at its own size; ``keep_size`` runs every image at its own size (a batch of several sizes
+then runs once per size). Dense maps (segmentation logits) are brought back to each image's size, so label
+PNGs match the image they describe. What runs and what is written is the task's (its ``prediction``,
+:mod:`featdistill.tasks.prediction`); this module names no task.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +26,13 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..atomic import staged
-from ..card import _resized, load_student, preprocess, read_card  # _resized: the card's resize alone
+from ..card import (  # _resized: the card's resize alone
+    _resized,
+    import_student_plugins,
+    load_student,
+    preprocess,
+    read_card,
+)
 from ..filekind import CHECKPOINT, EXPORTS, expect_kind
 from ..run import select_device
 from ..tasks.prediction import PredictOptions
@@ -40,9 +50,11 @@ class _Student:
     """The model and how to feed it: the card's preprocessing, or raw pixels for an export that bakes it in
     (a :class:`featdistill.tasks.prediction.StudentRunner`)."""
 
-    def __init__(self, source: str | Path, device: str) -> None:
+    def __init__(self, source: str | Path, device: str, keep_size: bool = False) -> None:
         expect_kind(source, CHECKPOINT | EXPORTS, "predict")  # one line saying what a wrong file is
         self.card = read_card(source)
+        self.keep_size = keep_size
+        self.resized = 0  # images of another size than input_size that the card's resize: exact resized
         export = self.card.get("export")
         self.task: Task | None = None
         if export is None:
@@ -51,17 +63,21 @@ class _Student:
             self.model = student.to(self.device)
             self.raw_pixels = False
         else:
+            import_student_plugins(self.card)  # a plug-in task's prediction, never a loss plug-in
             self.device = torch.device("cpu")
             self.model = load_exported(Path(source), export["format"])
             self.raw_pixels = bool(export.get("include_preprocessing"))
 
     def inputs(self, pixels: list[Tensor]) -> Tensor:
         """Model input of decoded ``[3, H, W]`` images: the card's preprocessing, or for an export that bakes
-        the normalisation in, the card's resize alone."""
-        if not self.raw_pixels:
-            return preprocess(pixels, self.card).to(self.device)
+        the normalisation in, the card's resize alone (neither resizes with ``keep_size``)."""
         steps = self.card["preprocessing"]
-        return torch.stack([_resized(image[None], steps, True)[0] for image in pixels]).to(self.device)
+        resize = not self.keep_size
+        if resize and steps.get("resize") == "exact" and steps.get("input_size") is not None:
+            self.resized += sum(tuple(p.shape[-2:]) != tuple(steps["input_size"]) for p in pixels)
+        if not self.raw_pixels:
+            return preprocess(pixels, self.card, resize=resize).to(self.device)
+        return torch.stack([_resized(image[None], steps, resize)[0] for image in pixels]).to(self.device)
 
     @torch.no_grad()
     def dense(
@@ -72,7 +88,11 @@ class _Student:
         size where the card does not resize."""
         steps = self.card["preprocessing"]
         groups: dict[Any, list[int]] = {}
-        resized = steps.get("input_size") is not None and steps.get("resize") in ("exact", "center_crop")
+        resized = (
+            not self.keep_size
+            and steps.get("input_size") is not None
+            and steps.get("resize") in ("exact", "center_crop")
+        )
         for i, image in enumerate(pixels):
             groups.setdefault(None if resized else tuple(image.shape), []).append(i)
         results: list[Tensor] = list(pixels)
@@ -108,6 +128,7 @@ def predict(
     draw_threshold: float = 0.5,
     device: str = "auto",
     progress: bool = True,
+    keep_size: bool = False,
 ) -> dict[str, Any]:
     """Predict on the images of ``inputs`` with ``model`` (``last.pt``, a ``.pt2`` / TorchScript / ONNX export
     with its sidecar ``<file>.json``) and write the results to ``output`` (the task's writer: ``tasks/<task>/prediction.py``).
@@ -118,9 +139,10 @@ def predict(
 
     Returns the report: images predicted, bad files skipped, where the results are, time and throughput, and
     what the task's writer adds (classification of images in folders named after the classes: their ``top1``
-    accuracy, %; detection: the number of ``detections``).
+    accuracy, %; detection: the number of ``detections``) and ``resized``: the images of another size than
+    the student's that the card's ``resize: exact`` resized (``keep_size``: none, each runs at its own size).
     """
-    student = _Student(model, device)
+    student = _Student(model, device, keep_size)
     card = student.card
     how = task_class(card["task"]).prediction(card)
     output = Path(output if output is not None else how.default_output)
@@ -150,5 +172,14 @@ def predict(
         "output": str(output),
         "seconds": round(seconds, 3),
         "images_per_s": round(predicted / seconds, 1) if seconds > 0 else math.nan,
+        "resized": student.resized,
     }
+    if student.resized:
+        height, width = card["preprocessing"]["input_size"]
+        warnings.warn(
+            f"{student.resized} of {predicted} images are not {width}x{height}, the size the student was "
+            "trained on: resized to it as its card says (resize: exact), as eval and exports do; "
+            "--keep-size runs them at their own size",
+            stacklevel=2,
+        )
     return {**report, **summary}

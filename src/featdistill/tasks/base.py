@@ -14,7 +14,20 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from .prediction import Prediction
+from .prediction import OutputsPrediction, Prediction
+
+#: The preprocessing keys of a student card that the core reads (eval, predict, export; see featdistill.card),
+#: with the value a task that gives none of them gets: pixels scaled to [0, 1], any image size.
+PREPROCESSING_DEFAULTS: dict[str, Any] = {
+    "mean": None,
+    "std": None,
+    "input_size": None,
+    "resize": "none",
+    "bits": 8,
+    "channels": 3,
+    "color_mode": "RGB",
+    "normalize_in_model": False,
+}
 
 
 class Loader(Protocol):
@@ -62,6 +75,7 @@ class Task(Protocol):
     def build_loaders(
         self, rank: int = 0, world_size: int = 1, evaluate_on: str = "val"
     ) -> tuple[Loader, Any]: ...
+    def build_eval_loader(self) -> Any: ...
     def data_report(self) -> dict[str, Any]: ...
     def share_data(self, source: Task) -> None: ...
 
@@ -72,7 +86,9 @@ class Task(Protocol):
     def batch_size(self, batch: Any) -> int: ...
     def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]: ...
 
-    # -- the student card (featdistill.card): what a checkpoint says of its student
+    # -- the student card (featdistill.card): what a checkpoint says of its student. card_fields returns
+    # {"num_classes", "preprocessing" (the keys of PREPROCESSING_DEFAULTS; those left out get the default),
+    # "classes", and optionally "categories", "ignore_index"}
     def card_fields(self, student: nn.Module) -> dict[str, Any]: ...
     def apply_card(self, card: dict[str, Any]) -> None: ...
     def configured_preprocessing(self) -> dict[str, Any]: ...
@@ -122,9 +138,18 @@ class TaskBase:
         """The input ``featdistill export`` traces the student with: the sample batch at the training size."""
         return self.sample_input()  # type: ignore[attr-defined]  # every task has a sample_input
 
+    def build_eval_loader(self) -> Any:
+        """The loader ``featdistill eval`` evaluates on, after :meth:`apply_card`: by default the evaluation
+        loader of :meth:`build_loaders` (a task whose training split is costly to read overrides this)."""
+        return self.build_loaders()[1]  # type: ignore[attr-defined]  # every task has build_loaders
+
     def card_fields(self, student: nn.Module) -> dict[str, Any]:
-        """The data side of the student card: outputs, preprocessing (none described) and class names (none)."""
-        return {"num_classes": self.cfg.model.num_classes, "preprocessing": {}, "classes": []}
+        """The data side of the student card: outputs, preprocessing (no normalisation; 8-bit RGB pixels
+        scaled to [0, 1], the sample input's size) and class names (none)."""
+        sample = self.sample_input()  # type: ignore[attr-defined]  # every task has a sample_input
+        size = list(sample.shape[-2:]) if isinstance(sample, torch.Tensor) and sample.dim() == 4 else None
+        preprocessing = {**PREPROCESSING_DEFAULTS, "input_size": size}
+        return {"num_classes": self.cfg.model.num_classes, "preprocessing": preprocessing, "classes": []}
 
     def apply_card(self, card: dict[str, Any]) -> None:
         """Take what the card says of the data (nothing to take by default) before the student is rebuilt."""
@@ -142,14 +167,9 @@ class TaskBase:
         """The ingest report (``featdistill data``, ``data.json``): no split described by default."""
         return {"task": self.name, "splits": []}  # type: ignore[attr-defined]  # every task has a name
 
-    @classmethod
-    def prediction(cls, card: dict[str, Any]) -> Prediction:
-        """How ``featdistill predict`` runs this task's student: not offered by default. A task offers it by
-        overriding this, or by naming a class built from the card (``prediction = MyPrediction``)."""
-        raise ValueError(
-            f"featdistill predict does not know how to run a {card['task']!r} student: its task class "
-            f"{cls.__name__} offers no prediction() (see featdistill.tasks.prediction)"
-        )
+    # featdistill predict: by default the student's output of each image as a JSON line; a task writes its
+    # own by overriding prediction(card), or by naming a class built from the card (prediction = MyPrediction)
+    prediction = OutputsPrediction
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

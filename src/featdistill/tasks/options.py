@@ -8,6 +8,7 @@ arguments accepted untyped (torchvision's own detector arguments).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from types import ModuleType
 from typing import Any
@@ -39,6 +40,26 @@ def data_options(cfg: RunConfig) -> Any:
     if module is None:
         return cfg.data.options
     return check_options(module.DataOptions, cfg.data.options, "data.options.")
+
+
+def augment_options(cfg: RunConfig) -> Any:
+    """``cfg.data.augment`` as the task's ``Augment`` schema (one flag per training transform): ``true`` turns
+    every transform on, ``false`` every one off, a mapping sets the keys it names (the others stay on; an
+    unknown key names the closest). A task without an ``Augment`` schema gets the value as given."""
+    module = schemas(cfg.task)
+    schema = getattr(module, "Augment", None)
+    value = cfg.data.augment
+    if schema is None:
+        return value
+    if isinstance(value, bool):
+        return schema(**{f.name: value for f in dataclasses.fields(schema)})
+    return check_options(schema, value, "data.augment.")
+
+
+def augment_record(cfg: RunConfig) -> Any:
+    """What the student card records of the training augmentation: every flag of :func:`augment_options`."""
+    options = augment_options(cfg)
+    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else options
 
 
 def model_options(cfg: RunConfig) -> Any:

@@ -8,6 +8,7 @@ them and reports; it names no task. The drawing helpers here are shared by the b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,16 @@ if TYPE_CHECKING:
     from ..predict.inputs import InputImage
     from .base import Task
 
-__all__ = ["PredictOptions", "Prediction", "StudentRunner", "Writer", "as_uint8", "palette", "png_path"]
+__all__ = [
+    "OutputsPrediction",
+    "PredictOptions",
+    "Prediction",
+    "StudentRunner",
+    "Writer",
+    "as_uint8",
+    "palette",
+    "png_path",
+]
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,40 @@ class Prediction(Protocol):
 
     def outputs(self, student: StudentRunner, pixels: list[Tensor]) -> list[Any]: ...
     def writer(self, output: Path, options: PredictOptions) -> Writer: ...
+
+
+class OutputsWriter:
+    """A JSON line per image: ``{"file": path, "output": the student's output as nested lists}``."""
+
+    def __init__(self, output: Path) -> None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(output, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
+
+    def write(self, images: list[InputImage], pixels: list[Tensor], outputs: list[Any]) -> None:
+        for image, output in zip(images, outputs):
+            self._file.write(json.dumps({"file": str(image.path), "output": output.tolist()}) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+
+class OutputsPrediction:
+    """The default of a task that names no prediction of its own (``TaskBase.prediction``): the student's
+    output of each image (its forward on the card's preprocessing), written as JSON lines."""
+
+    default_output = "predictions.jsonl"
+
+    def __init__(self, card: dict[str, Any]) -> None:
+        self.card = card
+
+    def outputs(self, student: StudentRunner, pixels: list[Tensor]) -> list[Tensor]:
+        return student.dense(pixels)
+
+    def writer(self, output: Path, options: PredictOptions) -> OutputsWriter:
+        return OutputsWriter(output)
 
 
 def as_uint8(pixels: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ..plugins import registered
 from ..suggest import did_you_mean
 from .base import MEMBERS, Task
 
@@ -41,6 +42,7 @@ def register_task(name: str, task_class: type) -> type:
             "(see featdistill.tasks.base.Task; inherit featdistill.tasks.base.TaskBase for the defaults)"
         )
     _REGISTERED[name] = task_class
+    registered("task")
     return task_class
 
 

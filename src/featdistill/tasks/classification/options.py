@@ -26,6 +26,18 @@ class DataOptions:
             raise ConfigError(f"data.options.pad must be 0 or more pixels, got {self.pad}")
 
 
+@dataclass
+class Augment:
+    """``data.augment`` per transform (``true``: all on, ``false``: all off; a mapping sets the keys it names)."""
+
+    crop: bool = True  # random crop: zero-padded shift (data.crop: pad) or random resized crop (resized)
+    flip: bool = True  # random horizontal flip (p = 0.5); off for digits, text, anything with a handedness
+
+    def __bool__(self) -> bool:
+        """Whether any transform is on (``if train and augment``)."""
+        return any(vars(self).values())
+
+
 # model.options are the keyword arguments of the model's own constructor (a torchvision, timm, transformers
 # or local classifier): their names depend on the model, so its constructor checks them, not a schema here.
 ModelOptions = None

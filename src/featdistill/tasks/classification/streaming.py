@@ -29,6 +29,7 @@ from ..holdout import split_holdout
 from ..ingest import SplitStats, check_not_constant, evenly_spaced, warn_alpha
 from .augment import crop_flip, crop_flip_params, normalize
 from .data import bad_file, channel_stats, scan_imagefolder, select_balanced
+from .options import Augment
 
 __all__ = ["FolderSamples", "inspect_samples", "resized_crop_box", "streaming_loader"]
 
@@ -77,7 +78,8 @@ class FolderSamples(Dataset):
         samples: the selected files and their labels.
         size: output ``(H, W)``; with ``crop="pad"`` and no ``image_size`` the common native size, which
             every image must have (an image of another size raises a ValueError naming it).
-        train, augment: training augmentation on (``train and augment``) or the evaluation transform.
+        train, augment: training augmentation (``augment``: all on or off, or an :class:`Augment` of one flag
+            per transform) or, when not ``train``, the evaluation transform.
         crop: ``pad`` (resize to ``size``, zero-padded random crop by ``pad`` + flip) or ``resized``.
         resized: whether ``size`` was asked for (``image_size``) or is the native size.
     """
@@ -89,7 +91,7 @@ class FolderSamples(Dataset):
         size: tuple[int, int],
         resized: bool,
         train: bool,
-        augment: bool,
+        augment: bool | Augment,
         crop: Literal["pad", "resized"],
         pad: int,
         mean: Sequence[float],
@@ -100,7 +102,8 @@ class FolderSamples(Dataset):
         self.samples = list(samples)
         self.targets = [label for _, label in self.samples]
         self.size, self.resized, self.crop, self.pad = size, resized, crop, pad
-        self.augment = train and augment
+        on = augment if isinstance(augment, Augment) else Augment(crop=augment, flip=augment)
+        self.augment = on if train else Augment(crop=False, flip=False)
         self.mean, self.std, self.bits, self.on_bad_file = list(mean), list(std), bits, on_bad_file
 
     def __len__(self) -> int:
@@ -133,18 +136,22 @@ class FolderSamples(Dataset):
                     f"image {path} is {pixels.shape[2]}x{pixels.shape[1]} but earlier images are "
                     f"{self.size[1]}x{self.size[0]}; set data.image_size to resize them all"
                 )
-            if self.augment:
-                dy, dx, flips = crop_flip_params(1, self.pad, True, generator)
-                pixels = crop_flip(pixels[None], self.pad, dy, dx, flips)[0]
+            if self.augment.crop or self.augment.flip:
+                pad = self.pad if self.augment.crop else 0
+                dy, dx, flips = crop_flip_params(1, pad, self.augment.flip, generator)
+                pixels = crop_flip(pixels[None], pad, dy, dx, flips)[0]
         return normalize(pixels[None], self.mean, self.std)[0]
 
     def _resized_crop(self, pixels: Tensor, generator: torch.Generator) -> Tensor:
         height, width = pixels.shape[-2:]
-        if self.augment:
+        if self.augment.crop:
             top, left, h, w = resized_crop_box(height, width, generator)
             pixels = resize_pixels(pixels[:, top : top + h, left : left + w], self.size)
-            return pixels.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else pixels
-        return center_crop_resize(pixels, self.size, EVAL_CROP_FRACTION)
+        else:
+            pixels = center_crop_resize(pixels, self.size, EVAL_CROP_FRACTION)
+        if self.augment.flip and bool(torch.rand((), generator=generator) < 0.5):
+            return pixels.flip(-1)
+        return pixels
 
 
 def inspect_samples(
@@ -174,7 +181,8 @@ def streaming_loader(
     batch_size: int,
     image_size: int | None,
     crop: Literal["pad", "resized"] = "pad",
-    augment: bool = True,
+    augment: bool | Augment = True,
+    resize_to: tuple[int, int] | None = None,
     pad: int | None = None,
     limit: int | None = None,
     holdout: float | int | None = None,
@@ -195,7 +203,8 @@ def streaming_loader(
     (the in-memory path uses all training images); pass the training split's to the validation loader.
     Training drops the last incomplete batch, like the in-memory path; evaluation keeps it. With ``holdout``
     (``data.holdout``, taken after ``limit``) the loader holds the images left for training, or with
-    ``held_out`` the held-out ones.
+    ``held_out`` the held-out ones. ``resize_to``: without ``image_size``, the size every image is resized
+    to (an evaluation split at the training images' size; None: the split's own size).
     """
     stats = stats if stats is not None else SplitStats(split, str(Path(root) / split))
     classes, files = scan_imagefolder(Path(root) / split, stats)
@@ -213,14 +222,17 @@ def streaming_loader(
         check_not_constant(torch.stack(inspected), split, stats.root)
     if crop == "resized" and image_size is None:
         raise ValueError("data.crop: resized needs data.image_size (the crop's output size)")
-    size = (image_size, image_size) if image_size is not None else tuple(inspected[0].shape[-2:])
+    if image_size is not None:
+        size = (image_size, image_size)
+    else:
+        size = tuple(resize_to) if resize_to is not None else tuple(inspected[0].shape[-2:])
     if mean is None or std is None:
         resized = [resize_pixels(p, size) for p in inspected] if crop == "pad" else inspected
         mean, std = channel_stats(resized)
     dataset = FolderSamples(
         samples,
         size=size,  # type: ignore[arg-type]
-        resized=image_size is not None,
+        resized=image_size is not None or resize_to is not None,
         train=train,
         augment=augment,
         crop=crop,

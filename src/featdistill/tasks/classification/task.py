@@ -4,7 +4,8 @@ Data (``task: classification``): ``data.in_memory`` (default) decodes a split on
 batches; ``false`` streams ImageFolder files through DataLoader workers. Both read the same files
 (``limit``/``val_limit``: class-balanced first images), decode them alike (``data.bits``), keep the native
 size unless ``image_size`` is set, and with ``data.crop: pad`` augment alike (zero-padded random crop by
-``data.options.pad``, default ``image_size // 8``, and flip). ``data.options.mean``/``std`` fix the
+``data.options.pad``, default ``image_size // 8``, and flip; ``data.augment: {crop: .., flip: ..}`` switches
+each). ``data.options.mean``/``std`` fix the
 normalisation; otherwise it is estimated from the training images (streaming: up to 1000 of them).
 ``data.options.cache_dir`` caches decoded in-memory ImageFolder splits.
 
@@ -29,7 +30,7 @@ from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats, check_not_constant
-from ..options import data_options
+from ..options import augment_options, data_options
 from .data import TensorBatchLoader, _class_names, channel_stats, image_size_of, load_tensors
 from .models import build_classifier, list_classifiers
 from .prediction import ClassificationPrediction
@@ -75,6 +76,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.options = data_options(cfg)
+        self.augment = augment_options(cfg)  # data.augment, one flag per transform
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
         self.input_size: tuple[int, int] | None = None  # (H, W) of the training images, once loaded
         self.normalization: tuple[list[float], list[float]] | None = None  # (mean, std) in use, once known
@@ -147,7 +149,10 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         self.data_stats[split] = SplitStats(split, f"{self.cfg.data.root}/{split}")
         return self.data_stats[split]
 
-    def _load(self, split: str, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _load(
+        self, split: str, limit: int | None, seed: int, size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``split`` decoded, resized to ``data.image_size``, else to ``size`` (None: as stored)."""
         d, stats = self.cfg.data, self._stats(split)
         if d.name == "synthetic":
             n = limit or 5000
@@ -161,7 +166,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
                 d.name,
                 d.root,
                 split,
-                image_size=d.image_size,
+                image_size=d.image_size if d.image_size is not None else size,
                 limit=limit,
                 on_bad_file=d.on_bad_file,
                 cache_dir=self.options.cache_dir,
@@ -186,8 +191,9 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
     def configured_preprocessing(self) -> dict[str, Any]:
         """The preprocessing keys the config itself fixes (compared with a checkpoint's card)."""
         d = self.cfg.data
-        resize = "center_crop" if d.crop == "resized" else "exact" if d.image_size is not None else "none"
-        fixed: dict[str, Any] = {"bits": d.bits, "color_mode": self.color_mode, "resize": resize}
+        fixed: dict[str, Any] = {"bits": d.bits, "color_mode": self.color_mode}
+        if d.crop == "resized" or d.image_size is not None:  # else the data fix the size, not the config
+            fixed["resize"] = "center_crop" if d.crop == "resized" else "exact"
         if d.image_size is not None:
             fixed["input_size"] = [d.image_size, d.image_size]
         if self.options.mean is not None:
@@ -207,6 +213,9 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         size = self.input_size or (self.image_size() if d.image_size or d.name == "synthetic" else None)
         preprocessing = {
             **self.configured_preprocessing(),
+            # one rule at eval, predict and in exports: an image of another size is resized to input_size
+            # (the training images' own size when data.image_size is unset), or center-cropped
+            "resize": "center_crop" if d.crop == "resized" else "exact" if size else "none",
             "mean": mean,
             "std": std,
             "input_size": list(size) if size else None,
@@ -242,7 +251,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         return {
             "image_size": d.image_size,
             "crop": d.crop,
-            "augment": d.augment,
+            "augment": self.augment,
             "pad": self.options.pad,
             "bits": d.bits,
             "on_bad_file": d.on_bad_file,
@@ -259,6 +268,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
             "batch_size": d.eval_batch_size or d.batch_size,
             "mean": mean,
             "std": std,
+            "resize_to": self.input_size,  # images of another size than training's are resized to it
             **self._streaming_common(rank, world_size),
         }
 
@@ -283,18 +293,17 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         self._check_labels(torch.as_tensor(train.dataset.targets), d.train_split)
         self.normalization = (train.dataset.mean, train.dataset.std)
         self.classes = _class_names(Path(d.root) / d.train_split)
+        self.input_size = tuple(train.dataset.size)
         evaluation = self._streaming_evaluation(*self.normalization, rank, world_size)
         if evaluate_on == "holdout":  # the held-out training images; data.val_split is never read
             held = streaming_loader(
                 d.root, d.train_split, limit=d.limit, holdout=d.holdout, held_out=True, **evaluation
             )
-            self.input_size = tuple(train.dataset.size)
             return train, held
         val = streaming_loader(
             d.root, d.val_split, limit=d.val_limit, stats=self._stats(d.val_split), **evaluation
         )
         self._check_labels(torch.as_tensor(val.dataset.targets), d.val_split)
-        self.input_size = tuple(train.dataset.size)
         return train, val
 
     def _check_labels(self, labels: torch.Tensor, split: str) -> None:
@@ -329,10 +338,10 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
             self.data_stats[d.train_split].held_out = len(held)
             val_x, val_y = train_x[held], train_y[held]
             train_x, train_y = train_x[keep], train_y[keep]
+        self.input_size = (train_x.shape[-2], train_x.shape[-1])
         if evaluate_on == "val":
             val_x, val_y = self._load_val()
         train_x, val_x = _three_channels(train_x), _three_channels(val_x)
-        self.input_size = (train_x.shape[-2], train_x.shape[-1])
         mean, std = self.normalization = self._normalization(train_x)
         common = {
             "mean": mean,
@@ -347,8 +356,9 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
             train_y,
             d.batch_size,
             shuffle=True,
-            augment=d.augment,
-            pad=pad,
+            augment=self.augment.crop or self.augment.flip,
+            pad=pad if self.augment.crop else 0,
+            flip=self.augment.flip,
             seed=seed,
             drop_last=True,
             **common,
@@ -357,9 +367,12 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         return train, val
 
     def _load_val(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``data.val_split`` (``data.val_limit`` images), its labels checked."""
+        """``data.val_split`` (``data.val_limit`` images) at the training size (the card's resize rule), its
+        labels checked."""
         d, seed = self.cfg.data, self.cfg.train.seed
-        val_x, val_y = self._load(d.val_split, d.val_limit, seed=1000 * (seed // 1000) + 1)
+        val_x, val_y = self._load(
+            d.val_split, d.val_limit, seed=1000 * (seed // 1000) + 1, size=self.input_size
+        )
         self._check_labels(val_y, d.val_split)
         return val_x, val_y
 
@@ -367,15 +380,14 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         """The evaluation split alone, normalised as the card says: ``eval`` never opens the training split.
 
         Needs :meth:`apply_card` first (or ``data.options.mean``/``std``); the loader is that of training's
-        evaluation (same images, same batches).
+        evaluation (same images, same batches). A student of unknown normalisation (an older checkpoint
+        without a card, its config without ``data.options.mean``/``std``) is evaluated as before: the
+        normalisation estimated from the training split.
         """
         d = self.cfg.data
         mean, std = self._normalization(None)
         if mean is None or std is None:
-            raise ValueError(
-                "the normalisation of this student is unknown (no student card): set data.options.mean and "
-                "data.options.std to the values it was trained with"
-            )
+            return self.build_loaders()[1]
         self.data_stats = {}
         if not d.in_memory:
             val = streaming_loader(

@@ -32,6 +32,18 @@ class DataOptions:
 
 
 @dataclass
+class Augment:
+    """``data.augment`` per transform (``true``: all on, ``false``: all off; a mapping sets the keys it names)."""
+
+    flip: bool = True  # random horizontal flip (data.options.flip_prob)
+    scale: bool = True  # scale jitter (data.options.scale_range, when set)
+
+    def __bool__(self) -> bool:
+        """Whether any transform is on (``if train and augment``)."""
+        return any(vars(self).values())
+
+
+@dataclass
 class ModelOptions:
     """``build_detector`` keyword arguments of both models; ``student`` / ``teacher`` set one side's."""
 

@@ -24,7 +24,7 @@ Configuration (``task: detection``):
   (e.g. ``train2017`` / ``val2017``); the single-file layout ``root/annotations/instances.json`` with
   ``root/images`` (coco128). Relative option paths are relative to ``root``.
 - ``data.limit`` / ``data.val_limit``: the first N images (by id) of a split; ``data.augment: false``
-  turns training augmentation off; ``data.batch_size`` is per process. ``data.holdout``: a seeded random
+  turns training augmentation off, ``{flip: false}`` or ``{scale: false}`` one transform; ``data.batch_size`` is per process. ``data.holdout``: a seeded random
   subset of the training images (after ``skip_empty`` and ``limit``) left out of training, for selection.
 - ``data.options``: ``skip_empty`` (true: training leaves out images without instances; evaluation keeps
   all), ``flip_prob`` (0.5), ``scale_range`` (null = off; ``[low, high]`` with ``1 <= low <= high``: zoom in
@@ -60,7 +60,7 @@ from ...weights import load_weights
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import ReportsData, SplitStats
-from ..options import SIDES, builder_options, data_options, model_options
+from ..options import SIDES, augment_options, builder_options, data_options, model_options
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
@@ -314,7 +314,6 @@ class DetectionTask(ReportsData, TaskBase):
         return ann, images
 
     def _dataset(self, split: str, limit: int | None) -> CocoDetection:
-        d = self.cfg.data
         ann, images = self.paths(split)
         train = split == "train"
         dataset = CocoDetection(
@@ -322,7 +321,7 @@ class DetectionTask(ReportsData, TaskBase):
             ann,
             masks=train and self.cfg.model.student == "maskrcnn",
             skip_empty=train and self.options.skip_empty,
-            transforms=self._train_transforms() if train and d.augment else None,
+            transforms=self._train_transforms() if train else None,
         )
         self._set_categories(dataset.cat_ids, ann)
         self._cat_names = {cid: str(dataset.coco.cats[cid]["name"]) for cid in dataset.cat_ids}
@@ -339,10 +338,12 @@ class DetectionTask(ReportsData, TaskBase):
         return dataset
 
     def _train_transforms(self) -> Compose | None:
+        """The training augmentation that ``data.augment`` keeps on (None: none)."""
         steps: list[Any] = []
-        if self.options.flip_prob > 0:
+        augment = augment_options(self.cfg)
+        if augment.flip and self.options.flip_prob > 0:
             steps.append(RandomHorizontalFlip(self.options.flip_prob))
-        if self.options.scale_range is not None:
+        if augment.scale and self.options.scale_range is not None:
             low, high = self.options.scale_range
             sizes = {**_DETECTOR_DEFAULTS, **self.detector_options("student")}
             steps.append(ScaleJitter(low, high, sizes["min_size"], sizes["max_size"]))

@@ -170,13 +170,19 @@ def build_train_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     ignore_index: int = 255,
+    scale: bool = True,
+    crop: bool = True,
+    flip: bool = True,
 ) -> JointCompose:
-    """Standard training pipeline: scale, crop (pad with mean / ignore), flip, photometric, normalise."""
-    transforms: list[JointTransform] = [
-        RandomScale(scale_range),
-        RandomCrop(crop_size, fill=mean, ignore_index=ignore_index),
-        RandomHorizontalFlip(flip_prob),
-    ]
+    """Standard training pipeline: scale, crop (pad with mean / ignore), flip, photometric, normalise;
+    ``scale``, ``crop``, ``flip`` switch one step off (``data.augment``'s mapping)."""
+    transforms: list[JointTransform] = []
+    if scale:
+        transforms.append(RandomScale(scale_range))
+    if crop:
+        transforms.append(RandomCrop(crop_size, fill=mean, ignore_index=ignore_index))
+    if flip:
+        transforms.append(RandomHorizontalFlip(flip_prob))
     if photometric:
         transforms.append(PhotometricDistortion())
     transforms.append(Normalize(mean, std))

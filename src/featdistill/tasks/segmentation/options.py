@@ -32,6 +32,19 @@ class DataOptions:
 
 
 @dataclass
+class Augment:
+    """``data.augment`` per transform (``true``: all on, ``false``: all off; a mapping sets the keys it names)."""
+
+    scale: bool = True  # random rescale by data.options.scale_range
+    crop: bool = True  # random crop_size crop (off: whole images, which must then share one size)
+    flip: bool = True  # random horizontal flip (data.options.flip_prob)
+
+    def __bool__(self) -> bool:
+        """Whether any transform is on (``if train and augment``)."""
+        return any(vars(self).values())
+
+
+@dataclass
 class ModelOptions:
     """``build_segmenter`` keyword arguments of both models; ``student`` / ``teacher`` set one side's."""
 

@@ -15,7 +15,7 @@ Configuration (``task: segmentation``):
 - ``data.name`` (``camvid`` or ``cityscapes``), ``root``, ``train_split``, ``val_split``, ``limit`` and
   ``val_limit`` (that many evenly spaced images of the split), ``batch_size``, ``eval_batch_size``,
   ``workers``, ``in_memory`` (decode the whole split once; right for CamVid, not for Cityscapes),
-  ``augment`` (false: normalisation only, full images), ``holdout`` (a seeded random subset of the
+  ``augment`` (false: normalisation only, full images; ``{scale, crop, flip}``: one flag each), ``holdout`` (a seeded random subset of the
   training images, after ``limit``, left out of training and evaluated like the validation split).
 - ``data.options``: ``crop_size`` (int or [h, w]; default ``data.image_size``, else 512), ``scale_range``
   ([0.5, 2.0]), ``flip_prob`` (0.5), ``photometric`` (true), ``eval_mode`` (``whole`` or ``slide``),
@@ -51,7 +51,7 @@ from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats
-from ..options import builder_options, data_options, model_options
+from ..options import augment_options, builder_options, data_options, model_options
 from .augment import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, build_train_transform
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
@@ -180,8 +180,8 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
 
     # -- data ---------------------------------------------------------------------------------------
     def _dataset(self, split: str, train: bool, limit: int | None) -> Dataset:
-        d, options = self.cfg.data, self.options
-        if train and d.augment:
+        d, options, augment = self.cfg.data, self.options, augment_options(self.cfg)
+        if train and augment:
             transform = build_train_transform(
                 self.crop,
                 scale_range=tuple(options.scale_range),
@@ -190,6 +190,9 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
                 ignore_index=IGNORE_INDEX,
                 mean=self.mean,
                 std=self.std,
+                scale=augment.scale,
+                crop=augment.crop,
+                flip=augment.flip,
             )
         else:
             transform = build_eval_transform(self.mean, self.std)
