@@ -250,12 +250,12 @@ def _rows(csv_path: Path) -> dict[str, tuple[str, float]]:
         }
 
 
-def test_one_resize_rule_for_eval_predict_onnx_and_the_readme_snippet(
+def test_one_resize_rule_for_eval_predict_onnx_and_the_docs_snippet(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """A student trained on 16x16 images meets 12x20 ones: eval, eager predict, ONNX predict and the
-    README's ONNX snippet all resize them to 16x16 as the card says; --keep-size runs them as they are."""
-    from conftest import readme_python_block
+    ONNX snippet of docs/export_predict.md all resize them to 16x16 as the card says; --keep-size runs them as they are."""
+    from doc_blocks import python_block
     from tiny_data import image_folder
 
     rng = np.random.default_rng(0)
@@ -303,7 +303,7 @@ def test_one_resize_rule_for_eval_predict_onnx_and_the_readme_snippet(
 
     card = torch.load(last, weights_only=True)["card"]
     assert card["preprocessing"]["input_size"] == [16, 16] and card["preprocessing"]["resize"] == "exact"
-    snippet = readme_python_block('onnxruntime.InferenceSession("student.onnx")')
+    snippet = python_block("docs/export_predict.md", 'onnxruntime.InferenceSession("student.onnx")')
     monkeypatch.chdir(tmp_path)
     for path in sorted(photos.rglob("*.png")):
         (tmp_path / "photo.png").write_bytes(path.read_bytes())
