@@ -180,7 +180,8 @@ def _read_ids(path: Path, colours: dict[tuple[int, int, int], int] | None = None
                 else ""
             )
             raise BadMask(
-                f"mask {path} has mode {im.mode}, not an 8-bit single-channel or palette PNG of class ids{need}"
+                f"mask {path} has mode {im.mode}, not an 8-bit single-channel or palette PNG of class ids{need}, "
+                f"{SKIP_HINT}"
             )
         rgb = np.asarray(im.convert("RGB")).astype(np.int64)
     code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
@@ -199,6 +200,8 @@ def _read_ids(path: Path, colours: dict[tuple[int, int, int], int] | None = None
 
 class SegmentationFolder(Dataset):
     """Image/label file pairs with a raw-label lookup table; the base of the concrete datasets."""
+
+    LABEL = "label"  # what the dataset calls its label files, in messages
 
     def __init__(
         self,
@@ -266,13 +269,13 @@ class SegmentationFolder(Dataset):
         if tuple(raw.shape) != tuple(size):
             (h, w), (ih, iw) = raw.shape, size
             raise BadMask(
-                f"mask {label} is {w}x{h} but its image is {iw}x{ih}; resize the mask with nearest-neighbour "
+                f"{self.LABEL} {label} is {w}x{h} but its image is {iw}x{ih}; resize the mask with nearest-neighbour "
                 f"interpolation (or pair it with its own image), {SKIP_HINT}"
             )
         unknown = raw[~self._known[raw.long()]]
         if unknown.numel():
             raise BadMask(
-                f"mask {label} has value {int(unknown[0])}, which is neither a class id ({self.num_classes} "
+                f"{self.LABEL} {label} has value {int(unknown[0])}, which is neither a class id ({self.num_classes} "
                 f"classes) nor void ({', '.join(map(str, self._void))}); fix the mask or the dataset's class "
                 f"list (classes.json, model.num_classes, data.options.ignore_index), {SKIP_HINT}"
             )
@@ -510,6 +513,7 @@ class MaskFolder(SegmentationFolder):
     """
 
     LAYOUT = "root/<split>/images/** with root/<split>/masks/** of the same relative path (any extension)"
+    LABEL = "mask"
 
     def __init__(
         self,
