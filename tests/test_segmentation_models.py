@@ -187,3 +187,82 @@ def test_segformer_learns_from_another_family_with_auto_pairs(
     losses = [float(row[distilled[0]]) for row in rows if row[distilled[0]]]
     assert losses and all(np.isfinite(losses))
     assert losses[-1] < losses[0]  # the CWT branch and the student close in on the teacher's features
+
+
+@pytest.fixture
+def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache in tmp_path, and no network."""
+    import socket
+
+    import huggingface_hub.constants as hub_constants
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    return tmp_path / "hf_cache"
+
+
+def test_smp_encoder_weights_by_name_from_a_seeded_cache_and_offline(empty_hub: Path) -> None:
+    from safetensors.torch import save
+    from segmentation_models_pytorch.encoders import encoders, get_encoder
+
+    from featdistill.tasks.segmentation.models import build_model
+    from featdistill.weights import WeightsError
+    from test_weights import seed_hf_cache
+
+    with pytest.raises(
+        WeightsError, match=r"smp-hub/resnet18.imagenet is not in the Hugging Face cache .*cannot reach"
+    ):
+        build_model("smp:Unet/resnet18", CLASSES, encoder_weights="imagenet")
+    torch.manual_seed(1)
+    state = get_encoder("resnet18", weights=None).state_dict()
+    settings = encoders["resnet18"]["pretrained_settings"]["imagenet"]
+    files = {"config.json": b"{}", "model.safetensors": save(state)}
+    seed_hf_cache(empty_hub, settings["repo_id"], files, commit=settings["revision"])
+    model = build_model("smp:Unet/resnet18", CLASSES, encoder_weights="imagenet")
+    torch.testing.assert_close(model.encoder.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    with pytest.raises(ValueError, match=r"unknown encoder_weights 'imagenett' .*did you mean 'imagenet'"):
+        build_model("smp:Unet/resnet18", CLASSES, encoder_weights="imagenett")
+
+
+def test_one_line_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from transformers import ViTConfig
+
+    from featdistill.tasks.segmentation.models import build_model
+    from featdistill.weights import WeightsError
+
+    ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1).save_pretrained(tmp_path / "vit")
+    with pytest.raises(WeightsError, match="is a 'vit' model, not a semantic segmenter that transformers'"):
+        build_model(f"hf:{tmp_path / 'vit'}", CLASSES)
+    with pytest.raises(ValueError, match=r"unknown smp architecture 'Unett' .*did you mean 'Unet'"):
+        build_model("smp:Unett/resnet18", CLASSES)
+    with pytest.raises(ValueError, match=r"unknown smp encoder 'resnet1' .*did you mean 'resnet18'"):
+        build_model("smp:Unet/resnet1", CLASSES)
+    with pytest.raises(ValueError, match=r"unknown timm encoder 'resnet1'; did you mean 'resnet18'"):
+        build_model("pspnet", CLASSES, backbone="timm:resnet1")
+    monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)
+    with pytest.raises(ImportError, match=r"pip install 'featdistill\[seg\]'"):
+        build_model("smp:Unet/resnet18", CLASSES)
+
+
+def test_hf_segmenter_by_repo_id_from_a_seeded_cache(empty_hub: Path, segformer: Path) -> None:
+    from featdistill.tasks.segmentation.models import build_model
+    from featdistill.weights import WeightsError
+    from test_weights import seed_hf_cache
+
+    with pytest.raises(WeightsError, match="acme/segformer-tiny is not in the Hugging Face cache"):
+        build_model("hf:acme/segformer-tiny", CLASSES)
+    files = {name: (segformer / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    seed_hf_cache(empty_hub, "acme/segformer-tiny", files)
+    model = build_model("hf:acme/segformer-tiny", CLASSES).eval()
+    local = build_model(f"hf:{segformer}", CLASSES).eval()
+    x = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)["out"], local(x)["out"])
+    assert model(x)["out"].shape == (1, CLASSES, SIZE, SIZE)  # upsampled to the input, as the built-in heads
+    assert len(model.stages) == 4

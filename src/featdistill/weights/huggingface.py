@@ -93,11 +93,14 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (OSError, EntryNotFoundError)
 
 
-def _cached(repo: str, files: tuple[str, ...]) -> bool:
-    """Whether ``repo`` has its config (when asked) and one weights file in the Hugging Face cache."""
+def _cached(repo: str, files: tuple[str, ...], revision: str | None = None) -> bool:
+    """Whether ``repo`` (at ``revision``, else its main branch) has its config (when asked) and one weights
+    file in the Hugging Face cache."""
     hub = _hub()
     have = {
-        name for name in (*files, *_WEIGHT_FILES) if isinstance(hub.try_to_load_from_cache(repo, name), str)
+        name
+        for name in (*files, *_WEIGHT_FILES)
+        if isinstance(hub.try_to_load_from_cache(repo, name, revision=revision), str)
     }
     return set(files) <= have and bool(have & set(_WEIGHT_FILES))
 
@@ -268,11 +271,11 @@ def build_hf_segmenter(ref: str, num_classes: int, trust_remote_code: bool = Fal
 
 
 @contextlib.contextmanager
-def from_hub(what: str, repo: str, on_hub: bool = True) -> Iterator[None]:
+def from_hub(what: str, repo: str, on_hub: bool = True, revision: str | None = None) -> Iterator[None]:
     """Run a library's own download of ``repo`` (timm, segmentation_models_pytorch) from the Hugging Face
     cache when it is there; offline with nothing cached, or when the download fails, one line (``what``
     names the model). ``on_hub`` false: ``repo`` is a plain URL, whose download is left to the library."""
-    local = on_hub and _cached(repo, ())
+    local = on_hub and _cached(repo, (), revision)
     reason = None if local or not on_hub else _unreachable()
     if reason:
         raise _not_available(what, repo, reason)

@@ -65,19 +65,20 @@ def _check_encoder(name: str, encoder: str) -> None:
         raise ValueError(f"unknown smp encoder {encoder!r} in {name!r}{hint}")
 
 
-def _weights_repo(encoder: str, weights: Any) -> tuple[str, bool] | None:
-    """Where the library downloads ``encoder``'s weights ``weights`` from: ``(repo or URL, on the hub)``."""
+def _weights_repo(encoder: str, weights: Any) -> tuple[str, bool, str | None] | None:
+    """Where the library downloads ``encoder``'s weights ``weights`` from: ``(repo or URL, on the hub,
+    revision)``."""
     if weights is None or weights is False:
         return None
     if encoder.startswith("tu-"):
         cfg = timm_pretrained(encoder[3:])
-        return (cfg.hf_hub_id or cfg.url or encoder[3:]), bool(cfg.hf_hub_id)
+        return (cfg.hf_hub_id or cfg.url or encoder[3:]), bool(cfg.hf_hub_id), None
     settings = _smp().encoders.encoders[encoder]["pretrained_settings"]
     if weights not in settings:
         raise ValueError(
             f"unknown encoder_weights {weights!r} for smp encoder {encoder}{did_you_mean(str(weights), settings)}"
         )
-    return settings[weights]["repo_id"], True
+    return settings[weights]["repo_id"], True, settings[weights].get("revision")
 
 
 def build_smp(name: str, num_classes: int, encoder_weights: Any = None, **kwargs: Any) -> nn.Module:
