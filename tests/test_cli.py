@@ -193,7 +193,11 @@ def test_models_lists_every_task(capsys) -> None:
     assert ["resnet8", "featdistill"] in grep and ["resnet18", "torchvision"] in grep
 
     lines = _listed(capsys, "--task", "segmentation")
-    assert [line.split()[0] for line in lines[1:]] == list(SEGMENTERS)
+    assert [line.split()[0] for line in lines[1:]] == [
+        *SEGMENTERS,
+        "hf:<repo",
+        "smp:<Architecture>/<encoder>",
+    ]
     assert any(line.startswith("deeplabv3") and "mobilenet_v3_large" in line for line in lines)
 
     everything = _listed(capsys)

@@ -201,7 +201,7 @@ def test_missing_or_empty_folders_raise_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"trainannot.a\.png"):
         CamVid(tmp_path)
     with pytest.raises(ValueError, match="unknown segmentation dataset"):
-        build_dataset("voc", tmp_path)
+        build_dataset("mapillary", tmp_path)
 
 
 # ---------------------------------------------------------------- models

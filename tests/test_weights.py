@@ -196,9 +196,10 @@ def test_offline_without_cache(
 
 
 # -- timm and Hugging Face ----------------------------------------------------------------------------
-def seed_hf_cache(cache: Path, repo: str, files: dict[str, bytes]) -> None:
-    """Lay out ``files`` as the Hugging Face cache does for the main revision of ``repo``."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
+def seed_hf_cache(
+    cache: Path, repo: str, files: dict[str, bytes], commit: str = "0123456789abcdef0123456789abcdef01234567"
+) -> None:
+    """Lay out ``files`` as the Hugging Face cache does for the main revision of ``repo`` (at ``commit``)."""
     folder = cache / f"models--{repo.replace('/', '--')}"
     (folder / "refs").mkdir(parents=True)
     (folder / "refs" / "main").write_text(commit)

@@ -5,7 +5,7 @@ The rules, in order (each choice and each left-out candidate comes with its reas
 
 1. Candidates are the outputs that are safe to tap, not part of what the model returns and not inside a head
    (a module named as one of :data:`HEADS`: ``classifier``, ``aux_classifier``, ``head``, ``rpn``,
-   ``roi_heads``, ...). Heads turn features into predictions; distilling them copies predictions.
+   ``roi_heads``, a segmenter's ``decode_head`` or ``decoder``, ...). Heads turn features into predictions; distilling them copies predictions.
 2. Like with like: when both models have an FPN (a module whose name contains ``fpn`` or ``neck``), FPN levels
    are paired with the FPN level of the same stride and the bodies are left out; otherwise bodies with bodies.
 3. Feature maps are paired by equal resolution, each side's stage output (the last output at that
@@ -41,6 +41,9 @@ HEADS = frozenset(
         "bbox_head",
         "mask_head",
         "cls_head",
+        "decoder",  # segmentation_models_pytorch: the decoder a U-Net / FPN builds on the encoder
+        "segmentation_head",
+        "classification_head",
     }
 )
 NECKS = ("fpn", "neck")

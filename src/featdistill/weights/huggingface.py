@@ -1,7 +1,8 @@
 """Models whose weights live in the Hugging Face cache: ``hf:<repo or dir>`` (transformers) and timm.
 
-``hf:`` builds ``AutoModelForImageClassification`` and wraps it so that it returns its logits tensor (the
-task losses take tensors); its layers are tapped as ``hf.<transformers module path>``. No code from a
+``hf:`` builds ``AutoModelForImageClassification`` (wrapped to return its logits tensor, which the task
+losses take) or, for segmentation, ``AutoModelForSemanticSegmentation`` (wrapped to return ``{"out": logits}``
+at the input size, as the built-in segmenters do); its layers are tapped as ``hf.<transformers module path>``. No code from a
 model repository runs unless ``trust_remote_code`` is set (then a warning says so), and weights are read
 as safetensors or with ``weights_only`` loading. Files come from ``$HF_HOME/hub`` when cached; offline
 with nothing cached is one line naming what to download and where.
@@ -41,6 +42,39 @@ class HFImageClassifier(nn.Module):
         return self.hf(pixel_values=images).logits
 
 
+class HFSemanticSegmenter(nn.Module):
+    """A transformers semantic segmenter (``self.hf``) returning ``{"out": logits}`` at the input size.
+
+    Its hidden states (a SegFormer's or ConvNeXt's stage maps, a ViT's tokens) also pass through the
+    identity modules ``stages.<i>``, so that a stage output can be tapped where transformers reshapes it
+    outside any module (``pairs: auto`` pairs them by stride).
+    """
+
+    def __init__(self, hf: nn.Module) -> None:
+        super().__init__()
+        self.hf = hf
+        with torch.no_grad():  # how many hidden states the model returns, from one small dry run
+            side = int(getattr(hf.config, "image_size", 64) or 64)
+            was = hf.training
+            hf.eval()
+            count = len(self._run(torch.zeros(1, 3, side, side)).hidden_states or ())
+            hf.train(was)
+        self.stages = nn.ModuleList(nn.Identity() for _ in range(count))
+
+    def _run(self, images: torch.Tensor) -> Any:
+        return self.hf(pixel_values=images, output_hidden_states=True)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"out": logits (N, num_classes, H, W)}`` of images ``(N, 3, H, W)``, upsampled bilinearly."""
+        result = self._run(images)
+        for stage, hidden in zip(self.stages, result.hidden_states or ()):
+            stage(hidden)
+        logits = nn.functional.interpolate(
+            result.logits, images.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return {"out": logits}
+
+
 def _hub() -> Any:
     try:
         import huggingface_hub
@@ -59,11 +93,14 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (OSError, EntryNotFoundError)
 
 
-def _cached(repo: str, files: tuple[str, ...]) -> bool:
-    """Whether ``repo`` has its config (when asked) and one weights file in the Hugging Face cache."""
+def _cached(repo: str, files: tuple[str, ...], revision: str | None = None) -> bool:
+    """Whether ``repo`` (at ``revision``, else its main branch) has its config (when asked) and one weights
+    file in the Hugging Face cache."""
     hub = _hub()
     have = {
-        name for name in (*files, *_WEIGHT_FILES) if isinstance(hub.try_to_load_from_cache(repo, name), str)
+        name
+        for name in (*files, *_WEIGHT_FILES)
+        if isinstance(hub.try_to_load_from_cache(repo, name, revision=revision), str)
     }
     return set(files) <= have and bool(have & set(_WEIGHT_FILES))
 
@@ -120,44 +157,38 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _check_image_classifier(ref: str, trust_remote_code: bool) -> None:
-    """Refuse a config that AutoModelForImageClassification cannot build, naming its model type."""
+def _check_model_kind(
+    ref: str, trust_remote_code: bool, auto_class: str, mapping: dict[str, str], kind: str
+) -> None:
+    """Refuse a config that ``auto_class`` cannot build, naming its model type (``kind``: what is expected)."""
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
 
     try:
         config = AutoConfig.from_pretrained(ref, trust_remote_code=trust_remote_code)
     except ValueError as err:
         first = str(err).strip().splitlines()[0]
+        raise WeightsError(f"hf:{ref}: unreadable config.json ({first}); use {kind}") from None
+    remote = auto_class in (getattr(config, "auto_map", None) or {})
+    if config.model_type not in mapping and not (trust_remote_code and remote):
+        known = ", ".join(sorted(mapping)[:8])
         raise WeightsError(
-            f"hf:{ref}: unreadable config.json ({first}); use an image classification model"
-        ) from None
-    remote = "AutoModelForImageClassification" in (getattr(config, "auto_map", None) or {})
-    if config.model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES and not (
-        trust_remote_code and remote
-    ):
-        known = ", ".join(sorted(MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES)[:8])
-        raise WeightsError(
-            f"hf:{ref} is a {config.model_type!r} model, not an image classifier that transformers' "
-            f"AutoModelForImageClassification builds (types such as {known}, …); use an image "
-            "classification checkpoint"
+            f"hf:{ref} is a {config.model_type!r} model, not {kind} that transformers' "
+            f"{auto_class} builds (types such as {known}, …); use {kind} checkpoint"
         )
 
 
-def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = False) -> HFImageClassifier:
-    """``AutoModelForImageClassification`` from a repo id or a local ``save_pretrained`` directory.
+def _load_auto_model(
+    auto_class: Any, kind: str, mapping: dict[str, str], ref: str, num_classes: int, trust_remote_code: bool
+) -> nn.Module:
+    """``auto_class.from_pretrained(ref)`` with ``num_classes`` labels, from the cache when it is there.
 
-    A classifier of another class count is replaced by a new one (warning once with the keys left out).
+    A head of another class count is replaced by a new one (warning once with the keys left out).
     """
-    try:
-        from transformers import AutoModelForImageClassification
-    except ImportError:
-        raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
     if trust_remote_code:
         warnings.warn(
             f"hf:{ref}: model.options.trust_remote_code is true, so Python code from that model repository "
             "runs on this machine; set it only for repositories you trust",
-            stacklevel=2,
+            stacklevel=3,
         )
     if Path(ref).expanduser().is_dir():
         ref = str(Path(ref).expanduser())
@@ -173,9 +204,9 @@ def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = Fa
         raise _not_available(f"hf:{ref}", ref, reason)
     try:
         with _hub_offline() if local else contextlib.nullcontext():
-            _check_image_classifier(ref, trust_remote_code)
+            _check_model_kind(ref, trust_remote_code, auto_class.__name__, mapping, kind)
         with _quiet_transformers(), _hub_offline() if local else contextlib.nullcontext():
-            model, info = AutoModelForImageClassification.from_pretrained(
+            model, info = auto_class.from_pretrained(
                 ref,
                 num_labels=num_classes,
                 ignore_mismatched_sizes=True,
@@ -194,15 +225,84 @@ def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = Fa
         warnings.warn(
             f"hf:{ref}: left out {', '.join(sorted(left_out))} (model.num_classes is {num_classes}); "
             "newly initialised (fine-tuning)",
-            stacklevel=2,
+            stacklevel=3,
         )
+    return model
+
+
+def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = False) -> HFImageClassifier:
+    """``AutoModelForImageClassification`` from a repo id or a local ``save_pretrained`` directory.
+
+    A classifier of another class count is replaced by a new one (warning once with the keys left out).
+    """
+    try:
+        from transformers import AutoModelForImageClassification
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+    except ImportError:
+        raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
+    model = _load_auto_model(
+        AutoModelForImageClassification,
+        "an image classifier",
+        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+        ref,
+        num_classes,
+        trust_remote_code,
+    )
     return HFImageClassifier(model)
+
+
+def build_hf_segmenter(ref: str, num_classes: int, trust_remote_code: bool = False) -> HFSemanticSegmenter:
+    """``AutoModelForSemanticSegmentation`` (SegFormer, UperNet, DPT, BEiT, ...) from a repo id or a local
+    ``save_pretrained`` directory; a decode head of another class count is replaced by a new one."""
+    try:
+        from transformers import AutoModelForSemanticSegmentation
+        from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
+    except ImportError:
+        raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
+    model = _load_auto_model(
+        AutoModelForSemanticSegmentation,
+        "a semantic segmenter",
+        MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES,
+        ref,
+        num_classes,
+        trust_remote_code,
+    )
+    return HFSemanticSegmenter(model)
+
+
+@contextlib.contextmanager
+def from_hub(what: str, repo: str, on_hub: bool = True, revision: str | None = None) -> Iterator[None]:
+    """Run a library's own download of ``repo`` (timm, segmentation_models_pytorch) from the Hugging Face
+    cache when it is there; offline with nothing cached, or when the download fails, one line (``what``
+    names the model). ``on_hub`` false: ``repo`` is a plain URL, whose download is left to the library."""
+    local = on_hub and _cached(repo, (), revision)
+    reason = None if local or not on_hub else _unreachable()
+    if reason:
+        raise _not_available(what, repo, reason)
+    try:
+        with _hub_offline() if local else contextlib.nullcontext():
+            yield
+    except _hub_errors() as err:
+        raise _not_available(what, repo, " ".join(str(err).split())[:200]) from None
+
+
+def timm_pretrained(name: str) -> Any:
+    """timm's pretrained config of ``name`` (its ``hf_hub_id``, else ``url``, says where the weights are)."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise WeightsError(
+            f"timm has no pretrained weights for {name!r}; see timm.list_pretrained('{name}*')"
+        )
+    return cfg
 
 
 def build_timm_classifier(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
     """A timm model, with timm's pretrained weights (Hugging Face cache) when ``pretrained``.
 
     A pretrained classifier of another class count is left out by timm; one warning names it.
+    ``kwargs`` go to ``timm.create_model`` (``features_only=True`` gives a feature extractor).
     """
     try:
         import timm
@@ -210,22 +310,10 @@ def build_timm_classifier(name: str, num_classes: int, pretrained: bool, **kwarg
         raise ImportError(f"model 'timm:{name}' needs timm, which is not installed: {HUB_EXTRA}") from None
     if not pretrained:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
-    cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is None:
-        raise WeightsError(
-            f"timm has no pretrained weights for {name!r}; see timm.list_pretrained('{name}*')"
-        )
-    repo = cfg.hf_hub_id or cfg.url or name
-    local = bool(cfg.hf_hub_id) and _cached(repo, ())
-    reason = None if local or not cfg.hf_hub_id else _unreachable()
-    if reason:
-        raise _not_available(f"timm:{name}", repo, reason)
-    try:
-        with _hub_offline() if local else contextlib.nullcontext():
-            model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
-    except _hub_errors() as err:
-        raise _not_available(f"timm:{name}", repo, " ".join(str(err).split())[:200]) from None
-    if cfg.num_classes != num_classes and cfg.classifier:
+    cfg = timm_pretrained(name)
+    with from_hub(f"timm:{name}", cfg.hf_hub_id or cfg.url or name, bool(cfg.hf_hub_id)):
+        model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
+    if cfg.num_classes != num_classes and cfg.classifier and not kwargs.get("features_only"):
         heads = [cfg.classifier] if isinstance(cfg.classifier, str) else list(cfg.classifier)
         warnings.warn(
             f"timm:{name}: left out the pretrained classifier {', '.join(heads)} ({cfg.num_classes} classes, "

@@ -3,15 +3,18 @@
 All models return a dict ``{"out": logits, "aux": aux_logits}`` with logits upsampled to the input
 size, like torchvision's segmentation models, and keep their feature extractor in a submodule named
 ``backbone`` whose stages are ``backbone.layer1`` .. ``backbone.layer4`` (ResNets). The usual
-distillation tap is ``backbone.layer4`` (512 channels for ResNet18/34, 2048 for ResNet50/101).
+distillation tap is ``backbone.layer4`` (512 channels for ResNet18/34, 2048 for ResNet50/101). A timm
+encoder (``backbone: timm:<name>``) is ``backbone.body``, its stages named as in timm.
 
 The heads never modify a backbone stage output in place, so those tensors can be tapped safely.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +32,7 @@ from torchvision.models.segmentation.fcn import FCNHead
 
 from ...suggest import did_you_mean
 from ...weights import fit_state_dict, read_weights
+from ...weights.huggingface import build_hf_segmenter
 
 __all__ = [
     "SEGMENTERS",
@@ -36,6 +40,8 @@ __all__ = [
     "PSPHead",
     "PSPNet",
     "SegmentationModel",
+    "TimmBackbone",
+    "build_model",
     "build_segmenter",
     "load_backbone_weights",
 ]
@@ -54,6 +60,11 @@ SEGMENTERS: dict[str, tuple[str, ...]] = {
     "deeplabv3": ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large"),
     "fcn": ("resnet18", "resnet34", "resnet50", "resnet101"),
 }
+
+
+TIMM = "timm:"  # model.options.backbone: timm:<name> puts a timm encoder under the built-in heads
+HF = "hf:"  # model.student / teacher: hf:<repo or dir>, a transformers semantic segmenter
+SMP = "smp:"  # model.student / teacher: smp:<Architecture>/<encoder>, a segmentation_models_pytorch model
 
 
 def _dilate_basic_stage(stage: nn.Sequential, dilation: int) -> None:
@@ -97,6 +108,53 @@ class DilatedResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         c3 = self.layer3(self.layer2(self.layer1(x)))
         return {"aux": c3, "out": self.layer4(c3)}
+
+
+class TimmBackbone(nn.Module):
+    """A timm encoder (``features_only``) as a segmenter backbone: its last two feature maps as ``aux``/``out``.
+
+    Output stride 8 where the encoder allows it (ResNets, ConvNeXts, EfficientNets, ...), else its own (a
+    warning says which). The encoder is ``body``: its layers are tapped as ``backbone.body.<timm name>``.
+    """
+
+    def __init__(self, name: str, pretrained: bool = False) -> None:
+        super().__init__()
+        from ...weights.huggingface import build_timm_classifier
+
+        try:
+            self.body = build_timm_classifier(name, 0, pretrained, features_only=True, output_stride=8)
+            self.output_stride = 8
+        except (TypeError, ValueError, AssertionError, NotImplementedError, RuntimeError):
+            self.body = build_timm_classifier(name, 0, pretrained, features_only=True)
+            self.output_stride = self.body.feature_info.reduction()[-1]
+            warnings.warn(
+                f"timm encoder {name} cannot run at output stride 8; it runs at its own, "
+                f"{self.output_stride}",
+                stacklevel=2,
+            )
+        channels = self.body.feature_info.channels()
+        self.aux_channels, self.out_channels = channels[-2], channels[-1]
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Return ``{"aux": the second-last feature map, "out": the last}``."""
+        *_, aux, out = self.body(x)
+        return {"aux": aux, "out": out}
+
+
+def _timm_trunk(backbone: str, pretrained: str | Path | None) -> TimmBackbone:
+    """The ``timm:<name>`` backbone; ``pretrained_backbone: timm`` loads timm's weights."""
+    try:
+        import timm
+    except ImportError:
+        raise ImportError(f"backbone {backbone!r} needs timm: pip install 'featdistill[hub]'") from None
+    name = backbone[len(TIMM) :]
+    if name.partition(".")[0] not in timm.list_models():
+        hint = did_you_mean(name, timm.list_models(), many=3, otherwise="see timm.list_models()")
+        raise ValueError(f"unknown timm encoder {name!r}{hint}")
+    trunk = TimmBackbone(name, pretrained == "timm")
+    if pretrained is not None and pretrained != "timm":
+        load_backbone_weights(trunk.body, pretrained, backbone)
+    return trunk
 
 
 class SegmentationModel(nn.Module):
@@ -262,28 +320,23 @@ def build_segmenter(
     Torchvision models are built with ``weights=None, weights_backbone=None`` and return ``"aux"`` in
     eval mode too when ``aux`` is set. ``pretrained_backbone`` names weights of the backbone network: a
     local file, or ``torchvision`` / ``torchvision:<ENUM>`` (see :mod:`featdistill.weights`).
+    ``backbone: timm:<name>`` puts any timm encoder under the head (:class:`TimmBackbone`, output stride 8
+    where it allows; ``pretrained_backbone: timm`` for timm's weights).
     Unknown names or backbones raise ValueError naming the closest valid ones.
     """
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmentation model {name!r}{did_you_mean(name, SEGMENTERS)}")
-    if backbone not in SEGMENTERS[name]:
+    if backbone not in SEGMENTERS[name] and not backbone.startswith(TIMM):
         raise ValueError(
             f"unknown backbone {backbone!r} for {name}{did_you_mean(backbone, SEGMENTERS[name])}"
         )
+    if backbone.startswith(TIMM):
+        trunk = _timm_trunk(backbone, pretrained_backbone)
+        return _with_heads(name, trunk, num_classes, aux, kw)
     if name == "pspnet":
         model: nn.Module = PSPNet(num_classes, backbone, aux=aux, **kw)  # type: ignore[arg-type]
     elif backbone in _BASIC_BLOCK_RESNETS:
-        trunk = DilatedResNet(backbone)
-        aux_in_eval = bool(kw.pop("aux_in_eval", False))
-        if name == "deeplabv3":
-            rates = tuple(kw.pop("atrous_rates", (12, 24, 36)))  # type: ignore[call-overload]
-            head: nn.Module = DeepLabHead(trunk.out_channels, num_classes, rates)
-        else:
-            head = FCNHead(trunk.out_channels, num_classes)
-        if kw:
-            raise TypeError(f"unexpected options for {name} {backbone}: {', '.join(kw)}")
-        aux_head = FCNHead(trunk.aux_channels, num_classes) if aux else None
-        model = SegmentationModel(trunk, head, aux_head, aux_in_eval=aux_in_eval)
+        model = _with_heads(name, DilatedResNet(backbone), num_classes, aux, kw)
     else:
         if kw:
             raise TypeError(f"torchvision {name} {backbone} takes no extra options, got: {', '.join(kw)}")
@@ -291,3 +344,39 @@ def build_segmenter(
     if pretrained_backbone is not None:
         load_backbone_weights(model.backbone, pretrained_backbone, backbone)
     return model
+
+
+def _with_heads(
+    name: str, trunk: DilatedResNet | TimmBackbone, num_classes: int, aux: bool, kw: dict[str, object]
+) -> nn.Module:
+    """The ``name`` head (PSPNet, DeepLabV3 or FCN) and an FCN auxiliary head on ``trunk``'s two outputs."""
+    aux_in_eval = bool(kw.pop("aux_in_eval", False))
+    if name == "pspnet":
+        channels = int(kw.pop("channels", None) or 128)  # type: ignore[call-overload]
+        bins = tuple(kw.pop("bins", (1, 2, 3, 6)))  # type: ignore[call-overload]
+        dropout = float(kw.pop("dropout", 0.1))  # type: ignore[arg-type]
+        head: nn.Module = PSPHead(trunk.out_channels, num_classes, channels, bins, dropout)
+    elif name == "deeplabv3":
+        rates = tuple(kw.pop("atrous_rates", (12, 24, 36)))  # type: ignore[call-overload]
+        head = DeepLabHead(trunk.out_channels, num_classes, rates)
+    else:
+        head = FCNHead(trunk.out_channels, num_classes)
+    if kw:
+        raise TypeError(f"unexpected options for {name}: {', '.join(kw)}")
+    aux_head = FCNHead(trunk.aux_channels, num_classes) if aux else None
+    return SegmentationModel(trunk, head, aux_head, aux_in_eval=aux_in_eval)
+
+
+def build_model(name: str, num_classes: int, **options: Any) -> nn.Module:
+    """Any segmenter by its config name: ``hf:<repo or dir>`` (transformers), ``smp:<Architecture>/<encoder>``
+    (segmentation_models_pytorch) or a built-in one (:func:`build_segmenter`), with its ``model.options``."""
+    if name.startswith(HF):
+        trust = bool(options.pop("trust_remote_code", False))
+        if options:
+            raise TypeError(f"{name} takes no model.options but trust_remote_code, got: {', '.join(options)}")
+        return build_hf_segmenter(name[len(HF) :], num_classes, trust)
+    if name.startswith(SMP):
+        from .smp_models import build_smp
+
+        return build_smp(name, num_classes, **options)
+    return build_segmenter(name, num_classes, **options)  # type: ignore[arg-type]

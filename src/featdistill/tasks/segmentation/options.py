@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ...config import ConfigError
+from ...config import ConfigError, RunConfig
 
 Size = int | list[int]  # one side, or [h, w]
 
@@ -21,6 +21,14 @@ class DataOptions:
     eval_mode: Literal["whole", "slide"] = "whole"  # evaluate whole images, or by sliding windows
     window: Size | None = None  # sliding window (null = the crop size)
     stride: Size | None = None  # sliding window stride (null = 2/3 of the window)
+    # data.name: masks (image and mask trees matched by relative path without extension)
+    images_dir: str = "images"  # the image folder's name
+    masks_dir: str = "masks"  # the mask folder's name
+    order: Literal["split_first", "folder_first"] = (
+        "split_first"  # root/<split>/images, or mmseg's root/images/<split>
+    )
+    ignore_index: int = 255  # the mask value that is ignored
+    reduce_zero_label: bool = False  # ignore 0 and shift the other values down by one (ADE20K's convention)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.flip_prob <= 1.0:
@@ -56,8 +64,29 @@ class ModelOptions:
     dropout: float | None = None  # PSPNet: dropout before the classifier
     atrous_rates: list[int] | None = None  # DeepLabV3 on ResNet18/34: ASPP dilation rates
     aux_in_eval: bool | None = None  # also return the auxiliary logits in eval mode
+    encoder_weights: str | bool | None = None  # smp: the encoder's pretrained weights by name (imagenet, ...)
+    trust_remote_code: bool | None = None  # hf: run the model repository's own code (only repos you trust)
     student: dict[str, Any] | None = None  # options for the student alone
     teacher: dict[str, Any] | None = None  # options for the teacher alone
 
 
 SIDE_ONLY = ("student", "teacher")  # keys of model.options that are not builder arguments
+
+
+def passthrough(cfg: RunConfig) -> set[str]:
+    """The constructor arguments of the configured ``smp:`` architectures (``decoder_channels``, ...)."""
+    models = [cfg.model.student, cfg.model.teacher]
+    models += [entry.get("model") for entry in cfg.model.teachers.values() if isinstance(entry, dict)]
+    names = [name for name in models if isinstance(name, str) and name.startswith("smp:")]
+    if not names:
+        return set()
+    import inspect
+
+    from .smp_models import smp_architecture
+
+    return {
+        arg
+        for name in names
+        for arg in inspect.signature(smp_architecture(name).__init__).parameters
+        if arg not in ("self", "classes", "encoder_name", "encoder_weights")
+    }

@@ -1,9 +1,11 @@
-"""The segmentation plug-in: PSPNet / DeepLabV3 / FCN students and teachers on CamVid or Cityscapes.
+"""The segmentation plug-in: students and teachers of any family on CamVid, Cityscapes, VOC, ADE20K or masks.
 
 Configuration (``task: segmentation``):
 
-- ``model.student`` / ``model.teacher``: ``pspnet``, ``deeplabv3`` or ``fcn`` (see :func:`build_segmenter`);
-  ``model.num_classes`` must match the data (11 for CamVid, 19 for Cityscapes).
+- ``model.student`` / ``model.teacher``: ``pspnet``, ``deeplabv3`` or ``fcn`` (see :func:`build_segmenter`;
+  ``model.options.backbone: timm:<name>`` puts a timm encoder under them), ``hf:<repo or dir>`` (a transformers
+  semantic segmenter) or ``smp:<Architecture>/<encoder>`` (segmentation_models_pytorch), in any mix (see
+  :func:`build_model`); ``model.num_classes`` must match the data (11 for CamVid, 19 for Cityscapes).
 - ``model.options``: keyword arguments of :func:`build_segmenter` given to both models (``backbone``,
   ``aux``, ``channels``, ``pretrained_backbone``, ...). The nested mappings ``student`` and ``teacher`` add
   or override keys for one side only, e.g.
@@ -12,14 +14,17 @@ Configuration (``task: segmentation``):
   ``.bin``/``.safetensors``: a state_dict, or a featdistill checkpoint, whose ``student`` entry is loaded: a
   teacher trained by featdistill loads directly). Heads of another class count are left out (a warning says
   so). ImageNet weights by name (``torchvision``) go in ``model.options.pretrained_backbone``.
-- ``data.name`` (``camvid`` or ``cityscapes``), ``root``, ``train_split``, ``val_split``, ``limit`` and
+- ``data.name`` (``camvid``, ``cityscapes``, ``voc``, ``ade20k`` or ``masks``: see :mod:`.data`), ``root``, ``train_split``, ``val_split``, ``limit`` and
   ``val_limit`` (that many evenly spaced images of the split), ``batch_size``, ``eval_batch_size``,
   ``workers``, ``in_memory`` (decode the whole split once; right for CamVid, not for Cityscapes),
   ``augment`` (false: normalisation only, full images; ``{scale, crop, flip}``: one flag each), ``holdout`` (a seeded random subset of the
   training images, after ``limit``, left out of training and evaluated like the validation split).
 - ``data.options``: ``crop_size`` (int or [h, w]; default ``data.image_size``, else 512), ``scale_range``
   ([0.5, 2.0]), ``flip_prob`` (0.5), ``photometric`` (true), ``eval_mode`` (``whole`` or ``slide``),
-  ``window`` (slide window, default the crop size) and ``stride`` (default 2/3 of the window).
+  ``window`` (slide window, default the crop size) and ``stride`` (default 2/3 of the window); for ``masks``:
+  ``images_dir`` / ``masks_dir`` (``images`` / ``masks``), ``order`` (``split_first``: root/<split>/images;
+  ``folder_first``: mmseg's root/img_dir/<split>), ``ignore_index`` (255) and ``reduce_zero_label`` (false).
+- ``data.on_bad_file: skip`` leaves out pairs whose mask does not fit (counted in the ingest report).
 
 Default pairs: ``backbone.layer4 -> backbone.layer4`` (CWT on the last backbone stage, the paper's setting).
 CWD on the logits is an opt-in extra pair, ``output`` being the model's own output:
@@ -56,7 +61,7 @@ from .augment import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, build_tr
 from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
 from .metrics import SegmentationMeter
-from .models import SEGMENTERS, build_segmenter
+from .models import SEGMENTERS, build_model
 from .prediction import SegmentationPrediction
 
 AUX_WEIGHT = 0.4
@@ -128,8 +133,19 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
         """The segmenters and the backbones each takes."""
         rows = [
-            (name, f"backbones (model.options.backbone): {', '.join(b)}") for name, b in SEGMENTERS.items()
+            (name, f"backbones (model.options.backbone): {', '.join(b)}, or timm:<any timm encoder>")
+            for name, b in SEGMENTERS.items()
         ]
+        rows.append(
+            ("hf:<repo or dir>", "transformers AutoModelForSemanticSegmentation (SegFormer, UperNet, ...)")
+        )
+        try:
+            from .smp_models import smp_architectures
+
+            architectures = ", ".join(smp_architectures())
+        except ImportError:
+            architectures = "needs pip install 'featdistill[seg]'"
+        rows.append(("smp:<Architecture>/<encoder>", f"segmentation_models_pytorch: {architectures}"))
         return [("segmentation: model.student, model.teacher", rows)]
 
     def __init__(self, cfg: RunConfig) -> None:
@@ -149,9 +165,7 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
     def _build(
         self, name: str, role: str, weights: str | None, options: dict[str, Any] | None = None
     ) -> nn.Module:
-        model = build_segmenter(
-            name, self.num_classes, **{**builder_options(self.cfg, role), **(options or {})}
-        )
+        model = build_model(name, self.num_classes, **{**builder_options(self.cfg, role), **(options or {})})
         if weights is not None:
             load_weights(model, weights, name, self.num_classes)
         return model
@@ -197,7 +211,24 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
         else:
             transform = build_eval_transform(self.mean, self.std)
         stats = self.data_stats[split] = SplitStats(split, f"{d.root}/{split}")
-        dataset = build_dataset(d.name, d.root, split, transform, in_memory=d.in_memory, stats=stats)
+        layout = {
+            "num_classes": self.num_classes,
+            "images_dir": options.images_dir,
+            "masks_dir": options.masks_dir,
+            "order": options.order,
+            "ignore_index": options.ignore_index,
+            "reduce_zero_label": options.reduce_zero_label,
+        }
+        dataset = build_dataset(
+            d.name,
+            d.root,
+            split,
+            transform,
+            in_memory=d.in_memory,
+            stats=stats,
+            on_bad_file=d.on_bad_file,
+            **layout,
+        )
         if dataset.num_classes != self.num_classes:
             raise ValueError(
                 f"{d.name} has {dataset.num_classes} classes but model.num_classes is {self.num_classes}; "
