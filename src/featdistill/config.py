@@ -48,7 +48,9 @@ class DataConfig:
     batch_size: int = 128  # training images per step and process
     eval_batch_size: int | None = None  # evaluation batch size (null = batch_size)
     workers: int = 0  # DataLoader worker processes
-    in_memory: bool = True  # decode once into tensors and augment whole batches (CPU-fast path)
+    in_memory: bool | Literal["auto"] = (
+        "auto"  # decode once into memory (fast); auto: when it fits, else stream
+    )
     augment: bool = True  # training augmentation (false: normalisation only)
     crop: Literal["pad", "resized"] = "pad"  # pad: zero-pad, crop, flip; resized: ImageNet crops (streaming)
     bits: Literal[8, 16] = 8  # pixel depth kept after decoding; 16 keeps every level of 16-bit images

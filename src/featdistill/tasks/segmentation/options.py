@@ -21,8 +21,11 @@ class DataOptions:
     eval_mode: Literal["whole", "slide"] = "whole"  # evaluate whole images, or by sliding windows
     window: Size | None = None  # sliding window (null = the crop size)
     stride: Size | None = None  # sliding window stride (null = 2/3 of the window)
+    decode_workers: int | None = None  # processes decoding an in-memory split (null = one per core)
 
     def __post_init__(self) -> None:
+        if self.decode_workers is not None and self.decode_workers < 1:
+            raise ConfigError(f"data.options.decode_workers must be 1 or more, got {self.decode_workers}")
         if not 0.0 <= self.flip_prob <= 1.0:
             raise ConfigError(f"data.options.flip_prob must be in [0, 1], got {self.flip_prob}")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
