@@ -4,6 +4,7 @@ chunked statistics, fast listing, and torchvision's JPEG decoder against the Pil
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,17 @@ def test_segmentation_auto_and_parallel_decoding(monkeypatch: pytest.MonkeyPatch
     assert stats.extra["memory"]["estimate_bytes"] == 70 * 8 * 8 * 4 and stats.inspected == 70
     monkeypatch.setattr(memory, "available_memory", lambda: 100)
     assert CamVid(root, "train", in_memory="auto")._cache is None
+
+
+def test_resume_ignores_the_memory_available_but_warns_when_the_path_changes(tmp_path: Path) -> None:
+    from featdistill.tasks.ingest import _compare_resumed
+
+    def report(in_memory: bool, available: int) -> dict[str, Any]:
+        plan = {"setting": "auto", "in_memory": in_memory, "estimate_bytes": 10, "available_bytes": available}
+        return {"task": "classification", "memory": plan, "splits": [{"split": "train", "images": 3}]}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _compare_resumed(report(True, 100), report(True, 200), tmp_path / "data.json")
+    with pytest.warns(UserWarning, match="started in memory but resumes streaming.*data.in_memory: true"):
+        _compare_resumed(report(True, 100), report(False, 20), tmp_path / "data.json")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.pool import AsyncResult
 from typing import Any, TypeVar
 
 import torch
@@ -74,7 +76,18 @@ def map_in_workers(
                 bar.update()
             return
         chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-        with multiprocessing.get_context().Pool(min(workers, len(chunks)), _start, (fn,)) as pool:
-            for results in pool.imap(_run_chunk, chunks):
-                yield from results
-                bar.update(len(results))
+        workers = min(workers, len(chunks))
+        with multiprocessing.get_context().Pool(workers, _start, (fn,)) as pool:
+            pending: deque[AsyncResult] = deque()
+            for chunk in chunks:  # at most 2 chunks a worker in flight: results never pile up in memory
+                pending.append(pool.apply_async(_run_chunk, (chunk,)))
+                if len(pending) >= 2 * workers:
+                    yield from _collect(pending.popleft(), bar)
+            while pending:
+                yield from _collect(pending.popleft(), bar)
+
+
+def _collect(task: AsyncResult, bar: tqdm) -> list[Any]:
+    results = task.get()
+    bar.update(len(results))
+    return results
