@@ -2,7 +2,8 @@
 
 Three measurements, each on generated ImageFolders (``benchmarks/make_folder.py``):
 
-- ``runs``: ``featdistill train benchmarks/configs/scale.yaml --set train.max_steps=1`` per folder and
+- ``runs``: ``featdistill train benchmarks/configs/scale.yaml --set train.max_steps=1`` (or with
+  ``--command data``, ``featdistill data``: the ingest alone, no model) per folder and
   ``data.in_memory`` setting, in a fresh process under ``/usr/bin/time -v``: seconds until the ingest report is
   printed (data ready: the step follows), seconds to the end of the 1-step run (step, evaluation of the 1,000
   test images, checkpoint), peak RSS of the run, and the report's memory line or the one-line error.
@@ -31,22 +32,23 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "benchmarks" / "configs" / "scale.yaml"
 
 
-def _run(root: str, setting: str, extra: list[str]) -> dict:
-    """One 1-step training run in a fresh process: timings, peak RSS, the memory line or the error."""
+def _run(root: str, setting: str, extra: list[str], command_name: str) -> dict:
+    """One 1-step training run (or ``featdistill data``: the data path alone) in a fresh process: timings,
+    peak RSS, the memory line or the error."""
+    steps = ["--set", "train.max_steps=1"] if command_name == "train" else []
     command = [
         "/usr/bin/time",
         "-v",
         sys.executable,
         "-m",
         "featdistill",
-        "train",
+        command_name,
         str(CONFIG),
         "--set",
         f"data.root={root}",
         "--set",
         f"data.in_memory={setting}",
-        "--set",
-        "train.max_steps=1",
+        *steps,
         *extra,
     ]
     start = time.perf_counter()
@@ -59,14 +61,17 @@ def _run(root: str, setting: str, extra: list[str]) -> dict:
     _, err = process.communicate()
     end = time.perf_counter() - start
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", err))
     errors = [line for line in err.splitlines() if line.startswith("featdistill: error")]
     return {
+        "command": command_name,
         "root": root,
         "setting": setting,
         "code": process.returncode,
         "ready_s": ready,
         "end_s": end,
         "peak_rss_gb": int(rss.group(1)) * 1024 / 1e9 if rss else None,
+        "cpu_s": cpu,  # user + system seconds of the run and its reaped children (less load-dependent)
         "memory_line": memory_line,
         "error": errors[0] if errors else "",
         "decode_bar": "decoding train:" in err and "img/s" in err,
@@ -76,7 +81,7 @@ def _run(root: str, setting: str, extra: list[str]) -> dict:
 def runs(args: argparse.Namespace) -> None:
     for repeat in range(args.repeats):
         for setting in args.settings:
-            result = _run(args.root, setting, args.set)
+            result = _run(args.root, setting, args.set, args.command)
             print(json.dumps({"repeat": repeat, **result}), flush=True)
 
 
@@ -147,6 +152,7 @@ def main() -> None:
     one.add_argument("root")
     one.add_argument("--settings", nargs="+", default=["auto", "true", "false"])
     one.add_argument("--repeats", type=int, default=1)
+    one.add_argument("--command", choices=["train", "data"], default="train")
     one.add_argument("--set", nargs="*", default=[], help="more --set items for featdistill train")
     two = sub.add_parser("stream")
     two.add_argument("root")

@@ -11,13 +11,14 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing.pool import AsyncResult
 from typing import Any, TypeVar
 
 import torch
 from tqdm import tqdm
 
-__all__ = ["default_workers", "map_in_workers"]
+__all__ = ["default_workers", "map_in_workers", "single_threaded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,6 +33,25 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch on one thread inside the block.
+
+    Decoding and copying one image are too small to split over threads: with several, OpenMP's threads spin
+    between them, and on a busy machine a 128 px JPEG then costs 4-7 ms of CPU instead of 0.3-0.5 ms
+    (measured: ``benchmarks/results/scale.md``).
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _start(fn: Callable[[Any], Any]) -> None:
@@ -69,7 +89,7 @@ def map_in_workers(
         leave=False,
         delay=1.0,  # quick decodes (small splits) print nothing
     )
-    with bar:
+    with bar, single_threaded():  # the serial decodes, and the copies of the workers' results
         if workers == 1 or len(items) < _SERIAL_BELOW:
             for item in items:
                 yield fn(item)

@@ -21,14 +21,14 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from ...card import center_crop_resize
 from ...engine import ResumableLoader
 from ..decode import BadImageError, decode_image, resize_pixels
 from ..holdout import split_holdout
 from ..ingest import SplitStats, check_not_constant, evenly_spaced, warn_alpha
-from ..parallel import map_in_workers
+from ..parallel import map_in_workers, single_threaded
 from .augment import crop_flip, crop_flip_params, normalize
 from .data import bad_file, channel_stats, decode_to_numpy, scan_imagefolder, select_balanced
 
@@ -113,6 +113,12 @@ class FolderSamples(Dataset):
 
     def seeded_item(self, index: int, generator: torch.Generator) -> tuple[Tensor, int]:
         """Sample ``index`` with its random augmentation drawn from ``generator`` only."""
+        if get_worker_info() is not None:  # DataLoader workers run torch on one thread already
+            return self._item(index, generator)
+        with single_threaded():  # data.workers: 0, between training steps
+            return self._item(index, generator)
+
+    def _item(self, index: int, generator: torch.Generator) -> tuple[Tensor, int]:
         for offset in range(len(self.samples)):
             path, label = self.samples[(index + offset) % len(self.samples)]
             try:
