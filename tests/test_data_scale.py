@@ -91,6 +91,9 @@ def test_cache_with_a_skipped_file_keeps_the_decoded_count(tmp_path: Path) -> No
         first = load_tensors("imagefolder", root, "train", **args)
     second = load_tensors("imagefolder", root, "train", **args)
     assert first[0].shape[0] == second[0].shape[0] == 6 and torch.equal(first[0], second[0])
+    with pytest.raises(ValueError, match="cannot decode image"):
+        load_tensors("imagefolder", root, "train", cache_dir=tmp_path / "other", progress=False)
+    assert not list((tmp_path / "other").glob("*"))  # no half-written cache file left behind
 
 
 def test_channel_stats_are_exact_and_independent_of_chunks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -347,27 +347,32 @@ def _load_imagefolder(
     results = map_in_workers(
         decode, [path for path, _ in selected], workers=workers, desc=f"decoding {split}", progress=progress
     )
-    for (path, label), (pixels, info) in zip(selected, results):
-        if isinstance(pixels, str):
-            bad_file(BadImageError(pixels), on_bad_file, stats, path)
-            continue
-        if images is None:  # the first decodable image fixes the shape: allocate every image's room once
-            shape = (len(selected), *pixels.shape)
-            if tmp is None:
-                images = torch.empty(shape, dtype=torch.from_numpy(pixels).dtype)
-            else:  # decoded straight into the cache file: a split larger than memory never is in memory
-                tmp.parent.mkdir(parents=True, exist_ok=True)
-                mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=pixels.dtype, shape=shape)
-                images = torch.from_numpy(mapped)
-        elif tuple(pixels.shape) != tuple(images.shape[1:]):
-            raise ValueError(
-                f"image {path} is {info[0]}x{info[1]} but earlier images are "
-                f"{images.shape[3]}x{images.shape[2]}; set data.image_size (image_size=) to resize them all"
-            )
-        images[len(labels)] = torch.from_numpy(pixels)
-        stats.saw(*info)
-        labels.append(label)
-        stats.classes[classes[label]] += 1
+    try:
+        for (path, label), (pixels, info) in zip(selected, results):
+            if isinstance(pixels, str):
+                bad_file(BadImageError(pixels), on_bad_file, stats, path)
+                continue
+            if images is None:  # the first decodable image fixes the shape: allocate every image's room once
+                shape = (len(selected), *pixels.shape)
+                if tmp is None:
+                    images = torch.empty(shape, dtype=torch.from_numpy(pixels).dtype)
+                else:  # decoded straight into the cache file: a split larger than memory never is in memory
+                    tmp.parent.mkdir(parents=True, exist_ok=True)
+                    mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=pixels.dtype, shape=shape)
+                    images = torch.from_numpy(mapped)
+            elif tuple(pixels.shape) != tuple(images.shape[1:]):
+                raise ValueError(
+                    f"image {path} is {info[0]}x{info[1]} but earlier images are "
+                    f"{images.shape[3]}x{images.shape[2]}; set data.image_size (image_size=) to resize them all"
+                )
+            images[len(labels)] = torch.from_numpy(pixels)
+            stats.saw(*info)
+            labels.append(label)
+            stats.classes[classes[label]] += 1
+    except BaseException:  # a bad file, an interrupt: no half-written cache file is left behind
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
     if images is None:
         raise ValueError(f"no decodable images in {folder}")
     images = images[: len(labels)]
