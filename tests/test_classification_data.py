@@ -239,11 +239,11 @@ def test_imagefolder_sizes_limit_and_cache(tmp_path: Path) -> None:
     assert images.shape == (4, 3, 3, 5) and labels.tolist() == [0, 0, 1, 2]
     cache = tmp_path / "cache"
     first = load_tensors("imagefolder", tmp_path / "data", "val", image_size=4, cache_dir=cache)
-    assert len(list(cache.glob("*.npz"))) == 1
+    assert len(list(cache.glob("*.npy"))) == 1
     second = load_tensors("imagefolder", tmp_path / "data", "val", image_size=4, cache_dir=cache)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1]) and first[2] == second[2]
     load_tensors("imagefolder", tmp_path / "data", "val", image_size=4, limit=3, cache_dir=cache)
-    assert len(list(cache.glob("*.npz"))) == 2
+    assert len(list(cache.glob("*.npy"))) == 2
 
 
 def test_missing_and_empty_folders(tmp_path: Path) -> None:

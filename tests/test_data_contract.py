@@ -96,12 +96,13 @@ def test_streaming_randomness_is_seeded_per_sample_without_manual_seed(tmp_path:
 
 def test_resized_crop_is_streaming_only(tmp_path: Path) -> None:
     root = _folder(tmp_path / "data", per_class=2)
-    task = ClassificationTask(parse_config(_config(root, tmp_path / "run", crop="resized", image_size=8)))
-    with pytest.raises(ValueError, match=r"data\.crop: resized needs data\.in_memory: false"):
-        task.build_loaders()
-    streaming = _config(root, tmp_path / "run", crop="resized", image_size=8, in_memory=False)
-    train, val = ClassificationTask(parse_config(streaming)).build_loaders()
-    assert next(iter(train))[0].shape == next(iter(val))[0].shape == (4, 3, 8, 8)
+    forced = _config(root, tmp_path / "run", crop="resized", image_size=8, in_memory=True)
+    with pytest.raises(ValueError, match=r"data\.crop: resized needs data\.in_memory: false or auto"):
+        ClassificationTask(parse_config(forced)).build_loaders()
+    for in_memory in (False, "auto"):  # auto streams resized crops
+        streaming = _config(root, tmp_path / "run", crop="resized", image_size=8, in_memory=in_memory)
+        train, val = ClassificationTask(parse_config(streaming)).build_loaders()
+        assert next(iter(train))[0].shape == next(iter(val))[0].shape == (4, 3, 8, 8)
 
 
 @pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "streaming"])
@@ -151,6 +152,9 @@ def test_report_is_printed_written_and_counts_skipped_files(tmp_path: Path, caps
     printed = capsys.readouterr().out
     assert "train: 25 images from" in printed and "skipped, unsupported extension: 1" in printed
     written = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert "in memory (data.in_memory: auto): 0.00 GB decoded" in printed
+    for plan in (written.pop("memory"), report.pop("memory")):  # the memory available varies between runs
+        assert plan["in_memory"] and plan["estimate_bytes"] == (25 + 24) * 3 * SIZE * SIZE  # train + val
     assert written == report
 
 

@@ -49,7 +49,9 @@ class DataConfig:
     batch_size: int = 128  # training images per step and process
     eval_batch_size: int | None = None  # evaluation batch size (null = batch_size)
     workers: int = 0  # DataLoader worker processes
-    in_memory: bool = True  # decode once into tensors and augment whole batches (CPU-fast path)
+    in_memory: bool | Literal["auto"] = (
+        "auto"  # decode once into memory (fast); auto: when it fits, else stream
+    )
     augment: bool | dict[str, bool] = (
         True  # training augmentation: true, false or per transform (classification {crop, flip}, segmentation {scale, crop, flip}, detection {flip, scale})
     )

@@ -17,6 +17,8 @@ from typing import Any, TextIO
 
 import torch
 
+from .memory import MemoryPlan, memory_line
+
 __all__ = [
     "FIRST_NAMES",
     "HIDDEN",
@@ -88,12 +90,16 @@ class ReportsData:
 
     name: str
     data_stats: dict[str, SplitStats]  # split -> what was read, reset by each build_loaders()
+    memory_plan: MemoryPlan | None = None  # what data.in_memory chose (tasks that decode in memory)
 
     def data_report(self) -> dict[str, Any]:
         """The ingest report of the train and validation splits (reads them if not loaded yet)."""
         if not self.data_stats:
             self.build_loaders()  # type: ignore[attr-defined]  # every task has one
-        return {"task": self.name, "splits": [stats.to_dict() for stats in self.data_stats.values()]}
+        report: dict[str, Any] = {"task": self.name}
+        if self.memory_plan is not None:
+            report["memory"] = self.memory_plan.to_dict()
+        return report | {"splits": [stats.to_dict() for stats in self.data_stats.values()]}
 
 
 def evenly_spaced(n: int, k: int) -> list[int]:
@@ -145,6 +151,8 @@ def _pixel_line(split: dict[str, Any]) -> str:
 def format_report(report: dict[str, Any]) -> str:
     """Human-readable lines of a ``data_report()`` dict."""
     lines = [f"data ({report['task']}):"]
+    if "memory" in report:
+        lines.append(memory_line(report["memory"]))
     for split in report["splits"]:
         inspected = split["inspected"]
         sample = "" if inspected == split["images"] else f" (sizes/formats from {inspected} sampled images)"
@@ -178,10 +186,38 @@ def format_report(report: dict[str, Any]) -> str:
                 more = ", ..." if entry["count"] > len(entry["first"]) else ""
                 names = f" ({', '.join(map(str, entry['first']))}{more})" if entry["count"] else ""
                 lines.append(f"    images {what}: {entry['count']}{names}")
+        if "memory" in split:
+            lines.append("  " + memory_line(split["memory"]))
     return "\n".join(lines)
 
 
 DATA_JSON = "data.json"
+
+
+def _without_memory(report: dict[str, Any]) -> dict[str, Any]:
+    """A report without its memory plans (the memory available differs from run to run)."""
+    splits = [{k: v for k, v in split.items() if k != "memory"} for split in report.get("splits", [])]
+    return {k: v for k, v in report.items() if k != "memory"} | {"splits": splits}
+
+
+def _compare_resumed(before: dict[str, Any], now: dict[str, Any], path: Path) -> None:
+    """Warn when a resumed run reads other data, or (data.in_memory: auto) takes the other data path."""
+    was, is_ = before.get("memory"), now.get("memory")
+    if _without_memory(before) != _without_memory(now):
+        warnings.warn(
+            f"the data read now differ from {path}, written when this run started (files added, "
+            "removed or changed?); the resumed run trains on the data read now",
+            stacklevel=3,
+        )
+    if was is not None and is_ is not None and was["in_memory"] != is_["in_memory"]:
+        paths = {True: "in memory", False: "streaming"}
+        warnings.warn(
+            f"this run started {paths[was['in_memory']]} but resumes {paths[is_['in_memory']]} "
+            f"(data.in_memory: {is_['setting']}, memory available now); the batches of the rest of the run "
+            f"differ from an uninterrupted run's: set data.in_memory: {str(was['in_memory']).lower()} to resume "
+            "it exactly",
+            stacklevel=3,
+        )
 
 
 def announce_data(
@@ -203,12 +239,7 @@ def announce_data(
         path = Path(out_dir) / DATA_JSON
         text = json.dumps(report, indent=1) + "\n"
         if resuming and path.is_file():
-            if path.read_text() != text:
-                warnings.warn(
-                    f"the data read now differ from {path}, written when this run started (files added, "
-                    "removed or changed?); the resumed run trains on the data read now",
-                    stacklevel=2,
-                )
+            _compare_resumed(json.loads(path.read_text()), report, path)
         else:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             write_text_atomic(text, path)

@@ -10,6 +10,7 @@ same images the same way (decoding rules: :mod:`featdistill.tasks.decode`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -35,6 +36,7 @@ from ..decode import (
     resize_pixels,
 )
 from ..ingest import HIDDEN, OUTSIDE_CLASSES, UNDECODABLE_SKIPPED, UNSUPPORTED, SplitStats, warn_alpha
+from ..parallel import map_in_workers
 from .augment import crop_flip, crop_flip_params, normalize
 
 __all__ = [
@@ -42,7 +44,9 @@ __all__ = [
     "NORMALIZATION",
     "TensorBatchLoader",
     "channel_stats",
+    "decode_to_numpy",
     "image_size_of",
+    "imagefolder_plan",
     "load_tensors",
     "scan_imagefolder",
     "select_balanced",
@@ -69,6 +73,7 @@ _CACHE_VERSION = 2  # bump when decoding changes, so older cached arrays are not
 _TORCHVISION_SIZES = {"cifar10": (32, 32), "cifar100": (32, 32), "mnist": (28, 28), "fashionmnist": (28, 28)}
 
 Size = int | tuple[int, int]
+_STATS_CHUNK_VALUES = 1 << 22  # values per chunk of channel_stats (an int64 copy of 32 MB)
 
 
 def load_tensors(
@@ -83,8 +88,13 @@ def load_tensors(
     download: bool = False,
     bits: int = 8,
     stats: SplitStats | None = None,
+    workers: int | None = None,
+    progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode a whole dataset split into memory.
+
+    An ImageFolder is decoded by ``workers`` processes (None: one per core), behind a progress bar, into
+    one tensor allocated once (no list of images stacked afterwards): the result costs its pixels.
 
     Args:
         name: ``imagefolder`` (``root/<split>/<class>/<image>``, every format Pillow reads, decoded by
@@ -98,11 +108,16 @@ def load_tensors(
             the first ``limit % num_classes`` classes, so small runs still see every class.
         on_bad_file: for an undecodable ImageFolder file, ``raise`` a ValueError naming it, or ``skip``
             it with a warning.
-        cache_dir: ImageFolder only: store the decoded arrays as ``.npz`` here, keyed by the arguments
-            and the folder's file count and newest mtime, so the next call only reads one array file.
+        cache_dir: ImageFolder only: decode into a ``.npy`` file here (with a ``.json`` sidecar of labels,
+            classes and report), keyed by the arguments and the folder's file count and newest mtime; the
+            next call memory-maps it (seconds, whatever the size), and a split larger than memory is
+            served from the page cache.
         download: let torchvision download the torchvision datasets (off by default).
         bits: ImageFolder only: 8 (``uint8``) or 16 (``uint16``, keeps every level of 16-bit images).
         stats: filled with what was read and skipped (for the ingest report).
+        workers: ImageFolder only: decoding processes (None: one per core; 1: this process alone; the
+            pixels are the same either way).
+        progress: ImageFolder only: show a progress bar (images/s, time left) while decoding.
 
     Returns:
         ``(images uint8/uint16 [N, C, H, W], labels int64 [N], class names)``.
@@ -115,7 +130,9 @@ def load_tensors(
     stats = stats if stats is not None else SplitStats(split, str(Path(root) / split))
     key = name.lower()
     if key == "imagefolder":
-        return _load_imagefolder(Path(root), split, size, limit, on_bad_file, cache_dir, bits, stats)
+        return _load_imagefolder(
+            Path(root), split, size, limit, on_bad_file, cache_dir, bits, stats, workers, progress
+        )
     if key in _TORCHVISION:
         return _load_torchvision(key, Path(root), split, size, limit, download, stats)
     raise _unknown_dataset(name)
@@ -171,6 +188,27 @@ def _class_names(folder: Path) -> list[str]:
     return classes
 
 
+def _walk_files(folder: Path) -> list[tuple[str, ...]]:
+    """Relative parts of every file under ``folder`` (symlinked files followed, symlinked folders not), in
+    the order of ``sorted(folder.rglob("*"))``.
+
+    ``os.scandir`` reads each folder once and knows from the directory entry whether it is a file, so a
+    200,000-file tree is listed in seconds instead of one ``stat`` per path.
+    """
+    found: list[tuple[str, ...]] = []
+    pending: list[tuple[Path, tuple[str, ...]]] = [(folder, ())]
+    while pending:
+        path, parts = pending.pop()
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((Path(entry.path), (*parts, entry.name)))
+                elif entry.is_file():
+                    found.append((*parts, entry.name))
+    found.sort()
+    return found
+
+
 def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[list[str], list[list[Path]]]:
     """Class names and each class's image files (sorted) of ``folder/<class>/...``.
 
@@ -185,13 +223,11 @@ def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[lis
     files = []
     for cls in classes:
         found = []
-        for path in sorted((folder / cls).rglob("*")):
-            if not path.is_file():
-                continue
-            parts = path.relative_to(folder / cls).parts
+        for parts in _walk_files(folder / cls):
+            path = folder.joinpath(cls, *parts)
             if any(is_hidden_or_system(Path(part)) for part in parts):
                 reason = HIDDEN
-            elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+            elif Path(parts[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
                 reason = UNSUPPORTED
             else:
                 found.append(path)
@@ -226,6 +262,62 @@ def bad_file(err: BadImageError, on_bad_file: str, stats: SplitStats | None, pat
         stats.skip(UNDECODABLE_SKIPPED, path)
 
 
+def imagefolder_plan(
+    root: str | Path,
+    split: str,
+    *,
+    image_size: Size | None = None,
+    limit: int | None = None,
+    bits: int = 8,
+) -> tuple[int, int]:
+    """``(images, decoded bytes per image)`` that ``load_tensors`` would hold for an ImageFolder split.
+
+    Lists the files and reads the size from the first image's header (nothing is decoded), so
+    ``data.in_memory: auto`` can decide before any decoding.
+    """
+    _, files = scan_imagefolder(Path(root) / split)
+    count = len(select_balanced(files, limit))
+    size = as_size(image_size)
+    if size is None:
+        with Image.open(files[0][0]) as image:
+            width, height = image.size
+        size = (height, width)
+    return count, 3 * size[0] * size[1] * bits // 8
+
+
+def cache_path(
+    root: Path,
+    split: str,
+    size: tuple[int, int] | None,
+    limit: int | None,
+    on_bad_file: str,
+    bits: int,
+    cache_dir: str | Path,
+    files: list[list[Path]],
+) -> Path:
+    """The decode cache's ``.npy`` of these arguments; its ``.json`` sidecar (same stem) holds the rest."""
+    folder = root / split
+    all_files = [f for per_class in files for f in per_class]
+    fingerprint = [len(all_files), max(f.stat().st_mtime_ns for f in all_files)]
+    spec = [str(folder.resolve()), size, limit, on_bad_file, fingerprint, bits, _CACHE_VERSION]
+    digest = hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"imagefolder-{split}-{digest}.npy"
+
+
+def decode_to_numpy(path: Path, bits: int, size: tuple[int, int] | None) -> tuple[np.ndarray | str, tuple]:
+    """One file decoded (and resized to ``size``) in a worker process: ``(pixels, (width, height, mode,
+    alpha) as stored)``, or ``(error message, ())`` for an undecodable file."""
+    try:
+        decoded = decode_image(path, bits)
+    except BadImageError as err:
+        return str(err), ()
+    image = decoded.pixels
+    info = (image.shape[2], image.shape[1], decoded.mode, decoded.alpha)
+    if size is not None:
+        image = resize_pixels(image, size)
+    return image.numpy(), info
+
+
 def _load_imagefolder(
     root: Path,
     split: str,
@@ -235,63 +327,77 @@ def _load_imagefolder(
     cache_dir: str | Path | None,
     bits: int,
     stats: SplitStats,
+    workers: int | None = None,
+    progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     folder = root / split
     classes, files = scan_imagefolder(folder, stats)
-    cache_path = None
+    cached = None
     if cache_dir is not None:
-        all_files = [f for per_class in files for f in per_class]
-        fingerprint = [len(all_files), max(f.stat().st_mtime_ns for f in all_files)]
-        spec = [str(folder.resolve()), size, limit, on_bad_file, fingerprint, bits, _CACHE_VERSION]
-        digest = hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:16]
-        cache_path = Path(cache_dir) / f"imagefolder-{split}-{digest}.npz"
-        if cache_path.is_file():
-            with np.load(cache_path, allow_pickle=False) as cached:
-                _restore_stats(stats, json.loads(str(cached["stats"])))
-                warn_alpha(stats)
-                return (
-                    torch.from_numpy(cached["images"]),
-                    torch.from_numpy(cached["labels"]),
-                    [str(c) for c in cached["classes"]],
+        cached = cache_path(root, split, size, limit, on_bad_file, bits, cache_dir, files)
+        sidecar = cached.with_suffix(".json")
+        if cached.is_file() and sidecar.is_file():
+            meta = json.loads(sidecar.read_text())
+            _restore_stats(stats, meta["stats"])
+            warn_alpha(stats)
+            images = torch.from_numpy(np.load(cached, mmap_mode="c"))[: meta["count"]]
+            return images, torch.tensor(meta["labels"], dtype=torch.int64), meta["classes"]
+    selected = select_balanced(files, limit)
+    decode = functools.partial(decode_to_numpy, bits=bits, size=size)
+    images: torch.Tensor | None = None
+    mapped: np.memmap | None = None  # the cache file being written, when there is a cache
+    tmp = None if cached is None else cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npy")
+    labels = []
+    results = map_in_workers(
+        decode, [path for path, _ in selected], workers=workers, desc=f"decoding {split}", progress=progress
+    )
+    try:
+        for (path, label), (pixels, info) in zip(selected, results):
+            if isinstance(pixels, str):
+                bad_file(BadImageError(pixels), on_bad_file, stats, path)
+                continue
+            if images is None:  # the first decodable image fixes the shape: allocate every image's room once
+                shape = (len(selected), *pixels.shape)
+                if tmp is None:
+                    images = torch.empty(shape, dtype=torch.from_numpy(pixels).dtype)
+                else:  # decoded straight into the cache file: a split larger than memory never is in memory
+                    tmp.parent.mkdir(parents=True, exist_ok=True)
+                    mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=pixels.dtype, shape=shape)
+                    images = torch.from_numpy(mapped)
+            elif tuple(pixels.shape) != tuple(images.shape[1:]):
+                raise ValueError(
+                    f"image {path} is {info[0]}x{info[1]} but earlier images are "
+                    f"{images.shape[3]}x{images.shape[2]}; set data.image_size (image_size=) to resize them all"
                 )
-    pixels, labels = [], []
-    for path, label in select_balanced(files, limit):
-        try:
-            decoded = decode_image(path, bits)
-        except BadImageError as err:
-            bad_file(err, on_bad_file, stats, path)
-            continue
-        image = decoded.pixels
-        stats.saw(image.shape[2], image.shape[1], decoded.mode, decoded.alpha)
-        if size is not None:
-            image = resize_pixels(image, size)
-        elif pixels and image.shape != pixels[0].shape:
-            raise ValueError(
-                f"image {path} is {image.shape[2]}x{image.shape[1]} but earlier images are "
-                f"{pixels[0].shape[2]}x{pixels[0].shape[1]}; set data.image_size (image_size=) to resize them all"
-            )
-        pixels.append(image)
-        labels.append(label)
-        stats.classes[classes[label]] += 1
-    if not pixels:
+            images[len(labels)] = torch.from_numpy(pixels)
+            stats.saw(*info)
+            labels.append(label)
+            stats.classes[classes[label]] += 1
+    except BaseException:  # a bad file, an interrupt: no half-written cache file is left behind
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+    if images is None:
         raise ValueError(f"no decodable images in {folder}")
-    stats.images = len(pixels)
+    images = images[: len(labels)]
+    stats.images = len(labels)
     warn_alpha(stats)
-    images = torch.stack(pixels)
-    label_tensor = torch.tensor(labels, dtype=torch.int64)
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_name(f"{cache_path.stem}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                images=images.numpy(),
-                labels=label_tensor.numpy(),
-                classes=np.asarray(classes, dtype=str),
-                stats=np.asarray(json.dumps(stats.to_dict() | {"skipped_all": stats.skipped})),
-            )
-        os.replace(tmp, cache_path)
-    return images, label_tensor, classes
+    if mapped is not None and cached is not None and tmp is not None:
+        mapped.flush()
+        del mapped, images
+        os.replace(tmp, cached)
+        meta = {
+            "count": len(labels),
+            "labels": labels,
+            "classes": classes,
+            "stats": stats.to_dict() | {"skipped_all": stats.skipped},
+        }
+        sidecar = cached.with_suffix(".json")
+        tmp_json = sidecar.with_name(f"{sidecar.stem}.{os.getpid()}.tmp")
+        tmp_json.write_text(json.dumps(meta))
+        os.replace(tmp_json, sidecar)  # written last: a cache without its sidecar is never read
+        images = torch.from_numpy(np.load(cached, mmap_mode="c"))[: len(labels)]
+    return images, torch.tensor(labels, dtype=torch.int64), classes
 
 
 def _restore_stats(stats: SplitStats, saved: dict) -> None:
@@ -352,21 +458,28 @@ def channel_stats(images: torch.Tensor | Sequence[torch.Tensor]) -> tuple[list[f
     sample). A channel that never changes (a constant dataset, a blank channel) would have std 0 and turn
     every normalised pixel into NaN; its std is floored at one storage level (1/255 or 1/65535), which leaves
     every real dataset's statistics unchanged and maps a constant channel to 0.
+
+    Sums are exact integers, taken over chunks of about :data:`_STATS_CHUNK_VALUES` values (an int64 copy of
+    a few MB, never a float copy of the set), so the result does not depend on the chunking.
     """
-    # float64 statistics without a float copy of the whole set: chunks of a tensor, or one image at a time
-    chunks = images.split(4096) if isinstance(images, torch.Tensor) else [image[None] for image in images]
-    floor = 1.0 / max_level(chunks[0].dtype)
-    sums = torch.zeros(chunks[0].shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(sums)
+    if isinstance(images, torch.Tensor):
+        per_image = max(1, images[0].numel())
+        chunks: Sequence[torch.Tensor] = images.split(max(1, _STATS_CHUNK_VALUES // per_image))
+    else:
+        chunks = [image[None] for image in images]
+    level = max_level(chunks[0].dtype)
+    sums = [0] * chunks[0].shape[1]
+    squares = [0] * chunks[0].shape[1]
     count = 0
     for chunk in chunks:
-        values = chunk.to(torch.float64).mul_(floor)
-        sums += values.sum(dim=(0, 2, 3))
-        squares += values.square_().sum(dim=(0, 2, 3))
+        values = chunk.to(torch.int64)
+        sums = [a + b for a, b in zip(sums, values.sum(dim=(0, 2, 3)).tolist())]
+        squares = [a + b for a, b in zip(squares, values.square_().sum(dim=(0, 2, 3)).tolist())]
         count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
-    mean = sums / count
-    var = (squares - count * mean.square()).clamp_(min=0) / max(count - 1, 1)
-    return mean.tolist(), var.sqrt().clamp_(min=floor).tolist()
+    mean = [s / (count * level) for s in sums]
+    # variance from exact integers: (n * sum(x^2) - sum(x)^2) / (n (n - 1)), then in 0..1 units
+    var = [(count * q - s * s) / (count * max(count - 1, 1) * level * level) for s, q in zip(sums, squares)]
+    return mean, [max(math.sqrt(max(v, 0.0)), 1.0 / level) for v in var]
 
 
 class TensorBatchLoader:

@@ -9,7 +9,7 @@ from ...config import ConfigError
 
 @dataclass
 class DataOptions:
-    """Classification dataset options: crop padding, fixed normalisation, a decode cache."""
+    """Classification dataset options: crop padding, fixed normalisation, a decode cache, decoders."""
 
     pad: int | None = None  # zero padding of the random crop, pixels (null = image width // 8)
     mean: list[float] | None = (
@@ -17,11 +17,14 @@ class DataOptions:
     )
     std: list[float] | None = None  # per-channel normalisation std, with mean
     cache_dir: str | None = None  # folder caching decoded in-memory ImageFolder splits (null = no cache)
+    decode_workers: int | None = None  # processes decoding an in-memory split (null = one per core)
 
     def __post_init__(self) -> None:
         if (self.mean is None) != (self.std is None):
             given = "mean" if self.mean is not None else "std"
             raise ConfigError(f"data.options.{given} is set alone; set data.options.mean and std together")
+        if self.decode_workers is not None and self.decode_workers < 1:
+            raise ConfigError(f"data.options.decode_workers must be 1 or more, got {self.decode_workers}")
         if self.pad is not None and self.pad < 0:
             raise ConfigError(f"data.options.pad must be 0 or more pixels, got {self.pad}")
 

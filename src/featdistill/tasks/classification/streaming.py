@@ -13,6 +13,7 @@ seeds from ``(seed, epoch, index)``: deterministic, resumable, and no global ``t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,15 +21,16 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from ...card import center_crop_resize
 from ...engine import ResumableLoader
 from ..decode import BadImageError, decode_image, resize_pixels
 from ..holdout import split_holdout
 from ..ingest import SplitStats, check_not_constant, evenly_spaced, warn_alpha
+from ..parallel import map_in_workers, single_threaded
 from .augment import crop_flip, crop_flip_params, normalize
-from .data import bad_file, channel_stats, scan_imagefolder, select_balanced
+from .data import bad_file, channel_stats, decode_to_numpy, scan_imagefolder, select_balanced
 from .options import Augment
 
 __all__ = ["FolderSamples", "inspect_samples", "resized_crop_box", "streaming_loader"]
@@ -114,6 +116,12 @@ class FolderSamples(Dataset):
 
     def seeded_item(self, index: int, generator: torch.Generator) -> tuple[Tensor, int]:
         """Sample ``index`` with its random augmentation drawn from ``generator`` only."""
+        if get_worker_info() is not None:  # DataLoader workers run torch on one thread already
+            return self._item(index, generator)
+        with single_threaded():  # data.workers: 0, between training steps
+            return self._item(index, generator)
+
+    def _item(self, index: int, generator: torch.Generator) -> tuple[Tensor, int]:
         for offset in range(len(self.samples)):
             path, label = self.samples[(index + offset) % len(self.samples)]
             try:
@@ -157,17 +165,17 @@ class FolderSamples(Dataset):
 def inspect_samples(
     samples: Sequence[tuple[Path, int]], bits: int, on_bad_file: str, stats: SplitStats
 ) -> list[Tensor]:
-    """Decode up to :data:`INSPECT` evenly spaced samples; record sizes and formats in ``stats``."""
+    """Decode up to :data:`INSPECT` evenly spaced samples, one process per core; record sizes and formats
+    in ``stats``."""
+    paths = [samples[i][0] for i in evenly_spaced(len(samples), INSPECT)]
+    decode = functools.partial(decode_to_numpy, bits=bits, size=None)
     pixels = []
-    for i in evenly_spaced(len(samples), INSPECT):
-        path = samples[i][0]
-        try:
-            decoded = decode_image(path, bits)
-        except BadImageError as err:
-            bad_file(err, on_bad_file, stats, path)
+    for path, (decoded, info) in zip(paths, map_in_workers(decode, paths, progress=False)):
+        if isinstance(decoded, str):
+            bad_file(BadImageError(decoded), on_bad_file, stats, path)
             continue
-        stats.saw(decoded.pixels.shape[2], decoded.pixels.shape[1], decoded.mode, decoded.alpha)
-        pixels.append(decoded.pixels)
+        stats.saw(*info)
+        pixels.append(torch.from_numpy(decoded))
     stats.inspected = len(pixels)
     warn_alpha(stats)
     return pixels

@@ -1,7 +1,8 @@
 """The classification plug-in: builds classifiers and loaders, gives cross-entropy, top-1/top-5.
 
-Data (``task: classification``): ``data.in_memory`` (default) decodes a split once and augments whole
-batches; ``false`` streams ImageFolder files through DataLoader workers. Both read the same files
+Data (``task: classification``): ``data.in_memory: auto`` (default) decodes the splits once and augments
+whole batches when they fit in memory (:mod:`featdistill.tasks.memory`), and otherwise streams ImageFolder
+files through DataLoader workers; ``true`` / ``false`` force one path. Both read the same files
 (``limit``/``val_limit``: class-balanced first images), decode them alike (``data.bits``), keep the native
 size unless ``image_size`` is set, and with ``data.crop: pad`` augment alike (zero-padded random crop by
 ``data.options.pad``, default ``image_size // 8``, and flip; ``data.augment: {crop: .., flip: ..}`` switches
@@ -25,13 +26,24 @@ from torch import nn
 
 from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
-from ...engine.distributed import sum_across_ranks
+from ...engine.distributed import is_main, sum_across_ranks
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats, check_not_constant
+from ..memory import MemoryPlan, plan_memory
 from ..options import augment_options, data_options
-from .data import TensorBatchLoader, _class_names, channel_stats, image_size_of, load_tensors
+from .data import (
+    TensorBatchLoader,
+    _class_names,
+    as_size,
+    cache_path,
+    channel_stats,
+    image_size_of,
+    imagefolder_plan,
+    load_tensors,
+    scan_imagefolder,
+)
 from .models import build_classifier, list_classifiers
 from .prediction import ClassificationPrediction
 from .streaming import EVAL_CROP_FRACTION, streaming_loader
@@ -172,11 +184,46 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
                 cache_dir=self.options.cache_dir,
                 bits=d.bits,
                 stats=stats,
+                workers=self.options.decode_workers,
+                progress=self.cfg.output.progress and is_main(),
             )
             if split == d.train_split:
                 self.classes = list(classes)
         check_not_constant(images, split, stats.root)
         return images, labels
+
+    def _plan_memory(self, splits: list[tuple[str, int | None]]) -> MemoryPlan:
+        """Apply ``data.in_memory`` to the decoded size of ``splits`` (``(split, limit)``), before decoding."""
+        d = self.cfg.data
+        if d.name != "imagefolder":
+            what = "generated" if d.name == "synthetic" else "a torchvision dataset, small and of one size"
+            plan = plan_memory(d.in_memory, None, streamable=False, reason=f"{d.name} is {what}")
+        elif d.in_memory == "auto" and d.crop == "resized":
+            plan = plan_memory(False, None, reason="data.crop: resized streams")
+            plan.setting = d.in_memory
+        else:
+            estimate, cached = 0, self.options.cache_dir is not None
+            for split, limit in splits:
+                if not (Path(d.root) / split).is_dir():  # loading it names the problem, in its turn
+                    continue
+                count, per_image = imagefolder_plan(
+                    d.root, split, image_size=d.image_size, limit=limit, bits=d.bits
+                )
+                estimate += count * per_image
+                cached = cached and self._cached(split, limit)
+            plan = plan_memory(d.in_memory, estimate, cache_dir=self.options.cache_dir, cached=cached)
+        self.memory_plan = plan
+        return plan
+
+    def _cached(self, split: str, limit: int | None) -> bool:
+        """Whether ``data.options.cache_dir`` holds this split decoded already."""
+        d = self.cfg.data
+        _, files = scan_imagefolder(Path(d.root) / split)
+        size = as_size(d.image_size)
+        path = cache_path(
+            Path(d.root), split, size, limit, d.on_bad_file, d.bits, self.options.cache_dir, files
+        )
+        return path.is_file() and path.with_suffix(".json").is_file()
 
     def _normalization(self, images: torch.Tensor | None) -> tuple[list[float] | None, list[float] | None]:
         """The card's (after :meth:`apply_card`), ``data.options.mean``/``std`` if given, else the training
@@ -325,11 +372,12 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         check_evaluate_on(evaluate_on, d.holdout)
         eval_bs = d.eval_batch_size or d.batch_size
         self.data_stats = {}
-        if not d.in_memory:
+        splits = [(d.train_split, d.limit)] + ([(d.val_split, d.val_limit)] if evaluate_on == "val" else [])
+        if not self._plan_memory(splits).in_memory:
             return self._streaming_loaders(rank, world_size, evaluate_on)
         if d.crop != "pad":
             raise ValueError(
-                f"data.crop: {d.crop} needs data.in_memory: false; in-memory batches use pad crops (crop: pad)"
+                f"data.crop: {d.crop} needs data.in_memory: false or auto; in-memory batches use pad crops (crop: pad)"
             )
         train_x, train_y = self._load(d.train_split, d.limit, seed=1000 * (seed // 1000))
         self._check_labels(train_y, d.train_split)
@@ -389,7 +437,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         if mean is None or std is None:
             return self.build_loaders()[1]
         self.data_stats = {}
-        if not d.in_memory:
+        if not self._plan_memory([(d.val_split, d.val_limit)]).in_memory:
             val = streaming_loader(
                 d.root,
                 d.val_split,

@@ -3,12 +3,14 @@ ADE20K (ADEChallengeData2016) and ``masks``: image and mask files in parallel fo
 
 Items are ``(image, label)``: ``image`` float ``[3, H, W]`` in [0, 1] (before the optional joint
 transform from :mod:`.augment`), ``label`` int64 ``[H, W]`` with train ids and 255 for ignored pixels.
-``in_memory=True`` decodes every PNG once at construction so that CPU training is not bound by PNG
-decoding (CamVid's 367 training images take about 50 MB).
+``in_memory=True`` decodes every PNG once at construction, in worker processes behind a progress bar, so
+that CPU training is not bound by PNG decoding (CamVid's 367 training images take about 50 MB); ``auto``
+does so when the split fits in memory (:mod:`featdistill.tasks.memory`) and reads the files otherwise.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +25,8 @@ from torch.utils.data import Dataset
 from ...suggest import did_you_mean
 from ..decode import IMAGE_EXTENSIONS, decode_or_fail, is_hidden_or_system
 from ..ingest import HIDDEN, UNSUPPORTED, SplitStats, evenly_spaced
+from ..memory import plan_memory
+from ..parallel import map_in_workers
 
 __all__ = [
     "ADE20K",
@@ -151,12 +155,10 @@ def _lookup_table(mapping: dict[int, int]) -> Tensor:
     return lut
 
 
-def _read_rgb(path: Path, stats: SplitStats | None = None) -> Tensor:
-    """Decode an image to a uint8 ``[3, H, W]`` tensor (:func:`~featdistill.tasks.decode.decode_or_fail`)."""
-    decoded = decode_or_fail(path)
-    if stats is not None:
-        stats.saw(decoded.pixels.shape[2], decoded.pixels.shape[1], decoded.mode, decoded.alpha)
-    return decoded.pixels
+def _decode_numpy(dataset: SegmentationFolder, index: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """:meth:`SegmentationFolder.read` as NumPy arrays (cheap to send back from a worker process)."""
+    image, label, info = dataset.read(index)
+    return image.numpy(), label.numpy(), info
 
 
 class BadMask(ValueError):
@@ -211,11 +213,13 @@ class SegmentationFolder(Dataset):
         classes: Sequence[str],
         transform: Transform | None = None,
         *,
-        in_memory: bool = False,
+        in_memory: bool | str = False,
         void: Sequence[int] = (IGNORE_INDEX,),
         stats: SplitStats | None = None,
         colours: dict[tuple[int, int, int], int] | None = None,
         on_bad_file: str = "raise",
+        workers: int | None = None,
+        progress: bool = False,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} label files")
@@ -235,17 +239,30 @@ class SegmentationFolder(Dataset):
             self._leave_out_bad_masks(stats)
         if stats is not None:
             stats.images = len(self.images)
+        if in_memory is not False:
+            with Image.open(self.images[0]) as first:
+                width, height = first.size
+            plan = plan_memory(in_memory, 4 * width * height * len(self.images))  # RGB + label bytes
+            if stats is not None:
+                stats.extra["memory"] = plan.to_dict()
+            in_memory = plan.in_memory
+        self._cache: list[tuple[Tensor, Tensor]] | None = None
         if in_memory:
-            self._cache = [self._decode(i, stats) for i in range(len(self.images))]
+            decode = functools.partial(_decode_numpy, self)
+            self._cache = []
+            for image, label, info in map_in_workers(
+                decode, range(len(self.images)), workers=workers, desc="decoding", progress=progress
+            ):
+                self._cache.append((torch.from_numpy(image), torch.from_numpy(label)))
+                self._record(stats, label, info)
             if stats is not None:
                 stats.inspected = len(self.images)
-        else:
-            self._cache = None
-            if stats is not None:  # decode an evenly spaced sample for the report and the label check
-                picks = evenly_spaced(len(self.images), INSPECT)
-                for i in picks:
-                    self._decode(i, stats)
-                stats.inspected = len(picks)
+        elif stats is not None:  # decode an evenly spaced sample for the report and the label check
+            picks = evenly_spaced(len(self.images), INSPECT)
+            for i in picks:
+                image, label, info = self.read(i)
+                self._record(stats, label, info)
+            stats.inspected = len(picks)
 
     def _leave_out_bad_masks(self, stats: SplitStats | None) -> None:
         """Check every pair (its mask decoded, its image's size read) and leave out those with a bad mask."""
@@ -280,14 +297,21 @@ class SegmentationFolder(Dataset):
                 f"list (classes.json, model.num_classes, data.options.ignore_index), {SKIP_HINT}"
             )
 
-    def _decode(self, index: int, stats: SplitStats | None = None) -> tuple[Tensor, Tensor]:
-        image = _read_rgb(self.images[index], stats)
+    def _record(self, stats: SplitStats | None, label: Tensor | np.ndarray, info: tuple) -> None:
+        """Add one decoded pair's stored size, pixel format and label pixels to the report."""
+        if stats is not None:
+            stats.saw(*info)
+            self._count_pixels(torch.as_tensor(label), stats)
+
+    def read(self, index: int) -> tuple[Tensor, Tensor, tuple]:
+        """Pair ``index`` decoded: ``(image uint8 [3, H, W], train ids uint8 [H, W], (width, height, mode,
+        alpha) of the image as stored)``; a bad mask names its file (:class:`BadMask`)."""
+        decoded = decode_or_fail(self.images[index])
+        image = decoded.pixels
         raw = self._ids(self.labels[index])
         self._check(self.labels[index], raw, tuple(image.shape[1:]))
-        label = self._lut[raw.long()]
-        if stats is not None:
-            self._count_pixels(label, stats)
-        return image, label
+        info = (image.shape[2], image.shape[1], decoded.mode, decoded.alpha)
+        return image, self._lut[raw.long()], info
 
     def _count_pixels(self, label: Tensor, stats: SplitStats) -> None:
         """Add one label map's pixels per class (and ignored pixels) to the report."""
@@ -302,7 +326,7 @@ class SegmentationFolder(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image, label = self._cache[index] if self._cache is not None else self._decode(index)
+        image, label = self._cache[index] if self._cache is not None else self.read(index)[:2]
         image_f, label_l = image.float().div_(255), label.long()
         if self.transform is not None:
             image_f, label_l = self.transform(image_f, label_l)
@@ -375,9 +399,11 @@ class CamVid(SegmentationFolder):
         split: str = "train",
         transform: Transform | None = None,
         *,
-        in_memory: bool = False,
+        in_memory: bool | str = False,
         stats: SplitStats | None = None,
         on_bad_file: str = "raise",
+        workers: int | None = None,
+        progress: bool = False,
     ) -> None:
         root = Path(root)
         label_dir = root / f"{split}annot"
@@ -407,6 +433,8 @@ class CamVid(SegmentationFolder):
             void=(void, IGNORE_INDEX),
             stats=stats,
             on_bad_file=on_bad_file,
+            workers=workers,
+            progress=progress,
         )
 
 
@@ -428,9 +456,11 @@ class Cityscapes(SegmentationFolder):
         split: str = "train",
         transform: Transform | None = None,
         *,
-        in_memory: bool = False,
+        in_memory: bool | str = False,
         stats: SplitStats | None = None,
         on_bad_file: str = "raise",
+        workers: int | None = None,
+        progress: bool = False,
     ) -> None:
         root = Path(root)
         label_dir = root / "gtFine" / split
@@ -455,6 +485,8 @@ class Cityscapes(SegmentationFolder):
             void=CITYSCAPES_VOID,
             stats=stats,
             on_bad_file=on_bad_file,
+            workers=workers,
+            progress=progress,
         )
 
 
@@ -521,9 +553,11 @@ class MaskFolder(SegmentationFolder):
         split: str = "train",
         transform: Transform | None = None,
         *,
-        in_memory: bool = False,
+        in_memory: bool | str = False,
         stats: SplitStats | None = None,
         on_bad_file: str = "raise",
+        workers: int | None = None,
+        progress: bool = False,
         num_classes: int | None = None,
         images_dir: str = "images",
         masks_dir: str = "masks",
@@ -589,6 +623,8 @@ class MaskFolder(SegmentationFolder):
             stats=stats,
             colours=colours,
             on_bad_file=on_bad_file,
+            workers=workers,
+            progress=progress,
         )
 
 
@@ -613,9 +649,11 @@ class VOC(SegmentationFolder):
         split: str = "train",
         transform: Transform | None = None,
         *,
-        in_memory: bool = False,
+        in_memory: bool | str = False,
         stats: SplitStats | None = None,
         on_bad_file: str = "raise",
+        workers: int | None = None,
+        progress: bool = False,
     ) -> None:
         base = _find(Path(root), "VOC2012")
         _require_dir(base, "VOC root", self.LAYOUT)
@@ -643,6 +681,8 @@ class VOC(SegmentationFolder):
             in_memory=in_memory,
             stats=stats,
             on_bad_file=on_bad_file,
+            workers=workers,
+            progress=progress,
         )
 
 
@@ -669,9 +709,11 @@ class ADE20K(MaskFolder):
         split: str = "train",
         transform: Transform | None = None,
         *,
-        in_memory: bool = False,
+        in_memory: bool | str = False,
         stats: SplitStats | None = None,
         on_bad_file: str = "raise",
+        workers: int | None = None,
+        progress: bool = False,
     ) -> None:
         base = _find(Path(root), "ADEChallengeData2016")
         super().__init__(
@@ -681,6 +723,8 @@ class ADE20K(MaskFolder):
             in_memory=in_memory,
             stats=stats,
             on_bad_file=on_bad_file,
+            workers=workers,
+            progress=progress,
             images_dir="images",
             masks_dir="annotations",
             order="folder_first",
@@ -705,18 +749,30 @@ def build_dataset(
     split: str = "train",
     transform: Transform | None = None,
     *,
-    in_memory: bool = False,
+    in_memory: bool | str = False,
     stats: SplitStats | None = None,
     on_bad_file: str = "raise",
+    workers: int | None = None,
+    progress: bool = False,
     **layout: Any,
 ) -> SegmentationFolder:
     """Build a segmentation dataset by name (``camvid``, ``cityscapes``, ``voc``, ``ade20k`` or ``masks``);
-    ``stats`` gets the report. ``layout`` (``masks`` only): :class:`MaskFolder`'s folder names, order, class
-    count, ignore index and ``reduce_zero_label``."""
+    ``stats`` gets the report. ``in_memory``: True, False or ``"auto"`` (in memory when the split fits, see
+    :mod:`featdistill.tasks.memory`); ``workers`` decoding processes (None: one per core). ``layout``
+    (``masks`` only): :class:`MaskFolder`'s folder names, order, class count, ignore index and
+    ``reduce_zero_label``."""
     key = name.lower()
     if key not in _DATASETS:
         raise ValueError(f"unknown segmentation dataset {name!r}{did_you_mean(key, _DATASETS)}")
     extra = layout if key == "masks" else {}
     return _DATASETS[key](  # type: ignore[call-arg]
-        root, split, transform, in_memory=in_memory, stats=stats, on_bad_file=on_bad_file, **extra
+        root,
+        split,
+        transform,
+        in_memory=in_memory,
+        stats=stats,
+        on_bad_file=on_bad_file,
+        workers=workers,
+        progress=progress,
+        **extra,
     )

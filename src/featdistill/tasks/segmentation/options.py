@@ -29,8 +29,11 @@ class DataOptions:
     )
     ignore_index: int = 255  # the mask value that is ignored
     reduce_zero_label: bool = False  # ignore 0 and shift the other values down by one (ADE20K's convention)
+    decode_workers: int | None = None  # processes decoding an in-memory split (null = one per core)
 
     def __post_init__(self) -> None:
+        if self.decode_workers is not None and self.decode_workers < 1:
+            raise ConfigError(f"data.options.decode_workers must be 1 or more, got {self.decode_workers}")
         if not 0.0 <= self.flip_prob <= 1.0:
             raise ConfigError(f"data.options.flip_prob must be in [0, 1], got {self.flip_prob}")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:

@@ -16,7 +16,7 @@ Configuration (``task: segmentation``):
   so). ImageNet weights by name (``torchvision``) go in ``model.options.pretrained_backbone``.
 - ``data.name`` (``camvid``, ``cityscapes``, ``voc``, ``ade20k`` or ``masks``: see :mod:`.data`), ``root``, ``train_split``, ``val_split``, ``limit`` and
   ``val_limit`` (that many evenly spaced images of the split), ``batch_size``, ``eval_batch_size``,
-  ``workers``, ``in_memory`` (decode the whole split once; right for CamVid, not for Cityscapes),
+  ``workers``, ``in_memory`` (decode the whole split once; auto: when it fits in memory),
   ``augment`` (false: normalisation only, full images; ``{scale, crop, flip}``: one flag each), ``holdout`` (a seeded random subset of the
   training images, after ``limit``, left out of training and evaluated like the validation split).
 - ``data.options``: ``crop_size`` (int or [h, w]; default ``data.image_size``, else 512), ``scale_range``
@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...engine import ResumableLoader
-from ...engine.distributed import sum_across_ranks
+from ...engine.distributed import is_main, sum_across_ranks
 from ...weights import load_weights
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
@@ -228,6 +228,8 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
             stats=stats,
             on_bad_file=d.on_bad_file,
             **layout,
+            workers=options.decode_workers,
+            progress=self.cfg.output.progress and is_main(),
         )
         if dataset.num_classes != self.num_classes:
             raise ValueError(
