@@ -479,7 +479,7 @@ def test_data_lists_every_bad_file_and_the_files_it_leaves_out(
     assert train_bad.count(".png") == 20 and train_bad.endswith(" and 3 more)")
     assert "broken.png" in out
     errors = [line for line in err.splitlines() if line.startswith("featdistill: error:")]
-    assert code == 2 and len(errors) == 1 and "24 undecodable image(s), listed above" in errors[0]
+    assert code == 2 and len(errors) == 1 and "24 bad file(s), listed above" in errors[0]
     code, out, err = cli(capsys, "data", cfg, "--set", "data.on_bad_file=skip", "--json")
     assert code == 0, err
     train = json.loads(out)["splits"][0]

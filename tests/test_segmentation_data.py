@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import tiny_tree
 from featdistill.cli.main import main
 from featdistill.tasks.ingest import SplitStats
-from featdistill.tasks.segmentation.data import build_dataset
+from featdistill.tasks.segmentation.data import BadMask, MaskFolder, build_dataset
 from tiny_data import write_png
 
 SIZE = 8
@@ -134,11 +134,19 @@ def test_a_bad_mask_is_one_line_naming_the_file_or_skipped(
                 write_png(root / f"train/masks/{i}.png", np.zeros((SIZE, SIZE, 3), np.uint8))
         write_png(bad, np.full((SIZE, SIZE, 3), 9, np.uint8))
 
+    with pytest.raises(
+        BadMask
+    ) as raised:  # what train stops with: one line naming the file, the value, the fix
+        MaskFolder(root, "train", num_classes=3).read(1)  # pair 1 is the bad one
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1 and str(bad) in message and expected in message
+    assert "on_bad_file: skip" in message
+
     config = _data_config(tmp_path, root)
-    assert main(["data", str(config)]) != 0
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    assert str(bad) in err and expected in err and "on_bad_file: skip" in err
+    assert main(["data", str(config)]) != 0  # lists every bad mask, then says train would stop
+    out, err = capsys.readouterr()
+    assert str(bad) in out and "bad mask (train stops at the first" in out
+    assert len(err.strip().splitlines()) == 1 and "1 bad file(s), listed above" in err, err
 
     assert main(["data", str(config), "--json", "--set", "data.on_bad_file=skip"]) == 0
     report = json.loads(capsys.readouterr().out)["splits"][0]

@@ -29,13 +29,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     """Build the task's loaders (reads, decodes and checks the data as training would) and print the report.
 
-    Every file is read, whatever ``data.on_bad_file`` says, so that the report lists all the undecodable files
-    (and those left out), not the first one alone; when the config says ``raise``, the report ends with one
-    error line saying that training would stop at the first of them.
+    Every file is read, whatever ``data.on_bad_file`` says, so that the report lists all the bad files
+    (undecodable images, and a task's own: bad masks, bad labels) and those left out, not the first one alone;
+    when the config says ``raise``, the report ends with one error line saying that training would stop at the
+    first of them.
     """
     from ..config import load_config
     from ..run import get_task
-    from ..tasks.ingest import UNDECODABLE_SKIPPED, format_report
+    from ..tasks.ingest import SKIPPED_BAD, format_report
 
     cfg = load_config(args.config, args.overrides)
     stops = cfg.data.on_bad_file == "raise"
@@ -45,18 +46,16 @@ def run(args: argparse.Namespace) -> None:
         report = task.data_report()
     bad = 0
     for split in report["splits"]:
-        entry = split["skipped"].pop(UNDECODABLE_SKIPPED, None)
-        if entry is not None:
+        for reason in [r for r in split["skipped"] if r.endswith(SKIPPED_BAD)]:
+            entry = split["skipped"].pop(reason)
             bad += entry["count"]
-            reason = (
-                "undecodable (train stops at the first: data.on_bad_file: raise)"
-                if stops
-                else UNDECODABLE_SKIPPED
-            )
-            split["skipped"][reason] = entry
+            what = reason.removesuffix(SKIPPED_BAD)
+            split["skipped"][
+                f"{what} (train stops at the first: data.on_bad_file: raise)" if stops else reason
+            ] = entry
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     if stops and bad:
         raise ValueError(
-            f"{bad} undecodable image(s), listed above: training stops at the first (data.on_bad_file: raise); "
+            f"{bad} bad file(s), listed above: training stops at the first (data.on_bad_file: raise); "
             "delete or replace them, or set data.on_bad_file: skip"
         )

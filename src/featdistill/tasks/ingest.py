@@ -23,6 +23,7 @@ __all__ = [
     "FIRST_NAMES",
     "HIDDEN",
     "OUTSIDE_CLASSES",
+    "SKIPPED_BAD",
     "UNDECODABLE_SKIPPED",
     "UNSUPPORTED",
     "ReportsData",
@@ -38,7 +39,10 @@ FIRST_NAMES = 20
 UNSUPPORTED = "unsupported extension"
 OUTSIDE_CLASSES = "not in a class folder"
 HIDDEN = "hidden or system file"
-UNDECODABLE_SKIPPED = "undecodable (on_bad_file: skip)"
+#: The end of every reason for a file that ``data.on_bad_file: raise`` stops on (a task's own bad-file reasons,
+#: e.g. segmentation's bad masks or detection's bad labels, end the same way).
+SKIPPED_BAD = " (on_bad_file: skip)"
+UNDECODABLE_SKIPPED = "undecodable" + SKIPPED_BAD
 
 
 @dataclass
