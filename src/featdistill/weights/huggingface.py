@@ -120,6 +120,31 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def hf_source(ref: str, trust_remote_code: bool) -> tuple[str, bool]:
+    """``(ref, local)``: a ``save_pretrained`` directory (expanded) or a repo id, and whether it loads without
+    the network (a directory, or cached). Offline with nothing cached, a missing directory, or one without
+    ``config.json`` is a one-line ``WeightsError``; ``trust_remote_code`` warns once."""
+    if trust_remote_code:
+        warnings.warn(
+            f"hf:{ref}: model.options.trust_remote_code is true, so Python code from that model repository "
+            "runs on this machine; set it only for repositories you trust",
+            stacklevel=3,
+        )
+    if Path(ref).expanduser().is_dir():
+        ref = str(Path(ref).expanduser())
+        if not (Path(ref) / "config.json").is_file():
+            raise WeightsError(
+                f"hf:{ref} has no config.json; give a directory written by save_pretrained, or a repo id"
+            )
+    elif ref.startswith((".", "/", "~")) or ref.count("/") > 1:
+        raise WeightsError(f"hf:{ref}: no such directory; give a save_pretrained directory or a repo id")
+    local = Path(ref).is_dir() or _cached(ref, ("config.json",))
+    reason = None if local else _unreachable()
+    if reason:
+        raise _not_available(f"hf:{ref}", ref, reason)
+    return ref, local
+
+
 def _check_image_classifier(ref: str, trust_remote_code: bool) -> None:
     """Refuse a config that AutoModelForImageClassification cannot build, naming its model type."""
     from transformers import AutoConfig
@@ -153,24 +178,7 @@ def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = Fa
         from transformers import AutoModelForImageClassification
     except ImportError:
         raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
-    if trust_remote_code:
-        warnings.warn(
-            f"hf:{ref}: model.options.trust_remote_code is true, so Python code from that model repository "
-            "runs on this machine; set it only for repositories you trust",
-            stacklevel=2,
-        )
-    if Path(ref).expanduser().is_dir():
-        ref = str(Path(ref).expanduser())
-        if not (Path(ref) / "config.json").is_file():
-            raise WeightsError(
-                f"hf:{ref} has no config.json; give a directory written by save_pretrained, or a repo id"
-            )
-    elif ref.startswith((".", "/", "~")) or ref.count("/") > 1:
-        raise WeightsError(f"hf:{ref}: no such directory; give a save_pretrained directory or a repo id")
-    local = Path(ref).is_dir() or _cached(ref, ("config.json",))
-    reason = None if local else _unreachable()
-    if reason:
-        raise _not_available(f"hf:{ref}", ref, reason)
+    ref, local = hf_source(ref, trust_remote_code)
     try:
         with _hub_offline() if local else contextlib.nullcontext():
             _check_image_classifier(ref, trust_remote_code)

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -44,7 +44,9 @@ __all__ = [
     "channel_stats",
     "image_size_of",
     "load_tensors",
+    "scan_folder",
     "scan_imagefolder",
+    "scan_images",
     "select_balanced",
 ]
 
@@ -87,7 +89,8 @@ def load_tensors(
     """Decode a whole dataset split into memory.
 
     Args:
-        name: ``imagefolder`` (``root/<split>/<class>/<image>``, every format Pillow reads, decoded by
+        name: ``images`` (every image under ``root``, at any depth, one unlabeled class: see
+            :func:`scan_images`), ``imagefolder`` (``root/<split>/<class>/<image>``, every format Pillow reads, decoded by
             :func:`~featdistill.tasks.decode.decode_image` to RGB), ``cifar10``, ``cifar100``, ``mnist`` or
             ``fashionmnist`` (torchvision layouts under ``root``, e.g. ``root`` containing
             ``FashionMNIST/raw``; split ``train`` or ``test``; MNIST-style sets have 1 channel).
@@ -114,15 +117,17 @@ def load_tensors(
     size = as_size(image_size)
     stats = stats if stats is not None else SplitStats(split, str(Path(root) / split))
     key = name.lower()
-    if key == "imagefolder":
-        return _load_imagefolder(Path(root), split, size, limit, on_bad_file, cache_dir, bits, stats)
+    if key in ("imagefolder", "images"):
+        return _load_imagefolder(key, Path(root), split, size, limit, on_bad_file, cache_dir, bits, stats)
     if key in _TORCHVISION:
         return _load_torchvision(key, Path(root), split, size, limit, download, stats)
     raise _unknown_dataset(name)
 
 
 def _unknown_dataset(name: str) -> ValueError:
-    return ValueError(f"unknown dataset {name!r}{did_you_mean(name.lower(), ['imagefolder', *_TORCHVISION])}")
+    return ValueError(
+        f"unknown dataset {name!r}{did_you_mean(name.lower(), ['imagefolder', 'images', *_TORCHVISION])}"
+    )
 
 
 def image_size_of(name: str, root: str | Path, split: str) -> tuple[int, int]:
@@ -134,9 +139,9 @@ def image_size_of(name: str, root: str | Path, split: str) -> tuple[int, int]:
     key = name.lower()
     if key in _TORCHVISION_SIZES:
         return _TORCHVISION_SIZES[key]
-    if key != "imagefolder":
+    if key not in ("imagefolder", "images"):
         raise _unknown_dataset(name)
-    _, files = scan_imagefolder(Path(root) / split)
+    _, files = scan_folder(key, root, split)
     first = next(path for paths in files for path in paths)
     with Image.open(first) as image:
         width, height = image.size
@@ -202,6 +207,68 @@ def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[lis
     return classes, files
 
 
+#: Folders of label images in segmentation trees (CamVid's ``trainannot``, VOC's ``SegmentationClass``,
+#: Cityscapes' ``gtFine``) and of annotations: ``data.name: images`` leaves them out, so only photos are read.
+LABEL_FOLDERS = (
+    "annot",
+    "annotations",
+    "labels",
+    "masks",
+    "segmentationclass",
+    "segmentationobject",
+    "gtfine",
+)
+
+
+def _is_label_folder(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in LABEL_FOLDERS or lowered.endswith("annot") or lowered.startswith("gtfine")
+
+
+def scan_images(folder: Path, stats: SplitStats | None = None) -> tuple[list[str], list[list[Path]]]:
+    """Every image file under ``folder``, at any depth, as one unlabeled class ``[""]`` (``data.name: images``).
+
+    A flat folder, an ImageFolder, a COCO ``images/`` tree or a segmentation tree are all read, their labels
+    ignored: hidden and system files and files of no image format are left out as in
+    :func:`scan_imagefolder`, and so are folders of label images (:data:`LABEL_FOLDERS`).
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"image folder not found: {folder} (data.name: images reads every image under it)"
+        )
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        parts = path.relative_to(folder).parts
+        if any(_is_label_folder(part) for part in parts[:-1]):
+            continue
+        if any(is_hidden_or_system(Path(part)) for part in parts):
+            reason = HIDDEN
+        elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+            reason = UNSUPPORTED
+        else:
+            found.append(path)
+            continue
+        if stats is not None:
+            stats.skip(reason, path)
+    if not found:
+        raise ValueError(
+            f"no images in {folder} (no file of an image format Pillow reads, at any depth outside label folders)"
+        )
+    return [""], [found]
+
+
+def scan_folder(
+    name: str, root: str | Path, split: str, stats: SplitStats | None = None
+) -> tuple[list[str], list[list[Path]]]:
+    """The classes and files that ``load_tensors`` and the streaming path read: ``root/<split>/<class>/...``
+    (``imagefolder``) or every image under ``root`` (``images``, one unlabeled class; ``split`` unused)."""
+    if name == "images":
+        return scan_images(Path(root), stats)
+    return scan_imagefolder(Path(root) / split, stats)
+
+
 def select_balanced(files: list[list[Path]], limit: int | None) -> list[tuple[Path, int]]:
     """``(path, label)`` of the class-balanced first-``limit`` selection (see :func:`load_tensors`)."""
     return [
@@ -223,6 +290,7 @@ def bad_file(err: BadImageError, on_bad_file: str, stats: SplitStats | None, pat
 
 
 def _load_imagefolder(
+    kind: str,
     root: Path,
     split: str,
     size: tuple[int, int] | None,
@@ -232,15 +300,15 @@ def _load_imagefolder(
     bits: int,
     stats: SplitStats,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    folder = root / split
-    classes, files = scan_imagefolder(folder, stats)
+    folder = root if kind == "images" else root / split
+    classes, files = scan_folder(kind, root, split, stats)
     cache_path = None
     if cache_dir is not None:
         all_files = [f for per_class in files for f in per_class]
         fingerprint = [len(all_files), max(f.stat().st_mtime_ns for f in all_files)]
         spec = [str(folder.resolve()), size, limit, on_bad_file, fingerprint, bits, _CACHE_VERSION]
         digest = hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:16]
-        cache_path = Path(cache_dir) / f"imagefolder-{split}-{digest}.npz"
+        cache_path = Path(cache_dir) / f"{kind}-{split}-{digest}.npz"
         if cache_path.is_file():
             with np.load(cache_path, allow_pickle=False) as cached:
                 _restore_stats(stats, json.loads(str(cached["stats"])))
@@ -385,6 +453,9 @@ class TensorBatchLoader:
         augment: random crop (zero padding ``pad``) and, if ``flip``, horizontal flip with p = 0.5.
         mean, std: per-channel normalisation in 0..1 units (None: only scale to [0, 1]).
         channels_last: return images in ``torch.channels_last`` memory format.
+        views: ``f(batch, generator)`` → the batch augmented in its own dtype, applied after crop and flip
+            (pretrain's shared views); each batch's generator is seeded by ``(seed, epoch, batch, rank)``, so a
+            resumed epoch draws the same views.
     """
 
     def __init__(
@@ -404,6 +475,7 @@ class TensorBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        views: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     ) -> None:
         if images.dtype not in (torch.uint8, torch.uint16) or images.dim() != 4:
             raise ValueError(
@@ -419,7 +491,7 @@ class TensorBatchLoader:
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.mean, self.std, self.pad, self.flip = mean, std, pad, flip
         self.drop_last, self.seed, self.rank, self.world_size = drop_last, seed, rank, world_size
-        self.channels_last = channels_last
+        self.channels_last, self.views = channels_last, views
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -464,4 +536,7 @@ class TensorBatchLoader:
             if params is not None:
                 dy, dx, flips = (p[start : start + per_rank] for p in params)
                 images = crop_flip(images, self.pad, dy, dx, flips)
+            if self.views is not None:
+                draws = torch.Generator().manual_seed(hash((self.seed, self.epoch, batch, self.rank)) % 2**62)
+                images = self.views(images, draws)
             yield normalize(images, self.mean, self.std, self.channels_last), self.labels[index]
