@@ -96,3 +96,110 @@ def test_two_foundation_teachers_distil_into_a_resnet_without_labels(pretrained,
     assert 0 <= metrics["knn_top1"] <= 100 and card["metric"]["name"] == "knn_top1"
     rows = (pretrained["run"] / "log.csv").read_text()
     assert "val/knn_top1" in rows and "train/cwt:layer4->dino:hf.encoder.layer.1" in rows
+
+
+def _probed(capsys: pytest.CaptureFixture, *argv: str) -> dict[str, float]:
+    assert main(["probe", *argv]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the last line is the JSON
+    assert 0 <= scores["knn_top1"] <= 100 and 0 <= scores["linear_top1"] <= 100
+    return scores
+
+
+def test_probe_scores_a_pretrain_checkpoint_a_bare_model_and_a_teacher_checkpoint(
+    pretrained, tmp_path: Path, capsys
+) -> None:
+    probe = str(pretrained["probe"])
+    last = pretrained["run"] / "last.pt"
+    if not last.is_file():
+        pytest.skip("needs the pretrain run of the first test")
+    distilled = _probed(capsys, str(last), probe)
+    assert distilled["train_images"] == 12 and distilled["test_images"] == 8
+    bare = _probed(capsys, "resnet8", probe, "--model")  # a registry name, random init
+    assert bare["layer"] == "output"
+    foundation = _probed(capsys, f"hf:{pretrained['root'] / 'dinov2'}", probe)  # the teacher itself
+    assert foundation["layer"] == "output"
+    teacher_run = {  # a labeled classification run on the probe's images: its checkpoint is a teacher's
+        "task": "classification",
+        "device": "cpu",
+        "data": {"name": "imagefolder", "root": probe, "batch_size": 4},
+        "model": {"student": "resnet8", "num_classes": 2},
+        "train": {"max_steps": 2, "lr": 0.01},
+        "output": {"dir": str(tmp_path / "teacher"), "tensorboard": False, "progress": False},
+    }
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump(teacher_run))
+    assert main(["train", str(tmp_path / "teacher.yaml")]) == 0
+    capsys.readouterr()
+    teacher = _probed(capsys, str(tmp_path / "teacher" / "last.pt"), probe, "--layer", "layer3")
+    assert teacher["layer"] == "layer3"
+
+
+def test_a_pretrain_checkpoint_fine_tunes_as_classifier_and_as_segmentation_backbone(
+    pretrained, tmp_path: Path, capsys
+) -> None:
+    from featdistill.tasks.segmentation.models import build_segmenter
+
+    last = pretrained["run"] / "last.pt"
+    if not last.is_file():
+        pytest.skip("needs the pretrain run of the first test")
+    student = torch.load(last, weights_only=True)["student"]
+    run = {
+        "task": "classification",
+        "device": "cpu",
+        "data": {"name": "imagefolder", "root": str(pretrained["probe"]), "batch_size": 4},
+        "model": {"student": "resnet18", "num_classes": 2, "student_weights": str(last)},
+        "train": {"max_steps": 1, "lr": 0.0},
+        "output": {"dir": str(tmp_path / "fine"), "tensorboard": False, "progress": False},
+    }
+    (tmp_path / "fine.yaml").write_text(yaml.safe_dump(run))
+    with pytest.warns(
+        UserWarning, match=r"has no classifier head .*fc\.bias, fc\.weight start from a random"
+    ):
+        assert main(["train", str(tmp_path / "fine.yaml")]) == 0
+    tuned = torch.load(tmp_path / "fine" / "last.pt", weights_only=True)["student"]
+    assert torch.equal(tuned["layer4.1.conv2.weight"], student["layer4.1.conv2.weight"])  # lr 0: as loaded
+    segmenter = build_segmenter("pspnet", 3, backbone="resnet18", pretrained_backbone=str(last))
+    assert torch.equal(segmenter.backbone.layer4[1].conv2.weight, student["layer4.1.conv2.weight"])
+
+
+def _write(tmp_path: Path, name: str, tree: dict) -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return str(path)
+
+
+def test_bad_input_is_one_line(pretrained, tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("no image here")
+    base = yaml.safe_load(pretrained["config"].read_text())
+    dino = base["model"]["teachers"]["dino"]["model"]
+    cases = {
+        "no_images": ({"data": {**base["data"], "root": str(empty)}}, "no images in"),
+        "labels": (
+            {"data": {**base["data"], "name": "imagefolder"}},
+            "task: pretrain reads unlabeled images",
+        ),
+        "vector": (  # the pooled output of a CNN teacher: neither a map nor tokens
+            {
+                "model": {"student": "resnet18", "teacher": "resnet8", "teacher_weights": None},
+                "distill": {"pairs": [["layer4", "fc@input"]]},
+            },
+            "neither a feature map (B, C, H, W) nor a token grid",
+        ),
+        "grid_given": (
+            {
+                "model": {
+                    "student": "resnet18",
+                    "teacher": f"timm:{TIMM_VIT[5:]}",
+                    "options": {"teacher": {**TIMM_OPTIONS, "img_size": [64, 48]}},
+                },
+                "distill": {"pairs": [["layer4", "blocks.1[grid]"]]},
+            },
+            "not a square grid; give the grid in the address",
+        ),
+    }
+    for name, (change, expected) in cases.items():
+        tree = {**base, **change, "output": {**base["output"], "dir": str(tmp_path / name)}}
+        assert main(["train", _write(tmp_path, name, tree)]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert expected in err and "\n" not in err, (name, err)

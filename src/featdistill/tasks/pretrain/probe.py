@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...taps import FeatureTaps
-from ..classification.data import TensorBatchLoader, load_tensors
+from ..classification.data import TensorBatchLoader, channel_stats, load_tensors
 
 K = 20
 TEMPERATURE = 0.07
@@ -33,21 +33,39 @@ class ProbeData:
 
 def probe_data(
     root: str,
-    size: tuple[int, int],
+    size: tuple[int, int] | None,
     mean: Any,
     std: Any,
     batch_size: int,
     train_split: str = "train",
     test_split: str = "test",
 ) -> ProbeData:
-    """Read ``root/<split>/<class>/<image>`` (both splits, resized to ``size``) as the probe's batches."""
-
-    def loader(split: str) -> TensorBatchLoader:
+    """Read ``root/<split>/<class>/<image>`` (both splits, resized to ``size``; None: as stored, which must be
+    one size) as the probe's batches; ``mean``/``std`` None: the statistics of the probe's training images."""
+    tensors = {}
+    for split in (train_split, test_split):
         images, labels, _ = load_tensors("imagefolder", root, split, image_size=size)
-        images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
-        return TensorBatchLoader(images, labels, batch_size, shuffle=False, mean=mean, std=std)
+        tensors[split] = (images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images, labels)
+    if mean is None or std is None:
+        mean, std = channel_stats(tensors[train_split][0])
+    train, test = (
+        TensorBatchLoader(*tensors[split], batch_size, shuffle=False, mean=mean, std=std)
+        for split in (train_split, test_split)
+    )
+    return ProbeData(train, test)
 
-    return ProbeData(loader(train_split), loader(test_split))
+
+def probe_scores(
+    model: nn.Module, layer: str, data: ProbeData, device: torch.device, progress: bool = False
+) -> dict[str, float]:
+    """``knn_top1`` and ``linear_top1`` (%) of ``layer``'s pooled features, with a progress bar if asked."""
+    from tqdm import tqdm
+
+    total = len(data.train.images) + len(data.test.images)
+    with tqdm(total=total, desc="probe features", unit="img", disable=not progress, leave=False) as bar:
+        train = pooled_features(model, layer, data.train, device, bar)
+        test = pooled_features(model, layer, data.test, device, bar)
+    return {"knn_top1": knn_top1(*train, *test), "linear_top1": linear_top1(*train, *test)}
 
 
 @torch.no_grad()

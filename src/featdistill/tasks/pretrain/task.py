@@ -44,12 +44,7 @@ STARTER: dict[str, Any] = {
 
 
 def check_unlabeled(cfg: RunConfig) -> None:
-    """Refuse, in one line, a pretrain config without a teacher or with labels or a task loss."""
-    if not cfg.model.distilled:
-        raise ConfigError(
-            "task: pretrain learns from a teacher alone (no labels, no task loss): set model.teacher or "
-            "model.teachers"
-        )
+    """Refuse, in one line, a pretrain config with labels or a task loss."""
     if cfg.data.name != "images":
         raise ConfigError(
             f"task: pretrain reads unlabeled images, data.name is {cfg.data.name!r}: set data.name: images (it "
@@ -135,6 +130,11 @@ class PretrainTask(ClassificationTask):
         ``data.holdout`` images are kept out of training; the evaluation is the probe's either way.
         """
         d, seed = self.cfg.data, self.cfg.train.seed
+        if not self.cfg.model.distilled:
+            raise ConfigError(
+                "task: pretrain learns from a teacher alone (no labels, no task loss): set model.teacher or "
+                "model.teachers"
+            )
         check_evaluate_on(evaluate_on, d.holdout)
         self.data_stats = {}
         if d.in_memory:
