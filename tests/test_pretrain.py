@@ -172,7 +172,6 @@ def test_bad_input_is_one_line(pretrained, tmp_path: Path, capsys) -> None:
     (empty / "sub").mkdir(parents=True)
     (empty / "sub" / "notes.txt").write_text("no image here")
     base = yaml.safe_load(pretrained["config"].read_text())
-    dino = base["model"]["teachers"]["dino"]["model"]
     cases = {
         "no_images": ({"data": {**base["data"], "root": str(empty)}}, "no images in"),
         "labels": (
