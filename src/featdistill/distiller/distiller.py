@@ -156,8 +156,9 @@ def _check_alignable(pair: Pair, student: Any, teacher: Any, method: Method) -> 
     s, t = tuple(student.shape), tuple(teacher.shape)
     if len(s) == 4 and len(t) != 4:
         raise ValueError(
-            f"{where}: the teacher feature {pair.teacher!r} is {t}, neither a feature map (B, C, H, W) nor a "
-            "token grid (B, N, C) to match the student map; tap a spatial layer or a block of the teacher"
+            f"{where}: the features have different ranks: the teacher feature {pair.teacher!r} is {t}, neither a "
+            "feature map (B, C, H, W) nor a token grid (B, N, C) to match the student map; tap a spatial layer or "
+            "a block of the teacher"
         )
     if len(s) != len(t):
         raise ValueError(
