@@ -202,3 +202,108 @@ def test_bad_input_is_one_line(pretrained, tmp_path: Path, capsys) -> None:
         assert main(["train", _write(tmp_path, name, tree)]) == 2, name
         err = capsys.readouterr().err.strip()
         assert expected in err and "\n" not in err, (name, err)
+
+
+# -- the pieces, on tensors -------------------------------------------------------------------------------
+def test_tokens_become_the_patch_grid_after_the_prefix_tokens() -> None:
+    from featdistill.taps import select, tokens_to_grid
+
+    tokens = torch.arange(2 * (5 + 6) * 3, dtype=torch.float32).view(
+        2, 11, 3
+    )  # CLS + 4 registers + 2x3 patches
+    grid = select(tokens, ["grid=2x3"], "blocks.1[grid=2x3]", prefix_tokens=5)
+    assert grid.shape == (2, 3, 2, 3)
+    assert torch.equal(grid[1, :, 1, 2], tokens[1, 10])  # the last patch, row 1 column 2
+    assert tokens_to_grid(tokens[:, 2:], 0).shape == (2, 3, 3, 3)  # 9 tokens: a square
+    with pytest.raises(ValueError, match=r"6 after its 5 prefix .*not a square grid"):
+        tokens_to_grid(tokens, 5)
+
+
+def test_cosine_is_one_minus_the_cosine_per_position() -> None:
+    import torch.nn.functional as F
+
+    import featdistill as fd
+
+    torch.manual_seed(0)
+    student, teacher = torch.nn.Conv2d(3, 4, 1), torch.nn.Conv2d(3, 6, 1)
+    x = torch.randn(2, 3, 5, 5)
+    d = fd.Distiller(student, teacher, pairs=[("", "")], method="cosine", alpha=1.0, sample_input=x)
+    out = d(x)
+    aligned = d.transforms[0](student(x), (5, 5))
+    expected = (1 - F.cosine_similarity(aligned, teacher(x), dim=1)).mean()
+    torch.testing.assert_close(out.loss, expected)
+    assert 0 <= float(out.loss.detach()) <= 2
+
+
+def test_alpha_auto_without_a_task_loss_starts_every_term_at_one() -> None:
+    import featdistill as fd
+
+    student = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.Conv2d(4, 4, 1))
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.Conv2d(8, 8, 1))
+    pairs = [("0", "0", "cwt"), ("1", "1", "cosine")]
+    d = fd.Distiller(student, teacher, pairs=pairs, alpha="auto", sample_input=torch.randn(2, 3, 4, 4))
+    chosen = d.balancer.calibrate({"task": 0.0, "cwt": 400.0, "cosine": 0.5})
+    assert chosen == pytest.approx({"cwt": 1 / 400, "cosine": 2.0})
+
+
+def test_the_teacher_gets_its_own_normalisation_and_size(tmp_path: Path) -> None:
+    from featdistill.config import parse_config
+    from featdistill.tasks.pretrain.task import PretrainTask
+    from featdistill.weights.foundation import TeacherInput
+
+    cfg = parse_config(
+        {
+            "task": "pretrain",
+            "data": {
+                "name": "images",
+                "root": str(tmp_path),
+                "options": {"mean": [0.5] * 3, "std": [0.25] * 3},
+            },
+            "model": {"student": "resnet8", "teacher": "resnet8"},
+        }
+    )
+    seen = []
+
+    class Teacher(torch.nn.Module):
+        teacher_input = TeacherInput((0.25,) * 3, (0.5,) * 3, (30, 30), patch=14)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            seen.append(images)
+            return images
+
+    pixels = torch.full((1, 3, 20, 20), 0.75)  # the student's view, in 0..1
+    PretrainTask(cfg).teacher_forward(Teacher(), (pixels - 0.5) / 0.25)
+    assert seen[0].shape == (1, 3, 28, 28)  # 30 rounded to whole 14-pixel patches
+    torch.testing.assert_close(seen[0], torch.full_like(seen[0], (0.75 - 0.25) / 0.5))
+
+
+def test_images_reads_photos_at_any_depth_and_leaves_labels_out(tmp_path: Path) -> None:
+    from featdistill.tasks.classification.data import load_tensors, scan_images
+
+    for folder in ("coco/images", "coco/annotations", "camvid/train", "camvid/trainannot", "flat/a/b"):
+        (tmp_path / folder).mkdir(parents=True)
+    for k, folder in enumerate(("coco/images", "camvid/train", "camvid/trainannot", "flat/a/b")):
+        _image(k % 2, k).save(tmp_path / folder / f"{k}.png")
+    (tmp_path / "coco/annotations/instances.json").write_text("{}")
+    (tmp_path / "flat/.DS_Store").write_text("")
+    _, (files,) = scan_images(tmp_path)
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == [
+        "camvid/train/1.png",
+        "coco/images/0.png",
+        "flat/a/b/3.png",
+    ]
+    images, labels, classes = load_tensors("images", tmp_path, "train", limit=2)
+    assert images.shape == (2, 3, SIDE, SIDE) and classes == [""] and labels.tolist() == [0, 0]
+
+
+def test_views_are_seeded_switchable_and_keep_the_dtype() -> None:
+    from featdistill.tasks.pretrain.augment import Views
+
+    batch = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    views = Views()
+    first = views(batch, torch.Generator().manual_seed(3))
+    assert first.dtype == torch.uint8 and first.shape == batch.shape
+    assert torch.equal(first, views(batch, torch.Generator().manual_seed(3)))
+    assert not torch.equal(first, batch)
+    off = Views(resized_crop=False, flip=False, color_jitter=0.0)
+    assert torch.equal(off(batch, torch.Generator().manual_seed(3)), batch)
