@@ -307,3 +307,71 @@ def test_views_are_seeded_switchable_and_keep_the_dtype() -> None:
     assert not torch.equal(first, batch)
     off = Views(resized_crop=False, flip=False, color_jitter=0.0)
     assert torch.equal(off(batch, torch.Generator().manual_seed(3)), batch)
+
+
+def _tiny(transformers, kind: str):
+    """A tiny random model of each backbone family (config kwargs kept to a few channels)."""
+    vit = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    if kind == "clip":
+        vision = {**vit, "image_size": 32, "patch_size": 8}
+        text = {**vit, "vocab_size": 50, "max_position_embeddings": 8}
+        return transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision))
+    if kind == "siglip":
+        vision = {**vit, "image_size": 32, "patch_size": 8}
+        text = {**vit, "vocab_size": 50, "max_position_embeddings": 8}
+        return transformers.SiglipModel(transformers.SiglipConfig(text_config=text, vision_config=vision))
+    if kind == "vit":
+        return transformers.ViTModel(transformers.ViTConfig(**vit, image_size=32, patch_size=8))
+    return transformers.ConvNextModel(
+        transformers.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
+    )
+
+
+@pytest.mark.parametrize(("kind", "prefix", "shape"), [
+    ("clip", 1, (1, 17, 16)), ("siglip", 0, (1, 16, 16)), ("vit", 1, (1, 17, 16)), ("convnext", 1, (1, 16, 4, 4)),
+])  # fmt: skip
+def test_hf_backbones_that_are_not_classifiers(kind: str, prefix: int, shape: tuple, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from featdistill.weights.foundation import build_hf_backbone
+
+    _tiny(transformers, kind).save_pretrained(tmp_path / kind)
+    backbone = build_hf_backbone(str(tmp_path / kind))
+    assert backbone.num_prefix_tokens == prefix
+    assert tuple(backbone(torch.randn(1, 3, 32, 32)).shape) == shape  # CLIP/SigLIP: the vision tower alone
+
+
+def test_a_hub_teacher_from_a_seeded_cache_brings_its_preprocessing(
+    pretrained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import huggingface_hub.constants as hub_constants
+
+    from featdistill.weights import WeightsError
+    from featdistill.weights.foundation import build_hf_backbone
+
+    def refuse(*args, **kwargs):
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    processor = {
+        "image_processor_type": "BitImageProcessor",
+        "do_center_crop": True,
+        "crop_size": {"height": 40, "width": 40},
+        "size": {"shortest_edge": 48},
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.2, 0.2, 0.2],
+    }
+    snapshot = tmp_path / "hub" / "models--facebook--dinov2-small" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    for file in (pretrained["root"] / "dinov2").iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (snapshot / "preprocessor_config.json").write_text(json.dumps(processor))
+    teacher = build_hf_backbone("facebook/dinov2-small")
+    assert teacher.num_prefix_tokens == 5 and teacher.teacher_input.mean == (0.5, 0.5, 0.5)
+    assert teacher.teacher_input.size_for((64, 64)) == (40, 40)  # its crop, in whole 8-pixel patches
+    with pytest.raises(WeightsError, match="facebook/dinov2-base is not in the Hugging Face cache"):
+        build_hf_backbone("facebook/dinov2-base")

@@ -96,12 +96,19 @@ def _processor_input(ref: str, patch: int) -> TeacherInput:
         return TeacherInput(IMAGENET_MEAN, IMAGENET_STD, None, patch)
     mean = tuple(float(v) for v in getattr(processor, "image_mean", None) or IMAGENET_MEAN)
     std = tuple(float(v) for v in getattr(processor, "image_std", None) or IMAGENET_STD)
-    size = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
-    size = size or getattr(processor, "size", None)
-    if isinstance(size, dict):
-        side = size.get("shortest_edge")
-        size = (size["height"], size["width"]) if "height" in size else (side, side) if side else None
-    return TeacherInput(mean, std, tuple(int(v) for v in size) if size else None, patch)
+    crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+    return TeacherInput(mean, std, _side_pair(crop) or _side_pair(getattr(processor, "size", None)), patch)
+
+
+def _side_pair(size: Any) -> tuple[int, int] | None:
+    """``(H, W)`` of a processor's size (a dict or transformers' ``SizeDict``: height/width or shortest_edge)."""
+    read = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    if size is None:
+        return None
+    if read("height") and read("width"):
+        return int(read("height")), int(read("width"))
+    side = read("shortest_edge")
+    return (int(side), int(side)) if side else None
 
 
 def build_hf_backbone(ref: str, trust_remote_code: bool = False) -> HFBackbone:
