@@ -230,7 +230,9 @@ class CompareConfig:
 class RunConfig:
     """A whole run: ``task`` plus the sections above."""
 
-    task: str = "classification"  # the task plug-in: classification, detection, segmentation, pretrain or your own
+    task: str = (
+        "classification"  # the task plug-in: classification, detection, segmentation, pretrain or your own
+    )
     plugins: list[str] = field(default_factory=list)  # modules imported first: your register_* calls
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
     data: DataConfig = field(default_factory=DataConfig)

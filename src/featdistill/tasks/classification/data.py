@@ -226,11 +226,13 @@ def _is_label_folder(name: str) -> bool:
 
 
 def scan_images(folder: Path, stats: SplitStats | None = None) -> tuple[list[str], list[list[Path]]]:
-    """Every image file under ``folder``, at any depth, as one unlabeled class ``[""]`` (``data.name: images``).
+    """Every image file under ``folder``, at any depth, grouped by the folder that holds it (``data.name: images``).
 
     A flat folder, an ImageFolder, a COCO ``images/`` tree or a segmentation tree are all read, their labels
     ignored: hidden and system files and files of no image format are left out as in
-    :func:`scan_imagefolder`, and so are folders of label images (:data:`LABEL_FOLDERS`).
+    :func:`scan_imagefolder`, and so are folders of label images (:data:`LABEL_FOLDERS`). The groups (relative
+    folder paths, ``""`` for ``folder`` itself) are not labels: they let ``limit`` take images from every
+    folder alike, as it takes them from every class of an ImageFolder.
     """
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -256,14 +258,18 @@ def scan_images(folder: Path, stats: SplitStats | None = None) -> tuple[list[str
         raise ValueError(
             f"no images in {folder} (no file of an image format Pillow reads, at any depth outside label folders)"
         )
-    return [""], [found]
+    groups: dict[str, list[Path]] = {}
+    for path in found:
+        relative = path.parent.relative_to(folder)
+        groups.setdefault("" if relative == Path() else relative.as_posix(), []).append(path)
+    return sorted(groups), [groups[name] for name in sorted(groups)]
 
 
 def scan_folder(
     name: str, root: str | Path, split: str, stats: SplitStats | None = None
 ) -> tuple[list[str], list[list[Path]]]:
     """The classes and files that ``load_tensors`` and the streaming path read: ``root/<split>/<class>/...``
-    (``imagefolder``) or every image under ``root`` (``images``, one unlabeled class; ``split`` unused)."""
+    (``imagefolder``) or every image under ``root`` (``images``, grouped by folder; ``split`` unused)."""
     if name == "images":
         return scan_images(Path(root), stats)
     return scan_imagefolder(Path(root) / split, stats)
