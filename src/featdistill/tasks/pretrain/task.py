@@ -26,6 +26,7 @@ from ..classification.data import TensorBatchLoader
 from ..classification.streaming import streaming_loader
 from ..classification.task import ClassificationTask, _three_channels
 from ..holdout import check_evaluate_on, split_holdout
+from ..ingest import SplitStats
 from ..options import builder_options
 from .augment import Views
 from .models import build_backbone_student, build_foundation_teacher
@@ -151,6 +152,11 @@ class PretrainTask(ClassificationTask):
             self.input_size = tuple(train.dataset.size)
         return train, self._probe()
 
+    def _stats(self, split: str) -> SplitStats:
+        """The ingest report's record of the training images: all of ``data.root`` (no split folder)."""
+        self.data_stats[split] = SplitStats(split, self.cfg.data.root)
+        return self.data_stats[split]
+
     def _memory_loader(self, rank: int, world_size: int) -> TensorBatchLoader:
         d, o = self.cfg.data, self.options
         images, _ = self._load(d.train_split, d.limit, seed=1000 * (self.cfg.train.seed // 1000))
@@ -211,8 +217,12 @@ class PretrainTask(ClassificationTask):
         return {**super().card_fields(student), "num_classes": 0, "classes": []}
 
     def apply_card(self, card: dict[str, Any]) -> None:
-        """The normalisation and input size of the card (a backbone has no class names)."""
+        """The normalisation and input size of the card (a backbone has no class names), and the last distilled
+        student layer its pairs name (what the probe reads)."""
         super().apply_card({**card, "classes": []})
+        pairs = (card.get("distillation") or {}).get("pairs")
+        if pairs:
+            self.probe_layer = str(pairs[-1][0])
 
     @classmethod
     def describe_outputs(cls, card: dict[str, Any]) -> str:
