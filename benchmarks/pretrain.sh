@@ -18,7 +18,7 @@ ${PYTHON:-python} benchmarks/pretrain_data.py "$DATA/cifar10" "$OUT/data" 100 50
 [ -f "$OUT/teacher/metrics.json" ] || $F train configs/pretrain/cifar10_cpu_teacher_0to4.yaml \
   --set output.progress=false --resume auto
 $F compare configs/pretrain/cifar10_cpu_pretrain.yaml --set data.root="$DATA/cifar10/train" \
-  --set output.progress=false --resume
+  --set output.progress=false --resume auto
 for seed in "${SEEDS[@]}"; do
   for arm in none cwt cosine fitnets; do
     run=$(ls -d "$OUT"/distil/v*_arm="${arm}"_seed="${seed}" 2>/dev/null || true)  # compare's run folder

@@ -376,3 +376,31 @@ def test_a_hub_teacher_from_a_seeded_cache_brings_its_preprocessing(
     assert teacher.teacher_input.size_for((64, 64)) == (40, 40)  # its crop, in whole 8-pixel patches
     with pytest.raises(WeightsError, match="facebook/dinov2-base is not in the Hugging Face cache"):
         build_hf_backbone("facebook/dinov2-base")
+
+
+def test_pairs_auto_takes_a_vit_teachers_last_block_as_a_grid_in_bf16(tmp_path: Path, capsys) -> None:
+    transformers = pytest.importorskip("transformers")
+    import featdistill as fd
+    from featdistill.weights.foundation import build_hf_backbone
+
+    _tiny(transformers, "vit").save_pretrained(tmp_path / "vit")
+    teacher = build_hf_backbone(str(tmp_path / "vit"))
+    student = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+    )
+    x = torch.randn(2, 3, 32, 32)
+    d = fd.Distiller(student, teacher, pairs="auto", alpha=1.0, sample_input=x, teacher_dtype=torch.bfloat16)
+    ((student_layer, teacher_layer),) = [(p.student, p.teacher) for p in d.pairs]
+    assert student_layer == "3" and teacher_layer.endswith(".0")  # the last stage (8x8) with the last block
+    assert f"3->{teacher_layer}" in capsys.readouterr().out
+    dtypes = []
+    linear = next(m for m in teacher.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda _m, _i, output: dtypes.append(output.dtype))
+    d.teacher_features(x)
+    assert dtypes == [torch.bfloat16]  # the teacher's matmuls ran in bf16 (autocast)
+    out = d(x)
+    assert out.loss.dtype == torch.float32 and out.loss > 0  # the 4x4 patch grid (CLS dropped), in float32
