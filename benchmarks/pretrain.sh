@@ -22,7 +22,7 @@ $F compare configs/pretrain/cifar10_cpu_pretrain.yaml --set data.root="$DATA/cif
 for seed in "${SEEDS[@]}"; do
   for arm in none cwt cosine fitnets; do
     run=$(ls -d "$OUT"/distil/v*_arm="${arm}"_seed="${seed}" 2>/dev/null || true)  # compare's run folder
-    if [ "$arm" = none ]; then model=(resnet8 --model); weights=null; else model=("$run/last.pt"); weights="$run/last.pt"; fi
+    if [ "$arm" = none ]; then model=(resnet8 --model --seed "$seed"); weights=null; else model=("$run/last.pt"); weights="$run/last.pt"; fi
     [ -f "$OUT/probe/$arm-$seed.json" ] || { mkdir -p "$OUT/probe"
       $F probe "${model[@]}" "$OUT/data/unseen_probe" --device cpu | tail -1 > "$OUT/probe/$arm-$seed.json"; }
     [ -f "$OUT/finetune/$arm-$seed/metrics.json" ] || $F train configs/pretrain/cifar10_cpu_finetune.yaml \

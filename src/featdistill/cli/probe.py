@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     probe.add_argument("--batch-size", type=int, default=64, help="images per forward")
     probe.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    probe.add_argument(
+        "--seed", type=int, default=0, help="seed of a model built without weights (random init)"
+    )
 
 
 def _from_checkpoint(path: str) -> tuple[Any, str, dict[str, Any]]:
@@ -74,6 +77,9 @@ def run(args: argparse.Namespace) -> None:
     from ..run import select_device
     from ..tasks.pretrain.probe import probe_data, probe_scores
 
+    import torch
+
+    torch.manual_seed(args.seed)  # a random init is reproducible
     is_file = Path(args.model).is_file() and not args.spec
     model, layer, p = _from_checkpoint(args.model) if is_file else _from_spec(args.model, args.weights)
     size = (args.image_size, args.image_size) if args.image_size else p["size"]
