@@ -74,10 +74,10 @@ def _from_spec(spec: str, weights: str | None) -> tuple[Any, str, dict[str, Any]
 
 def run(args: argparse.Namespace) -> None:
     """Print the probe's scores as one JSON line."""
+    import torch
+
     from ..run import select_device
     from ..tasks.pretrain.probe import probe_data, probe_scores
-
-    import torch
 
     torch.manual_seed(args.seed)  # a random init is reproducible
     is_file = Path(args.model).is_file() and not args.spec
