@@ -70,7 +70,7 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             },
         },
         "distill": {"alpha": "auto"},
-        "train": {"epochs": 2, "lr": 0.01, "log_every": 1},
+        "train": {"epochs": 1, "lr": 0.01, "log_every": 1},
         "output": {"dir": str(root / "run"), "tensorboard": False, "progress": False},
     }
     (root / "pretrain.yaml").write_text(yaml.safe_dump(run))
