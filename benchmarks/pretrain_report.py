@@ -59,7 +59,7 @@ def main(out: str) -> None:
             f"| {name} | {cell(stats['knn'])} | {cell(stats['linear'])} | {cell(stats['finetune'])} | {extra} |"
         )
     print(
-        f"\nteacher (ResNet-20, classes 0-4 only): top-1 {teacher['top1']:.2f} % on 1,000 test images of classes 0-4"
+        f"\nteacher (ResNet-20, classes 0-4 only): top-1 {teacher['top1']:.2f} % on 500 test images of classes 0-4"
     )
 
 
