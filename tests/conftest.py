@@ -98,13 +98,13 @@ TINY: dict[str, dict[str, Any]] = {
         "train": {"epochs": 1, "lr": 0.001},
         "output": {"tensorboard": False, "progress": False},
     },
-    "regression": {  # a method and a task of a plug-in: cosine, regression (models small and large)
+    "regression": {  # a method and a task of a plug-in: cosine_sum, regression (models small and large)
         "task": "regression",
         "plugins": ["fd_example_plugin"],
         "device": "cpu",
         "data": {"name": "synthetic", "root": "-", "limit": 64, "batch_size": 16},
         "model": {"student": "small", "teacher": "large"},
-        "distill": {"method": "cosine", "alpha": "auto"},
+        "distill": {"method": "cosine_sum", "alpha": "auto"},
         "train": {"epochs": 2, "lr": 0.01, "clip_grad": 1.0, "log_every": 1},
         "output": {"tensorboard": False, "progress": False},
     },

@@ -30,9 +30,9 @@ def test_a_user_method_and_task_train_export_sweep_and_compare_through_the_cli(
     cfg = tiny_config("train", task="regression")
     assert main(["train", str(cfg)]) == 0
     said = capsys.readouterr().out
-    assert "alpha auto chose cosine=" in said
+    assert "alpha auto chose cosine_sum=" in said
     metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
-    assert metrics["neg_mse"] < 0 and metrics["alpha"]["cosine"] > 0
+    assert metrics["neg_mse"] < 0 and metrics["alpha"]["cosine_sum"] > 0
     state = torch.load(tmp_path / "train" / "last.pt", weights_only=True)
     assert state["transforms"]["0.layers.0.weight"].shape[:2] == (
         8,
@@ -77,10 +77,10 @@ def test_a_user_method_and_task_train_export_sweep_and_compare_through_the_cli(
     assert [v["status"] for v in record["variants"]] == ["done", "done"]
     assert record["metric"] == "holdout neg_mse" and record["best"] is not None
 
-    args = ["--grid", "distill.method=cosine,cwt", "--seeds", "0,1"]
+    args = ["--grid", "distill.method=cosine_sum,cwt", "--seeds", "0,1"]
     assert main(["compare", str(tiny_config("compare", task="regression")), *args]) == 0
     arms = json.loads((tmp_path / "compare" / "compare.json").read_text())["arms"]
-    assert [a["values"]["distill.method"] for a in arms] == ["cosine", "cwt"]
+    assert [a["values"]["distill.method"] for a in arms] == ["cosine_sum", "cwt"]
     assert all(a["summary"]["n"] == 2 for a in arms)
 
     capsys.readouterr()
@@ -97,7 +97,7 @@ def test_the_cosine_method_is_the_sum_of_its_pairs_terms() -> None:
 
     student, teacher = fd_example_plugin._regressor(4), fd_example_plugin._regressor(8)
     x = torch.randn(4, 3, 8, 8)
-    d = fd.Distiller(student, teacher, pairs=[("3", "3")], method="cosine", alpha=0.5, sample_input=x)
+    d = fd.Distiller(student, teacher, pairs=[("3", "3")], method="cosine_sum", alpha=0.5, sample_input=x)
     out = d(x)
     with torch.no_grad():
         aligned = d.transforms[0](student[:4](x), (8, 8))

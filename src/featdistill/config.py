@@ -38,7 +38,9 @@ DistillOptions = dict[str, dict[str, Any] | bool]  # {method: {option: value}}, 
 class DataConfig:
     """Where the data is and how it is batched. ``name`` and ``root`` are required."""
 
-    name: str = REQUIRED  # imagefolder, cifar10/100, mnist, fashionmnist, synthetic; coco; camvid, cityscapes
+    name: str = (
+        REQUIRED  # imagefolder, cifar10/100, mnist, fashionmnist, synthetic; coco; camvid, cityscapes; images
+    )
     root: str = REQUIRED  # dataset folder (unused by synthetic)
     train_split: str = "train"  # split (folder or torchvision split) to train on
     val_split: str = "test"  # split to evaluate on
@@ -58,6 +60,7 @@ class DataConfig:
     crop: Literal["pad", "resized"] = "pad"  # pad: zero-pad, crop, flip; resized: ImageNet crops (streaming)
     bits: Literal[8, 16] = 8  # pixel depth kept after decoding; 16 keeps every level of 16-bit images
     on_bad_file: Literal["raise", "skip"] = "raise"  # an undecodable image: stop naming it, or skip it
+    probe: str | None = None  # pretrain: an ImageFolder root (train/test splits) for a kNN top-1 every epoch
     options: dict[str, Any] = field(
         default_factory=dict
     )  # the task's dataset options (checked by its schema)
@@ -141,7 +144,7 @@ class ModelConfig:
 class DistillConfig:
     """What to distill: layer pairs (or ``auto``), the default method, α and per-method options."""
 
-    method: str = "cwt"  # cwt, cwt_linear, l2, kd, fitnets, at, cwd or mgd
+    method: str = "cwt"  # cwt, cwt_linear, l2, kd, fitnets, at, cwd, mgd or cosine
     pairs: list[Any] | str | None = None  # [[student_layer, teacher_layer], ...], auto, null = task default
     alpha: Alpha | dict[str, Alpha] | None = (
         None  # loss weight or auto, or {method (or teacher, teacher:method): one}; null = defaults
@@ -232,7 +235,9 @@ class CompareConfig:
 class RunConfig:
     """A whole run: ``task`` plus the sections above."""
 
-    task: str = "classification"  # the task plug-in: classification, detection, segmentation or your own
+    task: str = (
+        "classification"  # the task plug-in: classification, detection, segmentation, pretrain or your own
+    )
     plugins: list[str] = field(default_factory=list)  # modules imported first: your register_* calls
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
     data: DataConfig = field(default_factory=DataConfig)
@@ -252,10 +257,12 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for checkpoints and YAML); an empty ``model.teachers`` and an empty ``compare``
-        are left out, so the config of a plain run reads (and compares with older checkpoints) as it did before."""
+        are left out (as is an unset ``data.probe``), so the config of a plain run reads (and compares with older checkpoints) as it did before."""
         tree = dataclasses.asdict(self)
         if not tree["model"]["teachers"]:
             del tree["model"]["teachers"]
+        if tree["data"]["probe"] is None:
+            del tree["data"]["probe"]
         if self.compare == CompareConfig():
             del tree["compare"]
         return tree

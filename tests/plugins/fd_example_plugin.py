@@ -1,4 +1,4 @@
-"""A user's plug-in, as a config's ``plugins: [fd_example_plugin]`` loads it: a cosine-similarity method on
+"""A user's plug-in, as a config's ``plugins: [fd_example_plugin]`` loads it: a summed cosine method ("cosine_sum") on
 CWT-transformed features and a regression task on synthetic data (tests/test_plugins.py)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def cosine_loss(student: torch.Tensor, teacher: torch.Tensor, options: dict[str,
     return (1 - F.cosine_similarity(student, teacher, dim=1)).flatten(1).sum(1).mean()
 
 
-fd.register_method("cosine", transform="cwt", loss=cosine_loss, default_ratio=2.0)
+fd.register_method("cosine_sum", transform="cwt", loss=cosine_loss, default_ratio=2.0)
 
 
 def _regressor(width: int) -> nn.Module:

@@ -15,7 +15,7 @@ import yaml
 from ..config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
 from ..config_docs import field_docs
 from ..tasks.options import data_options
-from ..tasks.registry import task_names
+from ..tasks.registry import task_class, task_names
 from .arguments import add_config_args
 from .starters import starter, teacher_overrides
 
@@ -76,6 +76,11 @@ def render_config(cfg: RunConfig, header: list[str] | None = None) -> str:
 
 
 def _starter_header(task: str) -> list[str]:
+    if not task_class(task).teacher_run:  # a foundation teacher comes trained
+        return [
+            f"Starter config for {task}: every key, its value and what it does. Save it as CONFIG.yaml, then",
+            "distil the teacher into the student: featdistill train CONFIG.yaml",
+        ]
     teacher = " ".join(f"--set {item}" for item in teacher_overrides(task))
     return [
         f"Starter config for {task}: every key, its value and what it does. Save it as CONFIG.yaml, then",

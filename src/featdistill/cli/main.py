@@ -18,6 +18,7 @@ from . import data as data_command
 from . import layers as layers_command
 from . import models as models_command
 from . import predict as predict_command
+from . import probe as probe_command
 from . import sweep as sweep_command
 from .arguments import add_command, add_config_args
 from .messages import exporter_warnings, one_line_warnings
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_command.add_parser(sub)
     layers_command.add_parser(sub)
     predict_command.add_parser(sub)
+    probe_command.add_parser(sub)
 
     about = "Run the offline demo: teacher, plain student and CWT student on generated data."
     demo = add_command(sub, "demo", about, "--data ../shared/data/cifar10 --out runs/demo_cifar10")
@@ -212,6 +214,7 @@ COMMANDS = {
     "models": models_command.run,
     "data": data_command.run,
     "predict": predict_command.run,
+    "probe": probe_command.run,
 }
 
 

@@ -12,6 +12,8 @@ The rules, in order (each choice and each left-out candidate comes with its reas
    resolution, not the downsample that opens the next stage); token features (ViT blocks) by equal token count.
 4. The backbone outputs, what the heads read, are paired even when their strides differ 2x (a dilated ResNet
    teacher at 1/8 and a MobileNet student at 1/16): that pair replaces the one its teacher or student map had.
+5. A CNN student and a ViT teacher (token blocks, no student tokens): the student's last stage with the
+   teacher's last block, as the grid of its patch tokens (:mod:`featdistill.taps.grid`).
 """
 
 from __future__ import annotations
@@ -213,6 +215,8 @@ def plan_pairs(student_outputs: list[LayerOutput], teacher_outputs: list[LayerOu
             if size not in other_ends and not any(out in pair for pair in chosen.values())
         ]
     student_blocks, teacher_blocks = _block_ends(student), _block_ends(teacher)
+    if student_ends and teacher_blocks and not student_blocks:
+        _pair_map_with_grid(student_ends, teacher_blocks, chosen, reasons, plan.left_out)
     for tokens in set(student_blocks) & set(teacher_blocks):
         chosen[tokens] = (student_blocks[tokens], teacher_blocks[tokens])
         reasons[tokens] = f"the last block with {tokens} tokens in both models"
@@ -252,6 +256,30 @@ def _pair_backbone_outputs(
     reasons[key] = (
         f"the backbone outputs (what the heads read), {_size(s_last)} and {_size(t_last)}: "
         "the student map is resized to the teacher's"
+    )
+
+
+def _pair_map_with_grid(
+    student_ends: dict[Any, LayerOutput],
+    teacher_blocks: dict[int, LayerOutput],
+    chosen: dict[Any, tuple[LayerOutput, LayerOutput]],
+    reasons: dict[Any, str],
+    left_out: list[str],
+) -> None:
+    """Rule 5: a CNN student and a ViT teacher: the student's last stage with the teacher's last block, whose
+    patch tokens the Distiller lays out as a grid; it replaces any pair with the teacher's patch embedding."""
+    s_last = max(student_ends.values(), key=lambda out: out.order)
+    t_last = max(teacher_blocks.values(), key=lambda out: out.order)
+    for key, (s, t) in list(chosen.items()):
+        del chosen[key], reasons[key]
+        left_out.append(
+            f"pair {s.name!r} -> {t.name!r}: a ViT teacher's maps before its blocks (patch embedding)"
+        )
+    key = ("grid", s_last.name)
+    chosen[key] = (s_last, t_last)
+    reasons[key] = (
+        f"the student's last stage ({_size(s_last)}) and the teacher's last block ({t_last.shape[1]} tokens), "
+        "its patch tokens laid out as a grid"
     )
 
 

@@ -167,11 +167,15 @@ class LossBalancer:
         """α = ratio · task loss / key loss for each uncalibrated key; returns (and sets) the chosen α.
 
         ``measured``: the mean task loss (``"task"``) and each key's unweighted loss on the first training
-        batches, as :meth:`featdistill.Distiller.measure_losses` returns them.
+        batches, as :meth:`featdistill.Distiller.measure_losses` returns them. A task loss of 0 (or none) is
+        a task without one (``task: pretrain``): then every term starts at 1, an equal start, whatever the
+        methods' ratios.
         """
         chosen = {}
+        if measured.get("task", 0.0) == 0.0:  # a task without a task loss (pretrain): every term starts equal
+            self.ratios = dict.fromkeys(self.ratios, 1.0)
         for key in self.uncalibrated:
-            task, raw = measured["task"], measured[key]
+            task, raw = measured.get("task", 0.0) or 1.0, measured[key]
             if not (math.isfinite(task) and math.isfinite(raw) and raw > 0 and task > 0):
                 raise ValueError(
                     f"alpha 'auto' cannot be calibrated for method {key!r}: task loss {task:.4g}, {key} loss "
@@ -186,6 +190,11 @@ class LossBalancer:
         """The chosen α with what it was calibrated from, e.g. ``cwt=0.0012 (cwt loss 5.1e+03, task loss
         0.89, ratio 7)``."""
         task = self.measured.get("task", math.nan)
+        if task == 0.0:
+            return ", ".join(
+                f"{key}={value:.4g} ({key} loss {self.measured.get(key, math.nan):.4g}, no task loss: starts at 1)"
+                for key, value in self.chosen().items()
+            )
         return ", ".join(
             f"{key}={value:.4g} ({key} loss {self.measured.get(key, math.nan):.4g}, task loss {task:.4g}, "
             f"ratio {self.ratios[key]:g})"

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..taps import FeatureTaps, SelectorError, unwrap_model
+from ..taps import FeatureTaps, SelectorError, tokens_to_grid, unwrap_model
 from .auto_pairs import plan_auto_pairs
 from .balancer import AlphaSpec, LossBalancer
 from .methods import METHODS, Method, MethodSpec, resolve_method
@@ -154,6 +154,12 @@ def _check_alignable(pair: Pair, student: Any, teacher: Any, method: Method) -> 
                 "(batch, ...) features (a scalar or a vector, e.g. a loss or a count); tap another element"
             )
     s, t = tuple(student.shape), tuple(teacher.shape)
+    if len(s) == 4 and len(t) != 4:
+        raise ValueError(
+            f"{where}: the features have different ranks: the teacher feature {pair.teacher!r} is {t}, neither a "
+            "feature map (B, C, H, W) nor a token grid (B, N, C) to match the student map; tap a spatial layer or "
+            "a block of the teacher"
+        )
     if len(s) != len(t):
         raise ValueError(
             f"{where}: student feature {s} and teacher feature {t} have different ranks and cannot be "
@@ -297,6 +303,8 @@ class Distiller(nn.Module):
             TeacherRun(name, module, forwards[name], dtypes[name], self._teacher_layers(name))
             for name, module in frozen.items()
         ]
+        #: CLS and register tokens of each teacher, dropped when its tokens meet a student map (see _as_map)
+        self._prefix_tokens = {run.name: run.taps.prefix_tokens for run in self._teacher_runs}
         self.transforms = self._build_transforms(sample_input)
         reference = next(iter(student.parameters()), None)
         if reference is not None:
@@ -437,11 +445,15 @@ class Distiller(nn.Module):
         transforms = nn.ModuleList()
         problems: list[tuple[Pair, Exception]] = []
         for pair in self.pairs:
-            s, t = student_features[pair.student], teacher_features[pair.teacher]
+            s, tapped = student_features[pair.student], teacher_features[pair.teacher]
+            t = self._as_map(pair, s, tapped)
             method = self.methods[pair.method]
             try:
                 _check_alignable(pair, s, t, method)
-                _check_sides(pair, s, t, self.strict_shapes)
+                if (
+                    t is tapped
+                ):  # a ViT's patch grid is resized to the student map whatever its stride: by design
+                    _check_sides(pair, s, t, self.strict_shapes)
             except (ValueError, TypeError) as err:
                 problems.append((pair, err))
                 continue
@@ -454,6 +466,16 @@ class Distiller(nn.Module):
             first.pair_problems = [(pair, str(err)) for pair, err in problems]  # type: ignore[attr-defined]
             raise first
         return transforms
+
+    def _as_map(self, pair: Pair, student: Any, teacher: Any) -> Any:
+        """The teacher feature as the student has it: ViT tokens ``(B, N, C)`` met by a student map become the
+        ``(B, C, H/p, W/p)`` map of the patch tokens (prefix tokens dropped); anything else as it is."""
+        if not (isinstance(student, torch.Tensor) and isinstance(teacher, torch.Tensor)):
+            return teacher
+        if student.dim() != 4 or teacher.dim() != 3:
+            return teacher
+        where = f"pair {pair.student!r} -> {pair.teacher!r}: the teacher feature"
+        return tokens_to_grid(teacher, self._prefix_tokens[pair.teacher_name], where=where)
 
     def _pair_of(self, message: str) -> str:
         """``pair 's' -> 't'`` of the first pair whose student or teacher address ``message`` quotes."""
@@ -528,7 +550,8 @@ class Distiller(nn.Module):
         terms = []
         for pair, transform in zip(self.pairs, self.transforms):
             student_feature = student_features[pair.student]
-            teacher_feature = teacher_features[pair.teacher].to(student_feature.device)
+            teacher_feature = self._as_map(pair, student_feature, teacher_features[pair.teacher])
+            teacher_feature = teacher_feature.to(student_feature.device)
             size = tuple(teacher_feature.shape[-2:]) if teacher_feature.dim() == 4 else None
             # The losses are sums over whole maps: in float16 they overflow (65504) long before
             # training ends, so they are computed in float32 whatever the autocast or model dtype.

@@ -10,10 +10,13 @@
 | `cwd`        | 1x1 conv if C_s ≠ C_t                         | channel-wise spatial-softmax KL · τ²/(C·N) | 3.0  | `tau` (4.0)              |
 | `mgd`        | 1x1 align, random mask, 3x3 conv–ReLU–3x3 conv | Σ (G(F_s) − F_t)² / N                | 7e-5      | `mask_ratio` (0.5)       |
 | `kd`         | none (logits)                                 | Hinton KL · τ²                        | 1.0       | `tau` (4.0)              |
+| `cosine`     | as `cwt` (1x1 conv, ReLU, 1x1 conv)           | mean of 1 − cos per position          | 1.0       | `hidden_channels`        |
 
 ``alpha="auto"`` sets α so that each method's term starts at ``auto_ratio`` × the task loss. The ratios are those
 of each method's best α (chosen on held-out images) in the CIFAR-10 study (``benchmarks/results/cifar10_study.md``),
 measured on the first 4 batches: CWT 6.8, CWT-linear 8.2, FitNets 28, AT 1.4, CWD 34, MGD 2.1, KD 2.7, rounded.
+``cosine`` (RADIO's and Theia's loss for foundation teachers, whose feature norms differ by orders of magnitude)
+is bounded in [0, 2]: its α 1 and ratio 1 are starting points, not measured optima.
 A later ratio sweep on the same setting (``benchmarks/results/cifar10_methods.md``) chose 10, 10, 30, 0.1, 30, 3
 and 3 on holdout: each at the grid point nearest its default except AT, whose holdout curve is flat from 0.03
 to 0.3.
@@ -39,6 +42,7 @@ from torch import nn
 from ..losses import (
     attention_transfer,
     channel_wise_divergence,
+    cosine_distance,
     kd_divergence,
     mean_squared_error,
     squared_error_per_sample,
@@ -151,6 +155,14 @@ METHODS: dict[str, Method] = {
             {"mask_ratio": 0.5},
             needs_maps=True,
             auto_ratio=2.0,
+        ),
+        Method(
+            "cosine",
+            _cwt(nonlinear=True),
+            lambda s, t, o: cosine_distance(s, t),
+            1.0,
+            {"hidden_channels": None},
+            auto_ratio=1.0,
         ),
         Method(
             "kd",

@@ -323,6 +323,11 @@ class Trainer:
         if self.pending_eval:
             self._evaluate_epoch()
 
+    def _task_loss(self, output: Any, batch: Any) -> torch.Tensor:
+        """The sum of the task's loss terms; 0 for a task without any (pretrain: distillation alone)."""
+        terms = self.task.loss_terms(output, batch)
+        return torch.stack([t.float() for t in terms.values()]).sum() if terms else torch.zeros(())
+
     def _calibrate_alpha(self) -> None:
         """``distill.alpha: auto``: set each such method's α from the first training batches (once per run)."""
         core = self.core
@@ -331,13 +336,7 @@ class Trainer:
         self.train_loader.set_epoch(0)
         batches = itertools.islice(self.train_loader.iterate(0), max(1, self.cfg.distill.auto_batches))
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            measured = core.measure_losses(
-                batches,
-                task_loss=lambda output, batch: torch.stack(
-                    [t.float() for t in self.task.loss_terms(output, batch).values()]
-                ).sum(),
-                call=self.prepare,
-            )
+            measured = core.measure_losses(batches, task_loss=self._task_loss, call=self.prepare)
         names = list(measured)
         averaged = mean_across_ranks(torch.tensor([measured[k] for k in names], device=self.device))
         measured = dict(zip(names, averaged.tolist()))

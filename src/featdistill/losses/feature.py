@@ -20,6 +20,15 @@ def mean_squared_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Te
     return F.mse_loss(student, teacher)
 
 
+def cosine_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean over samples and positions of 1 − cos(student, teacher), the cosine taken over channels (dim 1).
+
+    Blind to each position's feature norm, which in foundation models varies by orders of magnitude between
+    layers and models (the loss RADIO and Theia use to match several teachers); 0 = same directions, 2 = opposite.
+    """
+    return (1 - F.cosine_similarity(student, teacher, dim=1, eps=1e-6)).mean()
+
+
 def _attention_map(feature: torch.Tensor, p: float) -> torch.Tensor:
     """Zagoruyko & Komodakis' spatial attention: mean over channels of |F|^p, flattened and L2-normalised."""
     return F.normalize(feature.abs().pow(p).mean(dim=1).flatten(1), dim=1)

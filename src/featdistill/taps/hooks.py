@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..suggest import did_you_mean
+from .grid import prefix_tokens
 from .selectors import TapAddress, module_inputs, parse_address, select
 
 OUTPUT_ALIASES = ("", "output")
@@ -109,6 +110,7 @@ class FeatureTaps:
             parsed = parse_address(address)
             self._by_side.setdefault((parsed.module, parsed.on_input), []).append(parsed)
         self._modules = {name: resolve_module(self.model, name, role) for name, _ in self._by_side}
+        self.prefix_tokens = prefix_tokens(self.model)  # for '[grid]' selectors: CLS and register tokens
 
     @contextmanager
     def capture(self, stop_early: bool = False) -> Iterator[dict[str, Any]]:
@@ -128,7 +130,7 @@ class FeatureTaps:
             compiling = _compiling()
             for parsed in self._by_side[side]:
                 key = str(parsed)
-                feature = select(value, parsed.keys, key)
+                feature = select(value, parsed.keys, key, self.prefix_tokens)
                 if compiling and isinstance(feature, torch.Tensor):
                     # Inside a compiled graph the version counter is read at trace time, so the
                     # in-place check cannot work; a copy holds the value the layer produced instead.

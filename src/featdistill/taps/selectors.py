@@ -14,6 +14,8 @@ a dict (key; an integer-looking key is tried as a string first, then as an int).
 - ``layer4.0.relu@input``    a pre-activation (the ReLU must not be ``inplace``, which would overwrite it)
 - ``block@input[1]``         the second positional input of a module called with several
 - ``layer@input[hidden_states]``  a keyword input, for a module called with keywords only
+- ``blocks.11[grid]``        a ViT block's tokens as the (B, C, H/p, W/p) map of its patches (see :mod:`.grid`)
+- ``blocks.11[grid=16x12]``  the same, for a grid that is not square (rows x columns)
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import torch
+
+from .grid import grid_size, is_grid_key, tokens_to_grid
 
 INPUT_SIDE = "@input"
 _ADDRESS = re.compile(r"^(?P<module>[^\[\]@]*)(?P<side>@[^\[\]]*)?(?P<keys>(\[[^\[\]]+\])*)$")
@@ -68,14 +74,20 @@ def module_inputs(args: tuple, kwargs: Mapping[str, Any]) -> Any:
     return args[0] if len(args) == 1 else args
 
 
-def select(output: Any, keys: Sequence[str], address: str = "") -> Any:
+def select(output: Any, keys: Sequence[str], address: str = "", prefix_tokens: int = 1) -> Any:
     """Apply selector keys to a module output (tensor, tuple/list, dict or object with attributes).
 
+    A ``grid`` key lays a token tensor out as a map, after its ``prefix_tokens`` (CLS, registers) are dropped.
     Raises ``SelectorError`` (a ``ValueError``) naming the address when a key does not fit the output.
     """
     value = output
     for key in keys:
-        if isinstance(value, Mapping):
+        if isinstance(value, torch.Tensor) and is_grid_key(key):
+            try:
+                value = tokens_to_grid(value, prefix_tokens, grid_size(key), f"tap {address!r}")
+            except ValueError as err:
+                raise SelectorError(str(err)) from None
+        elif isinstance(value, Mapping):
             if key in value:
                 value = value[key]
             elif key.lstrip("-").isdigit() and int(key) in value:

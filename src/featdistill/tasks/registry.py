@@ -21,6 +21,7 @@ _BUILTIN = {
     "classification": "featdistill.tasks.classification.task:ClassificationTask",
     "detection": "featdistill.tasks.detection.task:DetectionTask",
     "segmentation": "featdistill.tasks.segmentation.task:SegmentationTask",
+    "pretrain": "featdistill.tasks.pretrain.task:PretrainTask",
 }
 _REGISTERED: dict[str, type] = {}
 

@@ -1,5 +1,8 @@
 """A state_dict into a model: the classifier head of another class count is left out, all else must fit.
 
+A file without the model's classifier head (a backbone: the student of a ``task: pretrain`` run) loads too: the
+head starts new, and one warning names it.
+
 Fine-tuning a pretrained classifier on one's own data changes only the number of classes; the weights
 of every other layer load, the new head starts from its random initialisation and one warning names the
 keys left out. Any other difference is an error naming the file, the model, the first differing keys
@@ -30,6 +33,14 @@ def _is_head(model_tensor: torch.Tensor, file_tensor: torch.Tensor, num_classes:
     )
 
 
+def _head_keys(model: nn.Module) -> set[str]:
+    """The parameters of the model's classifier head: its last ``nn.Linear`` (none: an empty set)."""
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        return set()
+    return {f"{linears[-1]}.{name}" for name, _ in model.get_submodule(linears[-1]).named_parameters()}
+
+
 def _listed(keys: list[str], shape_of: Mapping[str, torch.Tensor]) -> str:
     shown = ", ".join(f"{k} {tuple(shape_of[k].shape)}" for k in keys[:_SHOWN])
     return shown + (", …" if len(keys) > _SHOWN else "")
@@ -55,6 +66,8 @@ def fit_state_dict(
         head = []  # a head is left out only when it is the sole difference
     result = model.load_state_dict({k: v for k, v in state.items() if k not in reshaped}, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith(_COUNTER) and k not in reshaped]
+    new_head = sorted(missing) if missing and set(missing) <= _head_keys(model) else []
+    missing = [k for k in missing if k not in new_head]
     unexpected = [k for k in result.unexpected_keys if not k.endswith(_COUNTER)]
     wrong = [k for k in reshaped if k not in head]
     if missing or unexpected or wrong:
@@ -72,6 +85,12 @@ def fit_state_dict(
             f"{source} does not fit {model_name!r} ({type(model).__name__}): {'; '.join(parts)}; "
             f"the file holds another architecture: set the model name to the one that wrote it, "
             f"or use weights written for {model_name!r}"
+        )
+    if new_head:
+        warnings.warn(
+            f"{source}: has no classifier head (a backbone, e.g. a task: pretrain checkpoint): "
+            f"{', '.join(new_head)} start from a random initialisation (fine-tuning)",
+            stacklevel=2,
         )
     if head:
         file_classes = state[head[0]].shape[0]

@@ -157,6 +157,31 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def hf_source(ref: str, trust_remote_code: bool) -> tuple[str, bool]:
+    """``(ref, local)``: a ``save_pretrained`` directory (expanded) or a repo id, and whether it loads without
+    the network (a directory, or cached). Offline with nothing cached, a missing directory, or one without
+    ``config.json`` is a one-line ``WeightsError``; ``trust_remote_code`` warns once."""
+    if trust_remote_code:
+        warnings.warn(
+            f"hf:{ref}: model.options.trust_remote_code is true, so Python code from that model repository "
+            "runs on this machine; set it only for repositories you trust",
+            stacklevel=3,
+        )
+    if Path(ref).expanduser().is_dir():
+        ref = str(Path(ref).expanduser())
+        if not (Path(ref) / "config.json").is_file():
+            raise WeightsError(
+                f"hf:{ref} has no config.json; give a directory written by save_pretrained, or a repo id"
+            )
+    elif ref.startswith((".", "/", "~")) or ref.count("/") > 1:
+        raise WeightsError(f"hf:{ref}: no such directory; give a save_pretrained directory or a repo id")
+    local = Path(ref).is_dir() or _cached(ref, ("config.json",))
+    reason = None if local else _unreachable()
+    if reason:
+        raise _not_available(f"hf:{ref}", ref, reason)
+    return ref, local
+
+
 def _check_model_kind(
     ref: str, trust_remote_code: bool, auto_class: str, mapping: dict[str, str], kind: str
 ) -> None:
@@ -184,24 +209,7 @@ def _load_auto_model(
 
     A head of another class count is replaced by a new one (warning once with the keys left out).
     """
-    if trust_remote_code:
-        warnings.warn(
-            f"hf:{ref}: model.options.trust_remote_code is true, so Python code from that model repository "
-            "runs on this machine; set it only for repositories you trust",
-            stacklevel=3,
-        )
-    if Path(ref).expanduser().is_dir():
-        ref = str(Path(ref).expanduser())
-        if not (Path(ref) / "config.json").is_file():
-            raise WeightsError(
-                f"hf:{ref} has no config.json; give a directory written by save_pretrained, or a repo id"
-            )
-    elif ref.startswith((".", "/", "~")) or ref.count("/") > 1:
-        raise WeightsError(f"hf:{ref}: no such directory; give a save_pretrained directory or a repo id")
-    local = Path(ref).is_dir() or _cached(ref, ("config.json",))
-    reason = None if local else _unreachable()
-    if reason:
-        raise _not_available(f"hf:{ref}", ref, reason)
+    ref, local = hf_source(ref, trust_remote_code)
     try:
         with _hub_offline() if local else contextlib.nullcontext():
             _check_model_kind(ref, trust_remote_code, auto_class.__name__, mapping, kind)

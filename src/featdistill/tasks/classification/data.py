@@ -16,7 +16,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -48,7 +48,9 @@ __all__ = [
     "image_size_of",
     "imagefolder_plan",
     "load_tensors",
+    "scan_folder",
     "scan_imagefolder",
+    "scan_images",
     "select_balanced",
 ]
 
@@ -97,7 +99,8 @@ def load_tensors(
     one tensor allocated once (no list of images stacked afterwards): the result costs its pixels.
 
     Args:
-        name: ``imagefolder`` (``root/<split>/<class>/<image>``, every format Pillow reads, decoded by
+        name: ``images`` (every image under ``root``, at any depth, one unlabeled class: see
+            :func:`scan_images`), ``imagefolder`` (``root/<split>/<class>/<image>``, every format Pillow reads, decoded by
             :func:`~featdistill.tasks.decode.decode_image` to RGB), ``cifar10``, ``cifar100``, ``mnist`` or
             ``fashionmnist`` (torchvision layouts under ``root``, e.g. ``root`` containing
             ``FashionMNIST/raw``; split ``train`` or ``test``; MNIST-style sets have 1 channel).
@@ -129,9 +132,9 @@ def load_tensors(
     size = as_size(image_size)
     stats = stats if stats is not None else SplitStats(split, str(Path(root) / split))
     key = name.lower()
-    if key == "imagefolder":
+    if key in ("imagefolder", "images"):
         return _load_imagefolder(
-            Path(root), split, size, limit, on_bad_file, cache_dir, bits, stats, workers, progress
+            key, Path(root), split, size, limit, on_bad_file, cache_dir, bits, stats, workers, progress
         )
     if key in _TORCHVISION:
         return _load_torchvision(key, Path(root), split, size, limit, download, stats)
@@ -139,7 +142,9 @@ def load_tensors(
 
 
 def _unknown_dataset(name: str) -> ValueError:
-    return ValueError(f"unknown dataset {name!r}{did_you_mean(name.lower(), ['imagefolder', *_TORCHVISION])}")
+    return ValueError(
+        f"unknown dataset {name!r}{did_you_mean(name.lower(), ['imagefolder', 'images', *_TORCHVISION])}"
+    )
 
 
 def image_size_of(name: str, root: str | Path, split: str) -> tuple[int, int]:
@@ -151,9 +156,9 @@ def image_size_of(name: str, root: str | Path, split: str) -> tuple[int, int]:
     key = name.lower()
     if key in _TORCHVISION_SIZES:
         return _TORCHVISION_SIZES[key]
-    if key != "imagefolder":
+    if key not in ("imagefolder", "images"):
         raise _unknown_dataset(name)
-    _, files = scan_imagefolder(Path(root) / split)
+    _, files = scan_folder(key, root, split)
     first = next(path for paths in files for path in paths)
     with Image.open(first) as image:
         width, height = image.size
@@ -242,6 +247,74 @@ def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[lis
     return classes, files
 
 
+#: Folders of label images in segmentation trees (CamVid's ``trainannot``, VOC's ``SegmentationClass``,
+#: Cityscapes' ``gtFine``) and of annotations: ``data.name: images`` leaves them out, so only photos are read.
+LABEL_FOLDERS = (
+    "annot",
+    "annotations",
+    "labels",
+    "masks",
+    "segmentationclass",
+    "segmentationobject",
+    "gtfine",
+)
+
+
+def _is_label_folder(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in LABEL_FOLDERS or lowered.endswith("annot") or lowered.startswith("gtfine")
+
+
+def scan_images(folder: Path, stats: SplitStats | None = None) -> tuple[list[str], list[list[Path]]]:
+    """Every image file under ``folder``, at any depth, grouped by the folder that holds it (``data.name: images``).
+
+    A flat folder, an ImageFolder, a COCO ``images/`` tree or a segmentation tree are all read, their labels
+    ignored: hidden and system files and files of no image format are left out as in
+    :func:`scan_imagefolder`, and so are folders of label images (:data:`LABEL_FOLDERS`). The groups (relative
+    folder paths, ``""`` for ``folder`` itself) are not labels: they let ``limit`` take images from every
+    folder alike, as it takes them from every class of an ImageFolder.
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"image folder not found: {folder} (data.name: images reads every image under it)"
+        )
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        parts = path.relative_to(folder).parts
+        if any(_is_label_folder(part) for part in parts[:-1]):
+            continue
+        if any(is_hidden_or_system(Path(part)) for part in parts):
+            reason = HIDDEN
+        elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+            reason = UNSUPPORTED
+        else:
+            found.append(path)
+            continue
+        if stats is not None:
+            stats.skip(reason, path)
+    if not found:
+        raise ValueError(
+            f"no images in {folder} (no file of an image format Pillow reads, at any depth outside label folders)"
+        )
+    groups: dict[str, list[Path]] = {}
+    for path in found:
+        relative = path.parent.relative_to(folder)
+        groups.setdefault("" if relative == Path() else relative.as_posix(), []).append(path)
+    return sorted(groups), [groups[name] for name in sorted(groups)]
+
+
+def scan_folder(
+    name: str, root: str | Path, split: str, stats: SplitStats | None = None
+) -> tuple[list[str], list[list[Path]]]:
+    """The classes and files that ``load_tensors`` and the streaming path read: ``root/<split>/<class>/...``
+    (``imagefolder``) or every image under ``root`` (``images``, grouped by folder; ``split`` unused)."""
+    if name == "images":
+        return scan_images(Path(root), stats)
+    return scan_imagefolder(Path(root) / split, stats)
+
+
 def select_balanced(files: list[list[Path]], limit: int | None) -> list[tuple[Path, int]]:
     """``(path, label)`` of the class-balanced first-``limit`` selection (see :func:`load_tensors`)."""
     return [
@@ -269,13 +342,15 @@ def imagefolder_plan(
     image_size: Size | None = None,
     limit: int | None = None,
     bits: int = 8,
+    kind: str = "imagefolder",
 ) -> tuple[int, int]:
-    """``(images, decoded bytes per image)`` that ``load_tensors`` would hold for an ImageFolder split.
+    """``(images, decoded bytes per image)`` that ``load_tensors`` would hold for an ImageFolder split (or,
+    ``kind="images"``, for every image under ``root``).
 
     Lists the files and reads the size from the first image's header (nothing is decoded), so
     ``data.in_memory: auto`` can decide before any decoding.
     """
-    _, files = scan_imagefolder(Path(root) / split)
+    _, files = scan_folder(kind, root, split)
     count = len(select_balanced(files, limit))
     size = as_size(image_size)
     if size is None:
@@ -294,14 +369,15 @@ def cache_path(
     bits: int,
     cache_dir: str | Path,
     files: list[list[Path]],
+    kind: str = "imagefolder",
 ) -> Path:
     """The decode cache's ``.npy`` of these arguments; its ``.json`` sidecar (same stem) holds the rest."""
-    folder = root / split
+    folder = root if kind == "images" else root / split
     all_files = [f for per_class in files for f in per_class]
     fingerprint = [len(all_files), max(f.stat().st_mtime_ns for f in all_files)]
     spec = [str(folder.resolve()), size, limit, on_bad_file, fingerprint, bits, _CACHE_VERSION]
     digest = hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:16]
-    return Path(cache_dir) / f"imagefolder-{split}-{digest}.npy"
+    return Path(cache_dir) / f"{kind}-{split}-{digest}.npy"
 
 
 def decode_to_numpy(path: Path, bits: int, size: tuple[int, int] | None) -> tuple[np.ndarray | str, tuple]:
@@ -319,6 +395,7 @@ def decode_to_numpy(path: Path, bits: int, size: tuple[int, int] | None) -> tupl
 
 
 def _load_imagefolder(
+    kind: str,
     root: Path,
     split: str,
     size: tuple[int, int] | None,
@@ -330,11 +407,11 @@ def _load_imagefolder(
     workers: int | None = None,
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    folder = root / split
-    classes, files = scan_imagefolder(folder, stats)
+    folder = root if kind == "images" else root / split
+    classes, files = scan_folder(kind, root, split, stats)
     cached = None
     if cache_dir is not None:
-        cached = cache_path(root, split, size, limit, on_bad_file, bits, cache_dir, files)
+        cached = cache_path(root, split, size, limit, on_bad_file, bits, cache_dir, files, kind=kind)
         sidecar = cached.with_suffix(".json")
         if cached.is_file() and sidecar.is_file():
             meta = json.loads(sidecar.read_text())
@@ -502,6 +579,9 @@ class TensorBatchLoader:
         augment: random crop (zero padding ``pad``) and, if ``flip``, horizontal flip with p = 0.5.
         mean, std: per-channel normalisation in 0..1 units (None: only scale to [0, 1]).
         channels_last: return images in ``torch.channels_last`` memory format.
+        views: ``f(batch, generator)`` → the batch augmented in its own dtype, applied after crop and flip
+            (pretrain's shared views); each batch's generator is seeded by ``(seed, epoch, batch, rank)``, so a
+            resumed epoch draws the same views.
     """
 
     def __init__(
@@ -521,6 +601,7 @@ class TensorBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        views: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     ) -> None:
         if images.dtype not in (torch.uint8, torch.uint16) or images.dim() != 4:
             raise ValueError(
@@ -536,7 +617,7 @@ class TensorBatchLoader:
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.mean, self.std, self.pad, self.flip = mean, std, pad, flip
         self.drop_last, self.seed, self.rank, self.world_size = drop_last, seed, rank, world_size
-        self.channels_last = channels_last
+        self.channels_last, self.views = channels_last, views
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -581,4 +662,7 @@ class TensorBatchLoader:
             if params is not None:
                 dy, dx, flips = (p[start : start + per_rank] for p in params)
                 images = crop_flip(images, self.pad, dy, dx, flips)
+            if self.views is not None:
+                draws = torch.Generator().manual_seed(hash((self.seed, self.epoch, batch, self.rank)) % 2**62)
+                images = self.views(images, draws)
             yield normalize(images, self.mean, self.std, self.channels_last), self.labels[index]

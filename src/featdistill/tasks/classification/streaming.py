@@ -30,7 +30,7 @@ from ..holdout import split_holdout
 from ..ingest import SplitStats, check_not_constant, evenly_spaced, warn_alpha
 from ..parallel import map_in_workers, single_threaded
 from .augment import crop_flip, crop_flip_params, normalize
-from .data import bad_file, channel_stats, decode_to_numpy, scan_imagefolder, select_balanced
+from .data import bad_file, channel_stats, decode_to_numpy, scan_folder, select_balanced
 from .options import Augment
 
 __all__ = ["FolderSamples", "inspect_samples", "resized_crop_box", "streaming_loader"]
@@ -204,6 +204,7 @@ def streaming_loader(
     rank: int = 0,
     world_size: int = 1,
     stats: SplitStats | None = None,
+    name: str = "imagefolder",
 ) -> ResumableLoader:
     """A resumable loader over ``root/<split>/<class>/<image>`` that reads what ``load_tensors`` reads.
 
@@ -212,10 +213,12 @@ def streaming_loader(
     Training drops the last incomplete batch, like the in-memory path; evaluation keeps it. With ``holdout``
     (``data.holdout``, taken after ``limit``) the loader holds the images left for training, or with
     ``held_out`` the held-out ones. ``resize_to``: without ``image_size``, the size every image is resized
-    to (an evaluation split at the training images' size; None: the split's own size).
+    to (an evaluation split at the training images' size; None: the split's own size). ``name``:
+    ``imagefolder``, or ``images`` for every image under ``root`` (unlabeled, ``split`` unused; see
+    :func:`.data.scan_folder`).
     """
     stats = stats if stats is not None else SplitStats(split, str(Path(root) / split))
-    classes, files = scan_imagefolder(Path(root) / split, stats)
+    classes, files = scan_folder(name, root, split, stats)
     samples = select_balanced(files, limit)
     stats.images = len(samples)  # as in memory: the images read, the holdout included
     stats.classes.update(classes[label] for _, label in samples)

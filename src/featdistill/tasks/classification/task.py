@@ -42,7 +42,7 @@ from .data import (
     image_size_of,
     imagefolder_plan,
     load_tensors,
-    scan_imagefolder,
+    scan_folder,
 )
 from .models import build_classifier, list_classifiers
 from .prediction import ClassificationPrediction
@@ -195,7 +195,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
     def _plan_memory(self, splits: list[tuple[str, int | None]]) -> MemoryPlan:
         """Apply ``data.in_memory`` to the decoded size of ``splits`` (``(split, limit)``), before decoding."""
         d = self.cfg.data
-        if d.name != "imagefolder":
+        if d.name not in ("imagefolder", "images"):
             what = "generated" if d.name == "synthetic" else "a torchvision dataset, small and of one size"
             plan = plan_memory(d.in_memory, None, streamable=False, reason=f"{d.name} is {what}")
         elif d.in_memory == "auto" and d.crop == "resized":
@@ -204,10 +204,11 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         else:
             estimate, cached = 0, self.options.cache_dir is not None
             for split, limit in splits:
-                if not (Path(d.root) / split).is_dir():  # loading it names the problem, in its turn
+                folder = Path(d.root) if d.name == "images" else Path(d.root) / split
+                if not folder.is_dir():  # loading it names the problem, in its turn
                     continue
                 count, per_image = imagefolder_plan(
-                    d.root, split, image_size=d.image_size, limit=limit, bits=d.bits
+                    d.root, split, image_size=d.image_size, limit=limit, bits=d.bits, kind=d.name
                 )
                 estimate += count * per_image
                 cached = cached and self._cached(split, limit)
@@ -218,10 +219,18 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
     def _cached(self, split: str, limit: int | None) -> bool:
         """Whether ``data.options.cache_dir`` holds this split decoded already."""
         d = self.cfg.data
-        _, files = scan_imagefolder(Path(d.root) / split)
+        _, files = scan_folder(d.name, d.root, split)
         size = as_size(d.image_size)
         path = cache_path(
-            Path(d.root), split, size, limit, d.on_bad_file, d.bits, self.options.cache_dir, files
+            Path(d.root),
+            split,
+            size,
+            limit,
+            d.on_bad_file,
+            d.bits,
+            self.options.cache_dir,
+            files,
+            kind=d.name,
         )
         return path.is_file() and path.with_suffix(".json").is_file()
 
