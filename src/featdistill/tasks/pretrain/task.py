@@ -21,7 +21,6 @@ from torch import nn
 
 from ...config import ConfigError, RunConfig
 from ...distiller.auto_pairs import auto_pairs
-from ..base import TaskBase
 from ..classification.data import TensorBatchLoader
 from ..classification.streaming import streaming_loader
 from ..classification.task import ClassificationTask, _three_channels
@@ -73,7 +72,13 @@ class PretrainTask(ClassificationTask):
         super().__init__(cfg)
         self.probe_layer: str | None = None  # the last distilled student layer, once the pairs are known
 
-    prediction = classmethod(TaskBase.prediction.__func__)  # type: ignore[attr-defined]  # a backbone predicts nothing
+    @classmethod
+    def prediction(cls, card: dict[str, Any]) -> Any:
+        """A pretrained backbone has no output to predict: ``featdistill probe`` scores it, fine-tuning uses it."""
+        raise ValueError(
+            "featdistill predict runs a trained task's student; a pretrain checkpoint is a backbone without a "
+            "head: score it with featdistill probe, or fine-tune it (model.student_weights)"
+        )
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -136,9 +141,14 @@ class PretrainTask(ClassificationTask):
                 "task: pretrain learns from a teacher alone (no labels, no task loss): set model.teacher or "
                 "model.teachers"
             )
+        if isinstance(d.augment, dict):
+            raise ConfigError(
+                "task: pretrain switches each view in data.options (resized_crop, flip, color_jitter); "
+                "data.augment is true or false"
+            )
         check_evaluate_on(evaluate_on, d.holdout)
         self.data_stats = {}
-        if d.in_memory:
+        if self._plan_memory([(d.train_split, d.limit)]).in_memory:
             train = self._memory_loader(rank, world_size)
         else:
             mean, std = self._normalization(None)
