@@ -205,3 +205,25 @@ def test_a_circle_and_an_upward_import_are_found() -> None:
     graph["featdistill.card"] = []
     (upward,) = upward_imports(modules, graph)
     assert "from ..card import student_card" in upward and "layer 4 -> layer 8" in upward
+
+
+def test_a_config_checks_its_task_name_without_importing_the_plug_in() -> None:
+    """``task: detection`` is checked by name: parsing the config loads no plug-in (nor pycocotools)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from featdistill.config import ConfigError, parse_config\n"
+        "parse_config({'task': 'detection', 'data': {'name': 'coco', 'root': '.'}, 'model': {'student': 's'}})\n"
+        "try:\n"
+        "    parse_config({'task': 'detectoin', 'data': {'name': 'coco', 'root': '.'}, 'model': {'student': 's'}})\n"
+        "except ConfigError as err:\n"
+        "    assert \"did you mean 'detection'\" in str(err), err\n"
+        "else:\n"
+        "    raise AssertionError('an unknown task was accepted')\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('pycocotools', 'featdistill.tasks.detection')))\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

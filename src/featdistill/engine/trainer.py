@@ -17,18 +17,18 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import yaml
 from torch import nn
 
-from ..card import student_card
 from ..config import RunConfig
 from ..distiller import Distiller, DistillOutput, LossBalancer
 from ..distiller.balancer import saved_balancer
 from ..taps import unwrap_model
 from .checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointError,
     load_safely,
     rng_state,
@@ -36,12 +36,11 @@ from .checkpoint import (
     set_rng_state,
     write_text_atomic,
 )
+from .contract import CardWriter, Loader, NonFiniteLossError, TrainingTask
 from .distributed import broadcast_buffers, is_main, mean_across_ranks, world_size
 from .logger import RunLogger
+from .loop import train_together
 from .schedule import build_optimizer, build_scheduler
-
-if TYPE_CHECKING:
-    from ..tasks.base import Loader, Task
 
 # ``train.*`` settings that live in the optimizer / scheduler state, so a resume takes them from the checkpoint.
 RESTORED_ON_RESUME = (
@@ -58,10 +57,6 @@ RESTORED_ON_RESUME = (
 )
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; training stops and the last good checkpoint is kept."""
-
-
 class Trainer:
     """Trains ``model`` with ``task`` on ``train_loader``; evaluates the student on ``val_loader``.
 
@@ -73,20 +68,23 @@ class Trainer:
         device: where to train.
         fingerprint: identifies the config/model; a resume from a checkpoint with another one is refused.
         evaluate_on: what ``val_loader`` holds, ``val`` (``data.val_split``) or ``holdout`` (for the card).
+        card: writes the student card each checkpoint carries (``featdistill.card.card_writer``); None: no card.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        task: Task,
+        task: TrainingTask,
         train_loader: Loader,
         val_loader: Any,
         cfg: RunConfig,
         device: torch.device,
         fingerprint: str = "",
         evaluate_on: str = "val",
+        card: CardWriter | None = None,
     ) -> None:
         self.model, self.task, self.cfg, self.device = model, task, cfg, device
+        self.card = card
         self.train_loader, self.val_loader = train_loader, val_loader
         if len(train_loader) == 0:
             raise ValueError(
@@ -141,16 +139,10 @@ class Trainer:
         """Everything a resume needs, and the student card (``card``) that lets the student run on its own."""
         core = self.core
         student = self.student
-        card = student_card(
-            self.task,
-            self.cfg,
-            student,
-            self.metrics,
-            self.evaluate_on,
-            core if isinstance(core, Distiller) else None,
-        )
+        distiller = core if isinstance(core, Distiller) else None
+        card = self.card(student, self.metrics, distiller) if self.card is not None else None
         return {
-            "format": "featdistill-checkpoint-1",
+            "format": CHECKPOINT_FORMAT,
             "fingerprint": self.fingerprint,
             "config": self.cfg.to_dict(),
             "student": student.state_dict(),
@@ -196,7 +188,7 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore everything needed to continue exactly where ``path`` was written."""
         state = load_safely(path, map_location=self.device)
-        if not isinstance(state, dict) or state.get("format") != "featdistill-checkpoint-1":
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(
                 f"{path} is not a featdistill training checkpoint (a plain state_dict?); --resume needs the "
                 "last.pt of a run, weights alone go in model.student_weights"
@@ -300,8 +292,6 @@ class Trainer:
         The loop is :func:`featdistill.engine.loop.train_together` with this trainer alone, the one that
         ``featdistill sweep`` runs for a lockstep group; an error stops the run and is raised.
         """
-        from .loop import train_together
-
         (outcome,) = train_together([self], resume=[resume], progress=self.cfg.output.progress, isolate=False)
         return outcome.metrics
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..distiller import Distiller
 from ..distiller.balancer import AlphaSpec, saved_balancer
-from ..distiller.distiller import PairSpec
+from ..distiller.pairs import PairSpec
 from . import require
 
 L = require("lightning.pytorch", "lightning", "featdistill.integrations.lightning")

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..distiller import Distiller
 from ..distiller.balancer import AlphaSpec, saved_balancer
-from ..distiller.distiller import PairSpec
+from ..distiller.pairs import PairSpec
 from . import require
 
 _hf = require("transformers", "hub", "featdistill.integrations.transformers")

@@ -16,7 +16,7 @@ from torchvision.utils import draw_bounding_boxes
 from ..prediction import PredictOptions, StudentRunner, as_uint8, palette, png_path
 
 if TYPE_CHECKING:
-    from ...predict.inputs import InputImage
+    from ..prediction import InputImage
 
 __all__ = ["DetectionPrediction", "DetectionWriter"]
 

@@ -18,7 +18,7 @@ from ..prediction import PredictOptions, StudentRunner, as_uint8, palette, png_p
 from .inference import predict
 
 if TYPE_CHECKING:
-    from ...predict.inputs import InputImage
+    from ..prediction import InputImage
 
 __all__ = ["SegmentationPrediction", "SegmentationWriter"]
 
