@@ -12,7 +12,7 @@ from torch import nn
 
 from ..taps import FeatureTaps, SelectorError, unwrap_model
 from .auto_pairs import plan_auto_pairs
-from .balancer import AlphaSpec, LossBalancer
+from .balancer import AlphaSpec, LossBalancer, saved_balancer
 from .methods import METHODS, Method, MethodSpec
 from .pairs import Pair, PairSpec, parse_pairs_and_methods
 from .teachers import (
@@ -28,6 +28,7 @@ from .teachers import (
 STRICT_SHAPES = "strict_shapes"  # the one option of ``options`` that is not a method: shapes >2x apart fail
 MAX_SIDE_RATIO = 2.0  # a pair's maps may differ this many times in height or width without a warning
 LOSS_RATIO_RANGE = (1e-4, 1e3)  # a first distillation term outside this multiple of the task loss warns
+DISTILL_STATE_FORMAT = "featdistill-distill-state-1"  # the format of ``Distiller.distill_state_dict()``
 
 
 @dataclass
@@ -200,8 +201,6 @@ class Distiller(nn.Module):
         for module in frozen.values():
             module.eval()
             module.requires_grad_(False)
-        self.teacher_forward = teacher_forward
-        self.teacher_dtype = teacher_dtype
         names = list(frozen)
         forwards = per_teacher(teacher_forward, names, default_teacher_forward, "teacher_forward")
         dtypes = per_teacher(teacher_dtype, names, None, "teacher_dtype")
@@ -314,19 +313,65 @@ class Distiller(nn.Module):
         batches: Iterable[Any],
         task_loss: Callable[[Any, Any], torch.Tensor],
         call: Callable[[Any], tuple[tuple, dict]] = lambda batch: ((batch[0],), {}),
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, float]:
         """Choose α for the ``"auto"`` keys: each term starts at its ratio (``auto_ratio``) × the task loss.
+
+        The one home of ``alpha: auto``: the featdistill Trainer, the Lightning module and the Hugging Face
+        trainer all call it.
 
         Args:
             batches: a few training batches (e.g. the first 4 of the loader).
             task_loss: ``f(student_output, batch)`` → the scalar task loss (e.g. cross-entropy).
             call: ``f(batch)`` → ``(args, kwargs)`` of the model call (default: ``batch[0]`` alone).
+            reduce: under DDP, ``f(tensor)`` → its element-wise mean over all processes (e.g. Lightning's
+                ``strategy.reduce(t, reduce_op="mean")``), so that every process chooses the same α from the
+                measured losses of all; None: this process's own measurement.
 
         Returns:
-            the chosen ``{key: alpha}`` (also set in :attr:`balancer`). To average the measured losses over
-            processes first, call :meth:`measure_losses` and then ``balancer.calibrate(measured)``.
+            the chosen ``{key: alpha}`` (also set in :attr:`balancer`).
         """
-        return self.balancer.calibrate(self.measure_losses(batches, task_loss, call))
+        measured = self.measure_losses(batches, task_loss, call)
+        if reduce is not None:
+            names = sorted(measured)
+            reference = next(iter(self.student.parameters()), None)
+            device = reference.device if reference is not None else torch.device("cpu")
+            local = torch.tensor([measured[name] for name in names], dtype=torch.float64, device=device)
+            measured = dict(zip(names, reduce(local).tolist()))
+        return self.balancer.calibrate(measured)
+
+    def distill_state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs of the distillation beyond the student's weights, to resume it exactly.
+
+        ``{"format", "transforms": state dict, "criteria": state dict of the loss modules, "balancer": α state}``;
+        the teacher is frozen and never saved. The Trainer, the Lightning module and the Hugging Face trainer
+        all save this and restore it with :meth:`load_distill_state_dict`.
+        """
+        return {
+            "format": DISTILL_STATE_FORMAT,
+            "transforms": self.transforms.state_dict(),
+            "criteria": self.criteria.state_dict(),
+            "balancer": self.balancer.state_dict(),
+        }
+
+    def load_distill_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`distill_state_dict`'s transforms, loss modules and α; other keys are ignored.
+
+        Older states are read as well: one without ``format`` or ``criteria`` (before loss modules), with α
+        alone under ``alpha`` (before the balancer), or without ``transforms`` (a Lightning checkpoint, whose
+        transforms are in the module's own state dict). What a state lacks is kept as it is.
+        """
+        found = state.get("format", DISTILL_STATE_FORMAT)
+        if found != DISTILL_STATE_FORMAT:
+            raise ValueError(
+                f"distillation state format {found!r} is not {DISTILL_STATE_FORMAT!r}: written by a newer "
+                "featdistill? upgrade featdistill to read it"
+            )
+        if "transforms" in state:
+            self.transforms.load_state_dict(state["transforms"])
+        if "criteria" in state:
+            self.criteria.load_state_dict(state["criteria"])
+        self.balancer.load_state_dict(saved_balancer(state))
 
     @staticmethod
     def _strict_shapes(options: Mapping[str, Any]) -> bool:

@@ -25,7 +25,6 @@ from torch import nn
 
 from ..config import RunConfig
 from ..distiller import Distiller, DistillOutput, LossBalancer
-from ..distiller.balancer import saved_balancer
 from ..taps import unwrap_model
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -141,13 +140,14 @@ class Trainer:
         student = self.student
         distiller = core if isinstance(core, Distiller) else None
         card = self.card(student, self.metrics, distiller) if self.card is not None else None
+        distill = distiller.distill_state_dict() if distiller is not None else {}
         return {
             "format": CHECKPOINT_FORMAT,
             "fingerprint": self.fingerprint,
             "config": self.cfg.to_dict(),
             "student": student.state_dict(),
-            "transforms": core.transforms.state_dict() if isinstance(core, Distiller) else {},
-            "criteria": core.criteria.state_dict() if isinstance(core, Distiller) else {},  # loss modules
+            "transforms": distill.get("transforms", {}),  # the Distiller's own state: transforms,
+            "criteria": distill.get("criteria", {}),  # loss modules and α (balancer), at the top level
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -156,7 +156,7 @@ class Trainer:
             "step": self.step,
             "rng": rng_state(),
             "metrics": self.metrics,
-            "balancer": self.balancer.state_dict() if self.balancer is not None else {},
+            "balancer": distill.get("balancer", {}),
             "pending_eval": self.pending_eval,
             "card": card,
         }
@@ -201,17 +201,14 @@ class Trainer:
         try:
             self.student.load_state_dict(state["student"])
             core = self.core
-            if isinstance(core, Distiller):
-                core.transforms.load_state_dict(state["transforms"])
-                core.criteria.load_state_dict(state.get("criteria", {}))  # none before method objects
+            if isinstance(core, Distiller):  # a calibrated alpha: auto is reused, never re-calibrated
+                core.load_distill_state_dict({k: v for k, v in state.items() if k != "format"})
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
             self.metrics = dict(state.get("metrics", {}))
             self.pending_eval = bool(state.get("pending_eval", False))
-            if self.balancer is not None:  # a calibrated alpha: auto is reused, never re-calibrated
-                self.balancer.load_state_dict(saved_balancer(state))
             set_rng_state(state["rng"])
         except (KeyError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -321,17 +318,14 @@ class Trainer:
         self.train_loader.set_epoch(0)
         batches = itertools.islice(self.train_loader.iterate(0), max(1, self.cfg.distill.auto_batches))
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            measured = core.measure_losses(
+            core.calibrate_alpha(
                 batches,
                 task_loss=lambda output, batch: torch.stack(
                     [t.float() for t in self.task.loss_terms(output, batch).values()]
                 ).sum(),
                 call=self.prepare,
+                reduce=mean_across_ranks,
             )
-        names = list(measured)
-        averaged = mean_across_ranks(torch.tensor([measured[k] for k in names], device=self.device))
-        measured = dict(zip(names, averaged.tolist()))
-        core.balancer.calibrate(measured)
         if self.is_main:
             print(f"featdistill: {self.out_dir.name}: alpha auto chose {core.balancer.describe()}")
 
