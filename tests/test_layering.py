@@ -227,3 +227,19 @@ def test_a_config_checks_its_task_name_without_importing_the_plug_in() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    """A ``_name`` is its module's own: a name other modules use is public, with a docstring saying what it is."""
+    modules = module_files()
+    found = []
+    for module, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom) or not (
+                node.level or (node.module or "").startswith(PACKAGE)
+            ):
+                continue
+            private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+            if private:
+                found.append(f"{where(modules, module, node.lineno)}: imports {', '.join(private)}")
+    assert not found, "private names imported across modules:\n" + "\n".join(found)

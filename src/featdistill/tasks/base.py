@@ -7,6 +7,7 @@ plug-ins (classification, detection, segmentation) and a user's own (``featdisti
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from torch import nn
@@ -67,6 +68,9 @@ class Task(TrainingTask, Protocol):
     # -- featdistill predict (from a student card alone: an export has no config to build the task from)
     @classmethod
     def prediction(cls, card: dict[str, Any]) -> Prediction: ...
+
+    @classmethod
+    def score_predictions(cls, predictions: str | Path, truth: Any, **options: Any) -> dict[str, float]: ...
 
     # -- the CLI
     @classmethod
@@ -135,6 +139,12 @@ class TaskBase:
             f"featdistill predict does not know how to run a {card['task']!r} student: its task class "
             f"{cls.__name__} offers no prediction() (see featdistill.tasks.prediction)"
         )
+
+    @classmethod
+    def score_predictions(cls, predictions: str | Path, truth: Any, **options: Any) -> dict[str, float]:
+        """The metrics ``eval`` reports, of what ``featdistill predict`` wrote (``predictions``) against the ground
+        truth (``truth``, in the task's own form): not offered by default (:mod:`featdistill.predict.score`)."""
+        raise ValueError(f"the {cls.__name__} task offers no scoring of predict's output")
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:
