@@ -15,10 +15,10 @@ $fd eval --checkpoint "$work/run/last.pt" --set data.eval_batch_size=1 > "$work/
 $fd predict "$work/run/last.pt" $data/images --batch-size 1 --output "$work/predict.json" --no-progress > "$work/predict.log"
 python - "$work" "$data" <<'PY'
 import json, sys
-from featdistill.predict.score import score_detections
+from featdistill.predict.score import score_predictions
 work, data = sys.argv[1], sys.argv[2]
 evaluated = json.load(open(f"{work}/eval.json"))
-predicted = score_detections(f"{work}/predict.json", f"{data}/annotations/instances.json")
+predicted = score_predictions("detection", f"{work}/predict.json", f"{data}/annotations/instances.json")
 for key in evaluated:
     print(f"{key:12s} eval {evaluated[key]:.6g}  predict {predicted[key]:.6g}  {'equal' if evaluated[key] == predicted[key] else 'DIFFERENT'}")
 PY

@@ -318,8 +318,8 @@ def test_the_hf_image_processor_follows_the_card_resize_rule(tmp_path: Path, res
     transformers = pytest.importorskip("transformers")
     from PIL import Image
 
-    from featdistill.card import preprocess
     from featdistill.hf_export import save_hf
+    from featdistill.tasks.preprocess import preprocess
 
     config = transformers.ViTConfig(
         image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

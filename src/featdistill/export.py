@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from .atomic import staged
-from .card import ImagesPixelInput, PixelInput, sidecar_path
+from .card import sidecar_path
+from .tasks.preprocess import ImagesPixelInput, PixelInput
 from .tasks.registry import task_class
 
 Format = Literal["export", "torchscript", "onnx", "state_dict", "safetensors", "hf"]

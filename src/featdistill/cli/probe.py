@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _from_checkpoint(path: str) -> tuple[Any, str, dict[str, Any]]:
     """``(backbone, default layer, preprocessing)`` of a featdistill checkpoint's student."""
-    from ..card import load_student
+    from ..predict.student import load_student
     from ..tasks.pretrain.models import drop_head
 
     task, student, card = load_student(path)

@@ -13,6 +13,9 @@ import torch
 
 from ..atomic import write_atomic
 
+#: The ``format`` of a training checkpoint (``last.pt``) written by the Trainer.
+CHECKPOINT_FORMAT = "featdistill-checkpoint-1"
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: unsafe, corrupt, or written by another configuration."""

@@ -1,7 +1,7 @@
 """``featdistill predict``: run a student (a checkpoint or an export with its sidecar) on image files.
 
 The student card (:mod:`featdistill.card`) says everything needed: the task, the class names and the
-preprocessing, applied by :func:`featdistill.card.preprocess` exactly as ``eval`` applies it. Images are
+preprocessing, applied by :func:`featdistill.tasks.preprocess.preprocess` exactly as ``eval`` applies it. Images are
 decoded as training decodes them, in batches. The card's resize rule holds as at eval and in the README's
 ONNX snippet: with ``resize: exact`` an image of another size than ``input_size`` is resized to it (counted
 in the report as ``resized``, with one warning), with ``center_crop`` cropped, with ``none`` (segmenters,
@@ -26,19 +26,15 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..atomic import staged
-from ..card import (  # _resized: the card's resize alone
-    _resized,
-    import_student_plugins,
-    load_student,
-    preprocess,
-    read_card,
-)
+from ..card import import_student_plugins, read_card
 from ..filekind import CHECKPOINT, EXPORTS, expect_kind
 from ..run import select_device
 from ..tasks.prediction import PredictOptions
+from ..tasks.preprocess import preprocess, resized
 from ..tasks.registry import task_class
 from .inputs import BadFiles, collect_images, decoded_batches
 from .runners import load_exported
+from .student import load_student
 
 if TYPE_CHECKING:
     from ..tasks.base import Task
@@ -77,7 +73,7 @@ class _Student:
             self.resized += sum(tuple(p.shape[-2:]) != tuple(steps["input_size"]) for p in pixels)
         if not self.raw_pixels:
             return preprocess(pixels, self.card, resize=resize).to(self.device)
-        return torch.stack([_resized(image[None], steps, resize)[0] for image in pixels]).to(self.device)
+        return torch.stack([resized(image[None], steps, resize)[0] for image in pixels]).to(self.device)
 
     @torch.no_grad()
     def dense(

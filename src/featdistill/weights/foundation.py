@@ -22,12 +22,12 @@ from torch import nn
 from .errors import WeightsError
 from .huggingface import (
     HUB_EXTRA,
-    _hub_errors,
-    _hub_offline,
-    _not_available,
-    _quiet_transformers,
     build_timm_classifier,
     hf_source,
+    hub_errors,
+    hub_offline,
+    not_available,
+    quiet_transformers,
 )
 
 #: The normalisation of a teacher whose hub config gives none (the one most vision backbones are trained with).
@@ -90,7 +90,7 @@ def _processor_input(ref: str, patch: int) -> TeacherInput:
     from transformers import AutoImageProcessor
 
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             processor = AutoImageProcessor.from_pretrained(ref)
     except (OSError, ValueError, KeyError, ImportError):
         return TeacherInput(IMAGENET_MEAN, IMAGENET_STD, None, patch)
@@ -122,9 +122,9 @@ def build_hf_backbone(ref: str, trust_remote_code: bool = False) -> HFBackbone:
     except ImportError:
         raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
     ref, local = hf_source(ref, trust_remote_code)
-    offline = _hub_offline() if local else contextlib.nullcontext()
+    offline = hub_offline() if local else contextlib.nullcontext()
     try:
-        with _quiet_transformers(), offline:
+        with quiet_transformers(), offline:
             model = AutoModel.from_pretrained(ref, trust_remote_code=trust_remote_code, weights_only=True)
             config = model.config
             if hasattr(model, "vision_model"):  # CLIP, SigLIP: the image tower alone
@@ -133,8 +133,8 @@ def build_hf_backbone(ref: str, trust_remote_code: bool = False) -> HFBackbone:
     except ValueError as err:
         first = str(err).strip().splitlines()[0]
         raise WeightsError(f"hf:{ref}: transformers' AutoModel cannot build it ({first})") from None
-    except _hub_errors() as err:
-        raise _not_available(f"hf:{ref}", ref, " ".join(str(err).split())[:200]) from None
+    except hub_errors() as err:
+        raise not_available(f"hf:{ref}", ref, " ".join(str(err).split())[:200]) from None
     return HFBackbone(model, _prefix_count(config), teacher_input)
 
 

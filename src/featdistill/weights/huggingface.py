@@ -33,6 +33,8 @@ _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 class HFImageClassifier(nn.Module):
     """A transformers image classifier (``self.hf``) called on an image tensor, returning its logits."""
 
+    tap_prefix = "hf."  # a tap address may leave it out (featdistill.taps.hooks.TAP_PREFIX_ATTRIBUTE)
+
     def __init__(self, hf: nn.Module) -> None:
         super().__init__()
         self.hf = hf
@@ -87,7 +89,7 @@ def _cache_dir() -> str:
     return str(_hub().constants.HF_HUB_CACHE)
 
 
-def _hub_errors() -> tuple[type[BaseException], ...]:
+def hub_errors() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import EntryNotFoundError
 
     return (OSError, EntryNotFoundError)
@@ -122,7 +124,7 @@ def _unreachable() -> str | None:
 
 
 @contextlib.contextmanager
-def _hub_offline() -> Iterator[None]:
+def hub_offline() -> Iterator[None]:
     """Use only the cache: cached files load without network, even where the network is slow to fail."""
     constants = _hub().constants
     previous, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
@@ -132,7 +134,7 @@ def _hub_offline() -> Iterator[None]:
         constants.HF_HUB_OFFLINE = previous
 
 
-def _not_available(what: str, repo: str, reason: str) -> WeightsError:
+def not_available(what: str, repo: str, reason: str) -> WeightsError:
     """One line: the repo expected in the cache, where the cache is, and how to fill it or go local."""
     return WeightsError(
         f"{what}: {repo} is not in the Hugging Face cache {_cache_dir()} and cannot be downloaded "
@@ -142,8 +144,9 @@ def _not_available(what: str, repo: str, reason: str) -> WeightsError:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' own load report and progress bars: featdistill warns once itself."""
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' own load report and progress bars while loading or saving a model (here and in
+    ``featdistill.hf_export``): featdistill warns once itself."""
     from transformers.utils import logging as hf_logging
 
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
@@ -178,7 +181,7 @@ def hf_source(ref: str, trust_remote_code: bool) -> tuple[str, bool]:
     local = Path(ref).is_dir() or _cached(ref, ("config.json",))
     reason = None if local else _unreachable()
     if reason:
-        raise _not_available(f"hf:{ref}", ref, reason)
+        raise not_available(f"hf:{ref}", ref, reason)
     return ref, local
 
 
@@ -211,9 +214,9 @@ def _load_auto_model(
     """
     ref, local = hf_source(ref, trust_remote_code)
     try:
-        with _hub_offline() if local else contextlib.nullcontext():
+        with hub_offline() if local else contextlib.nullcontext():
             _check_model_kind(ref, trust_remote_code, auto_class.__name__, mapping, kind)
-        with _quiet_transformers(), _hub_offline() if local else contextlib.nullcontext():
+        with quiet_transformers(), hub_offline() if local else contextlib.nullcontext():
             model, info = auto_class.from_pretrained(
                 ref,
                 num_labels=num_classes,
@@ -222,11 +225,11 @@ def _load_auto_model(
                 trust_remote_code=trust_remote_code,
                 weights_only=True,
             )
-    except _hub_errors() as err:
+    except hub_errors() as err:
         first = " ".join(str(err).split())[:200]
         if Path(ref).is_dir():
             raise WeightsError(f"hf:{ref}: cannot load the model ({first})") from None
-        raise _not_available(f"hf:{ref}", ref, first) from None
+        raise not_available(f"hf:{ref}", ref, first) from None
     left_out = [f"{key} {tuple(old)}" for key, old, _ in info.get("mismatched_keys", [])]
     left_out += list(info.get("missing_keys", []))
     if left_out:
@@ -286,12 +289,12 @@ def from_hub(what: str, repo: str, on_hub: bool = True, revision: str | None = N
     local = on_hub and _cached(repo, (), revision)
     reason = None if local or not on_hub else _unreachable()
     if reason:
-        raise _not_available(what, repo, reason)
+        raise not_available(what, repo, reason)
     try:
-        with _hub_offline() if local else contextlib.nullcontext():
+        with hub_offline() if local else contextlib.nullcontext():
             yield
-    except _hub_errors() as err:
-        raise _not_available(what, repo, " ".join(str(err).split())[:200]) from None
+    except hub_errors() as err:
+        raise not_available(what, repo, " ".join(str(err).split())[:200]) from None
 
 
 def timm_pretrained(name: str) -> Any:

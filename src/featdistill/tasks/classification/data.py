@@ -183,7 +183,7 @@ def _balanced_quota(num_classes: int, limit: int | None) -> list[int | None]:
     return [base + (1 if c < extra else 0) for c in range(num_classes)]
 
 
-def _class_names(folder: Path) -> list[str]:
+def class_names(folder: Path) -> list[str]:
     """Sorted class sub-folders of an ImageFolder split, with a one-line error when there are none."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder} (expected {folder}/<class>/<image files>)")
@@ -221,7 +221,7 @@ def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[lis
     anything under a dot or ``__MACOSX`` folder) and files beside the class folders are left out and recorded
     in ``stats``.
     """
-    classes = _class_names(folder)
+    classes = class_names(folder)
     if stats is not None:  # files beside the class folders (a stray README.txt) are no class's images
         for path in sorted(p for p in folder.iterdir() if p.is_file()):
             stats.skip(HIDDEN if is_hidden_or_system(path) else OUTSIDE_CLASSES, path)

@@ -35,10 +35,10 @@ from ..memory import MemoryPlan, plan_memory
 from ..options import augment_options, data_options
 from .data import (
     TensorBatchLoader,
-    _class_names,
     as_size,
     cache_path,
     channel_stats,
+    class_names,
     image_size_of,
     imagefolder_plan,
     load_tensors,
@@ -348,7 +348,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         )
         self._check_labels(torch.as_tensor(train.dataset.targets), d.train_split)
         self.normalization = (train.dataset.mean, train.dataset.std)
-        self.classes = _class_names(Path(d.root) / d.train_split)
+        self.classes = class_names(Path(d.root) / d.train_split)
         self.input_size = tuple(train.dataset.size)
         evaluation = self._streaming_evaluation(*self.normalization, rank, world_size)
         if evaluate_on == "holdout":  # the held-out training images; data.val_split is never read
@@ -398,7 +398,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         self.input_size = (train_x.shape[-2], train_x.shape[-1])
         if evaluate_on == "val":
             val_x, val_y = self._load_val()
-        train_x, val_x = _three_channels(train_x), _three_channels(val_x)
+        train_x, val_x = three_channels(train_x), three_channels(val_x)
         mean, std = self.normalization = self._normalization(train_x)
         common = {
             "mean": mean,
@@ -458,7 +458,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
             return val
         val_x, val_y = self._load_val()
         return TensorBatchLoader(
-            _three_channels(val_x),
+            three_channels(val_x),
             val_y,
             d.eval_batch_size or d.batch_size,
             shuffle=False,
@@ -494,6 +494,6 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         return {"top1": 100 * c1 / n, "top5": 100 * c5 / n, "loss": loss / n}
 
 
-def _three_channels(images: torch.Tensor) -> torch.Tensor:
+def three_channels(images: torch.Tensor) -> torch.Tensor:
     """Gray datasets feed 3-channel models."""
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images

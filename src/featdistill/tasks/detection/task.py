@@ -65,7 +65,7 @@ from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
-from .prediction import DetectionPrediction
+from .prediction import DetectionPrediction, score_detections
 
 SHARED_ONLY = ("min_size", "max_size", "image_mean", "image_std", "size_divisible", "fixed_size")
 _DETECTOR_DEFAULTS = {
@@ -253,6 +253,12 @@ class DetectionTask(ReportsData, TaskBase):
 
     # featdistill predict: prediction(card) builds the task's Prediction (see :mod:`.prediction`)
     prediction = DetectionPrediction
+
+    @classmethod
+    def score_predictions(cls, predictions: Any, truth: Any, **options: Any) -> dict[str, float]:
+        """predict's COCO results JSON against ``truth``, a COCO annotation file (``image_ids=``: only those
+        images): COCO AP, 0-1."""
+        return score_detections(predictions, truth, **options)
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -23,7 +23,7 @@ from ...config import ConfigError, RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ..classification.data import TensorBatchLoader
 from ..classification.streaming import streaming_loader
-from ..classification.task import ClassificationTask, _three_channels
+from ..classification.task import ClassificationTask, three_channels
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import SplitStats
 from ..options import builder_options
@@ -174,7 +174,7 @@ class PretrainTask(ClassificationTask):
             keep, held = split_holdout(len(images), d.holdout)
             self.data_stats[d.train_split].held_out = len(held)
             images = images[keep]
-        images = _three_channels(images)
+        images = three_channels(images)
         self.input_size = (images.shape[-2], images.shape[-1])
         mean, std = self.normalization = self._normalization(images)
         views = Views(o.resized_crop, tuple(o.crop_scale), o.flip, o.color_jitter) if d.augment else None
