@@ -228,7 +228,8 @@ def test_layers_runs_the_distiller_pair_check_and_names_each_refused_pair(
         "have different ranks and cannot be aligned" in out
     )
     assert (
-        "  layer3->fc: pair 'layer3' -> 'fc': student feature (2, 64, 4, 4) and teacher feature (2, 4)" in out
+        "  layer3->fc: pair 'layer3' -> 'fc': the features have different ranks: the teacher feature 'fc' is "
+        "(2, 4), neither a feature map (B, C, H, W) nor a token grid (B, N, C)" in out
     )
     assert "layer3->layer3:" not in out.split("pairs train refuses")[1]  # the good pair is not refused
     assert "2 pair(s) of this config cannot be distilled" in err
