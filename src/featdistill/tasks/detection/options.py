@@ -11,7 +11,8 @@ from ...config import ConfigError, RunConfig
 
 @dataclass
 class DataOptions:
-    """COCO-format files per split, augmentation and result files (see the task's module doc)."""
+    """Label files per split (COCO json, YOLO YAML, VOC names), augmentation and result files (see the task's
+    module doc)."""
 
     ann_file: str | None = None  # annotation json of both splits, relative to data.root
     images: str | None = None  # image folder of both splits, relative to data.root
@@ -19,6 +20,10 @@ class DataOptions:
     val_ann: str | None = None  # annotation json of the evaluation split (before ann_file)
     train_images: str | None = None  # image folder of the training split (before images)
     val_images: str | None = None  # image folder of the evaluation split (before images)
+    yaml: str | None = None  # data.name yolo: the dataset YAML, relative to data.root (null: root/data.yaml)
+    names: list[str] | None = (
+        None  # data.name voc: the class names (null: every name in Annotations/, sorted)
+    )
     skip_empty: bool = True  # training leaves out images without instances (evaluation keeps all)
     flip_prob: float = 0.5  # horizontal flip probability in training
     scale_range: list[float] | None = None  # [low, high], 1 <= low <= high: zoom-in jitter (null = off)

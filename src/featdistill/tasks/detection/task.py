@@ -52,21 +52,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pycocotools.coco import COCO
 from torch import Tensor, nn
 
 from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
+from ...suggest import did_you_mean
 from ...weights import load_weights
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import ReportsData, SplitStats
 from ..options import SIDES, builder_options, data_options, model_options
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
-from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
+from .data import CocoDetection, coco_from_dict, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
+from .labels import BAD_LABEL_SKIPPED, BadLabels
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
 from .prediction import DetectionPrediction
+from .voc import read_voc, voc_names
+from .yolo import find_yaml, read_yolo
 
+DATA_FORMATS = ("coco", "yolo", "voc")  # data.name: COCO json, YOLO txt (Ultralytics layout), Pascal VOC xml
 SHARED_ONLY = ("min_size", "max_size", "image_mean", "image_std", "size_divisible", "fixed_size")
 _DETECTOR_DEFAULTS = {
     k: p.default for k, p in inspect.signature(build_detector).parameters.items() if k in SHARED_ONLY
@@ -174,8 +180,11 @@ class DetectionTask(ReportsData, TaskBase):
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         d, m = cfg.data, cfg.model
-        if d.name != "coco":
-            raise ValueError(f"detection reads COCO-format json: set data.name: coco (got {d.name!r})")
+        if d.name not in DATA_FORMATS:
+            raise ValueError(
+                f"detection reads {', '.join(DATA_FORMATS)} labels: set data.name to one of them (got {d.name!r})"
+                f"{did_you_mean(d.name, DATA_FORMATS)}"
+            )
         if d.image_size is not None:
             raise ValueError("data.image_size is not used by detection; set model.options.min_size instead")
         self.options = data_options(cfg)
@@ -199,9 +208,8 @@ class DetectionTask(ReportsData, TaskBase):
     def num_classes(self) -> int:
         """Categories + 1, from the data (read from the validation annotation file if not yet loaded)."""
         if self._num_classes is None:
-            ann, _ = self.paths("val")
-            coco = load_coco(ann)
-            self._set_categories(sorted(coco.getCatIds()), ann)
+            _, source, coco = self.labels("val", BadLabels("skip"))  # bad lines are reported by the loaders
+            self._set_categories(sorted(coco.getCatIds()), source)
             self._cat_names = {cid: str(coco.cats[cid]["name"]) for cid in self._cat_ids}
         return self._num_classes  # type: ignore[return-value]
 
@@ -291,7 +299,7 @@ class DetectionTask(ReportsData, TaskBase):
 
     # -- data ---------------------------------------------------------------------------------------
     def paths(self, split: str) -> tuple[Path, Path]:
-        """``(annotation file, image folder)`` of ``split`` (``train`` or ``val``), see the module doc."""
+        """``(annotation file, image folder)`` of a COCO-format ``split`` (``train`` or ``val``), see the module doc."""
         d, options = self.cfg.data, self.options
         root = Path(d.root)
         name = d.train_split if split == "train" else d.val_split
@@ -313,18 +321,48 @@ class DetectionTask(ReportsData, TaskBase):
             )
         return ann, images
 
+    def labels(self, split: str, bad: BadLabels | None = None) -> tuple[Path, Path, COCO]:
+        """``(image folder, label source, annotations in COCO form)`` of ``split`` in the configured format:
+        COCO json, YOLO txt (:mod:`.yolo`) or Pascal VOC xml (:mod:`.voc`)."""
+        d = self.cfg.data
+        bad = bad if bad is not None else BadLabels(d.on_bad_file)
+        name = d.train_split if split == "train" else d.val_split
+        root = Path(d.root)
+        if d.name == "coco":
+            ann, images = self.paths(split)
+            return images, ann, load_coco(ann)
+        if d.name == "yolo":
+            source = find_yaml(root, self.options.yaml)
+            images, data = read_yolo(source, name, bad)
+        else:
+            source = root / "Annotations"
+            names = self.options.names or voc_names(root)
+            images, data = read_voc(root, name, names, bad)
+        return images, source, coco_from_dict(data, source)
+
     def _dataset(self, split: str, limit: int | None) -> CocoDetection:
         d = self.cfg.data
-        ann, images = self.paths(split)
+        bad = BadLabels(d.on_bad_file)
+        images, source, coco = self.labels(split, bad)
         train = split == "train"
+        masks = train and self.cfg.model.student == "maskrcnn"
+        if masks:
+            boxes_only = [a for a in coco.dataset["annotations"] if not a.get("segmentation")]
+            if boxes_only:
+                name = coco.imgs[boxes_only[0]["image_id"]]["file_name"]
+                raise ValueError(
+                    f"a maskrcnn student needs instance masks, but {len(boxes_only)} label(s) in {source} are "
+                    f"boxes only (first: {name}); give polygons or use a box detector"
+                )
         dataset = CocoDetection(
             images,
-            ann,
-            masks=train and self.cfg.model.student == "maskrcnn",
+            source,
+            masks=masks,
             skip_empty=train and self.options.skip_empty,
             transforms=self._train_transforms() if train and d.augment else None,
+            coco=coco,
         )
-        self._set_categories(dataset.cat_ids, ann)
+        self._set_categories(dataset.cat_ids, source)
         self._cat_names = {cid: str(dataset.coco.cats[cid]["name"]) for cid in dataset.cat_ids}
         left_out = sorted(set(dataset.coco.getImgIds()) - set(dataset.ids))  # skip_empty's choice
         if limit is not None:
@@ -336,6 +374,8 @@ class DetectionTask(ReportsData, TaskBase):
             stats.skip(
                 "no usable annotation (data.options.skip_empty)", dataset.coco.imgs[image_id]["file_name"]
             )
+        for where in bad.found:
+            stats.skip(BAD_LABEL_SKIPPED, where)
         return dataset
 
     def _train_transforms(self) -> Compose | None:
