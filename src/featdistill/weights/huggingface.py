@@ -120,45 +120,50 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _check_image_classifier(ref: str, trust_remote_code: bool) -> None:
-    """Refuse a config that AutoModelForImageClassification cannot build, naming its model type."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+# What each task builds from ``hf:``: the transformers Auto class, its model-type mapping and the words for it.
+_KINDS = {
+    "classification": (
+        "AutoModelForImageClassification",
+        "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+        "an image classifier",
+        "image classification",
+    ),
+    "detection": (
+        "AutoModelForObjectDetection",
+        "MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",
+        "an object detector",
+        "object detection",
+    ),
+}
 
+
+def _checked_config(ref: str, trust_remote_code: bool, kind: str, num_labels: int) -> Any:
+    """The model's config with ``num_labels``; refuses one that the task's Auto class cannot build, naming its
+    model type."""
+    from transformers import AutoConfig
+    from transformers.models.auto import modeling_auto
+
+    auto, mapping_name, what, checkpoint = _KINDS[kind]
+    mapping = getattr(modeling_auto, mapping_name)
     try:
-        config = AutoConfig.from_pretrained(ref, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(ref, num_labels=num_labels, trust_remote_code=trust_remote_code)
     except ValueError as err:
         first = str(err).strip().splitlines()[0]
+        raise WeightsError(f"hf:{ref}: unreadable config.json ({first}); use {what} model") from None
+    remote = auto in (getattr(config, "auto_map", None) or {})
+    if config.model_type not in mapping and not (trust_remote_code and remote):
+        known = ", ".join(sorted(mapping)[:8])
         raise WeightsError(
-            f"hf:{ref}: unreadable config.json ({first}); use an image classification model"
-        ) from None
-    remote = "AutoModelForImageClassification" in (getattr(config, "auto_map", None) or {})
-    if config.model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES and not (
-        trust_remote_code and remote
-    ):
-        known = ", ".join(sorted(MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES)[:8])
-        raise WeightsError(
-            f"hf:{ref} is a {config.model_type!r} model, not an image classifier that transformers' "
-            f"AutoModelForImageClassification builds (types such as {known}, …); use an image "
-            "classification checkpoint"
+            f"hf:{ref} is a {config.model_type!r} model, not {what} that transformers' "
+            f"{auto} builds (types such as {known}, …); use {'an' if checkpoint[0] in 'aeiou' else 'a'} "
+            f"{checkpoint} checkpoint"
         )
+    return config
 
 
-def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = False) -> HFImageClassifier:
-    """``AutoModelForImageClassification`` from a repo id or a local ``save_pretrained`` directory.
-
-    A classifier of another class count is replaced by a new one (warning once with the keys left out).
-    """
-    try:
-        from transformers import AutoModelForImageClassification
-    except ImportError:
-        raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
-    if trust_remote_code:
-        warnings.warn(
-            f"hf:{ref}: model.options.trust_remote_code is true, so Python code from that model repository "
-            "runs on this machine; set it only for repositories you trust",
-            stacklevel=2,
-        )
+def _resolve(ref: str) -> tuple[str, bool]:
+    """``(ref, local)``: a ``save_pretrained`` directory or a cached repo id is local; else one line why the
+    hub cannot be reached, or the repo id to download."""
     if Path(ref).expanduser().is_dir():
         ref = str(Path(ref).expanduser())
         if not (Path(ref) / "config.json").is_file():
@@ -171,13 +176,39 @@ def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = Fa
     reason = None if local else _unreachable()
     if reason:
         raise _not_available(f"hf:{ref}", ref, reason)
+    return ref, local
+
+
+def load_hf_model(
+    ref: str, kind: str, num_labels: int, trust_remote_code: bool = False, **config: Any
+) -> nn.Module:
+    """The transformers model of ``kind`` (``classification``: AutoModelForImageClassification; ``detection``:
+    AutoModelForObjectDetection) from a repo id or a local ``save_pretrained`` directory, with ``num_labels``
+    outputs (a head of another size is newly initialised, warning once with the keys left out); ``config``:
+    attributes set on its config (and its ``backbone_config``) where they exist, before it is built."""
+    try:
+        import transformers
+    except ImportError:
+        raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
+    if trust_remote_code:
+        warnings.warn(
+            f"hf:{ref}: model.options.trust_remote_code is true, so Python code from that model repository "
+            "runs on this machine; set it only for repositories you trust",
+            stacklevel=3,
+        )
+    ref, local = _resolve(ref)
+    auto = getattr(transformers, _KINDS[kind][0])
     try:
         with _hub_offline() if local else contextlib.nullcontext():
-            _check_image_classifier(ref, trust_remote_code)
+            model_config = _checked_config(ref, trust_remote_code, kind, num_labels)
+        for part in (model_config, getattr(model_config, "backbone_config", None)):
+            for key, value in config.items():
+                if part is not None and hasattr(part, key):
+                    setattr(part, key, value)
         with _quiet_transformers(), _hub_offline() if local else contextlib.nullcontext():
-            model, info = AutoModelForImageClassification.from_pretrained(
+            model, info = auto.from_pretrained(
                 ref,
-                num_labels=num_classes,
+                config=model_config,
                 ignore_mismatched_sizes=True,
                 output_loading_info=True,
                 trust_remote_code=trust_remote_code,
@@ -192,11 +223,28 @@ def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = Fa
     left_out += list(info.get("missing_keys", []))
     if left_out:
         warnings.warn(
-            f"hf:{ref}: left out {', '.join(sorted(left_out))} (model.num_classes is {num_classes}); "
+            f"hf:{ref}: left out {', '.join(sorted(left_out))} ({num_labels} labels); "
             "newly initialised (fine-tuning)",
-            stacklevel=2,
+            stacklevel=3,
         )
-    return HFImageClassifier(model)
+    return model
+
+
+def hf_file(ref: str, name: str) -> Path | None:
+    """A small file of an ``hf:`` model (e.g. ``preprocessor_config.json``): from its directory or the cache."""
+    if Path(ref).expanduser().is_dir():
+        path = Path(ref).expanduser() / name
+        return path if path.is_file() else None
+    cached = _hub().try_to_load_from_cache(ref, name)
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = False) -> HFImageClassifier:
+    """``AutoModelForImageClassification`` from a repo id or a local ``save_pretrained`` directory.
+
+    A classifier of another class count is replaced by a new one (warning once with the keys left out).
+    """
+    return HFImageClassifier(load_hf_model(ref, "classification", num_classes, trust_remote_code))
 
 
 def build_timm_classifier(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
@@ -225,7 +273,7 @@ def build_timm_classifier(name: str, num_classes: int, pretrained: bool, **kwarg
             model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
     except _hub_errors() as err:
         raise _not_available(f"timm:{name}", repo, " ".join(str(err).split())[:200]) from None
-    if cfg.num_classes != num_classes and cfg.classifier:
+    if cfg.num_classes != num_classes and cfg.classifier and not kwargs.get("features_only"):
         heads = [cfg.classifier] if isinstance(cfg.classifier, str) else list(cfg.classifier)
         warnings.warn(
             f"timm:{name}: left out the pretrained classifier {', '.join(heads)} ({cfg.num_classes} classes, "

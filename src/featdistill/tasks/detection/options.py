@@ -62,11 +62,14 @@ SIDE_ONLY = ("distill_levels", "student", "teacher")  # keys of model.options th
 
 
 def passthrough(cfg: RunConfig) -> set[str]:
-    """torchvision's own detector arguments (e.g. ``box_detections_per_img``) of the configured families."""
+    """torchvision's own detector arguments (e.g. ``box_detections_per_img``) of the configured families, and
+    ``box_detections_per_img`` for ``hf:`` detectors."""
     from .models import DETECTORS
 
-    families = [name for name in (cfg.model.student, cfg.model.teacher) if name in DETECTORS]
-    return {
+    names = (cfg.model.student, cfg.model.teacher)
+    families = [name for name in names if name in DETECTORS]
+    hf = {"box_detections_per_img"} if any(str(name).startswith("hf:") for name in names) else set()
+    return hf | {
         name
         for family in families
         for name, p in inspect.signature(DETECTORS[family].__init__).parameters.items()

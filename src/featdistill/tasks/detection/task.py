@@ -66,6 +66,7 @@ from ..options import SIDES, builder_options, data_options, model_options
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_from_dict, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
+from .hf_detector import HFDetector, build_hf_detector, hf_levels
 from .labels import BAD_LABEL_SKIPPED, BadLabels
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
 from .prediction import DetectionPrediction
@@ -236,9 +237,11 @@ class DetectionTask(ReportsData, TaskBase):
         self, family: str, role: str, weights: str | None, options: dict[str, Any] | None = None
     ) -> nn.Module:
         try:
-            model = build_detector(
-                family, self.num_classes, **{**self.detector_options(role), **(options or {})}
-            )
+            kwargs = {**self.detector_options(role), **(options or {})}
+            if family.startswith("hf:"):
+                model = build_hf_detector(family[len("hf:") :], self.num_classes, **kwargs)
+            else:
+                model = build_detector(family, self.num_classes, **kwargs)
         except TypeError as err:
             raise ValueError(f"model.options for the {role} ({family}): {err}") from None
         if weights is not None:
@@ -277,15 +280,20 @@ class DetectionTask(ReportsData, TaskBase):
         ]
 
     def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
-        """The first ``distill_levels`` student FPN levels, each with the teacher level of equal stride."""
-        student_strides, teacher_strides = _level_strides(student), _level_strides(teacher)
-        by_stride = {stride: name for name, stride in teacher_strides.items()}
-        chosen = list(student_strides.items())[: self.distill_levels]
-        pairs = [(f"backbone[{n}]", f"backbone[{by_stride[s]}]") for n, s in chosen if s in by_stride]
+        """The first ``distill_levels`` student feature levels, each with the teacher level of equal stride:
+        FPN levels of torchvision detectors, backbone levels of HF detectors (and, between two HF detectors,
+        their encoder maps too), so cross-family pairs such as a Faster R-CNN teacher and an RT-DETR student
+        pair by stride as well."""
+        student_levels, teacher_levels = _levels(student), _levels(teacher)
+        pairs: list[tuple[str, str]] = []
+        for part in ("backbone", "encoder"):
+            by_stride = {stride: name for name, stride in teacher_levels.get(part, {}).items()}
+            chosen = list(student_levels.get(part, {}).items())[: self.distill_levels]
+            pairs += [(n, by_stride[s]) for n, s in chosen if s in by_stride]
         if not pairs:
             raise ValueError(
-                f"student FPN strides {dict(chosen)} and teacher FPN strides {teacher_strides} share none; "
-                "set distill.pairs"
+                f"student feature strides {student_levels} and teacher feature strides {teacher_levels} share "
+                "none; set distill.pairs"
             )
         return pairs
 
@@ -514,8 +522,12 @@ class DetectionTask(ReportsData, TaskBase):
         return metrics
 
 
-def _level_strides(model: nn.Module, size: int = 256) -> dict[str, int]:
-    """``{FPN level name: stride}`` of a detector, from one forward of its backbone on a blank image."""
+def _levels(model: nn.Module, size: int = 256) -> dict[str, dict[str, int]]:
+    """The tap addresses of a detector's feature levels by kind, each with its stride: ``backbone`` (a
+    torchvision detector's FPN levels ``backbone[<level>]``, what its heads read; an HF detector's backbone
+    stages) and ``encoder`` (an HF detector's encoder maps)."""
+    if isinstance(model, HFDetector):
+        return hf_levels(model, size)
     names = fpn_level_names(model)
     backbone = model.backbone
     device = next(backbone.parameters()).device
@@ -526,4 +538,4 @@ def _level_strides(model: nn.Module, size: int = 256) -> dict[str, int]:
             features = backbone(torch.zeros(1, 3, size, size, device=device))
     finally:
         backbone.train(was_training)
-    return {name: size // features[name].shape[-1] for name in names}
+    return {"backbone": {f"backbone[{name}]": size // features[name].shape[-1] for name in names}}
