@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_tree, write_yaml
-from tiny_data import detection_formats
 
+from conftest import tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.config import parse_config
 from featdistill.tasks.detection import DetectionTask
+from tiny_data import detection_formats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 transformers = pytest.importorskip("transformers")
@@ -56,7 +56,9 @@ def tiny_rtdetr(folder: Path, num_labels: int = 2) -> Path:
 
 @pytest.fixture(scope="module")
 def yolo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    roots = detection_formats(tmp_path_factory.mktemp("data"), np.random.default_rng(1), {"train": 4, "val": 3})
+    roots = detection_formats(
+        tmp_path_factory.mktemp("data"), np.random.default_rng(1), {"train": 4, "val": 3}
+    )
     return roots["yolo"]
 
 
@@ -99,11 +101,13 @@ def _train_eval_predict(config: Path, yolo: Path, tmp_path: Path, capsys) -> lis
 
 
 def test_an_hf_rtdetr_student_trains_evaluates_and_predicts_on_yolo_labels(yolo, rtdetr, tmp_path, capsys):
-    found = _train_eval_predict(_config(tmp_path, yolo, f"hf:{rtdetr}", options=HF_OPTIONS), yolo, tmp_path, capsys)
+    found = _train_eval_predict(
+        _config(tmp_path, yolo, f"hf:{rtdetr}", options=HF_OPTIONS), yolo, tmp_path, capsys
+    )
     assert {f["category_id"] for f in found} <= {0, 1}  # YOLO class indices, not HF's 0-based labels + 1
     for f in found:  # boxes in the 64 x 32 image's own pixels
         x, y, w, h = f["bbox"]
-        assert -1e-3 <= x and x + w <= 64 + 1e-3 and -1e-3 <= y and y + h <= 32 + 1e-3
+        assert x >= -1e-3 and x + w <= 64 + 1e-3 and y >= -1e-3 and y + h <= 32 + 1e-3
 
 
 def test_a_timm_backbone_faster_rcnn_trains_evaluates_and_predicts_on_yolo_labels(yolo, tmp_path, capsys):

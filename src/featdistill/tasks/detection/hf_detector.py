@@ -33,6 +33,14 @@ IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 class HFDetector(nn.Module):
     """A transformers object detector behind torchvision's detector interface (see the module doc)."""
 
+    #: ``featdistill export`` formats: the weights. TorchScript cannot script transformers code, and the
+    #: traced ONNX graph of RT-DETR did not reproduce the eager detections (docs/tasks/detection.md).
+    export_formats = ("safetensors", "state_dict")
+    export_note = (
+        "transformers detectors cannot be scripted, and their traced ONNX graph does not reproduce the "
+        "eager detections; load the weights into the student built from the same hf: model"
+    )
+
     def __init__(
         self,
         hf: nn.Module,

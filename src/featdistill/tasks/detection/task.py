@@ -1,9 +1,14 @@
-"""The detection / instance segmentation plug-in: torchvision detectors on COCO-format data, COCO AP.
+"""The detection / instance segmentation plug-in: torchvision and Hugging Face detectors on COCO json, YOLO
+txt or VOC xml labels, COCO AP.
 
 Configuration (``task: detection``):
 
 - ``model.student`` / ``model.teacher``: detector families, ``fasterrcnn``, ``maskrcnn``, ``retinanet`` or
-  ``fcos`` (see :func:`build_detector`); teacher and student may be of different families.
+  ``fcos`` (see :func:`build_detector`; ``backbone: timm:<name>`` puts a timm model under them), or
+  ``hf:<repo id or save_pretrained folder>`` (transformers ``AutoModelForObjectDetection``: DETR, RT-DETR,
+  D-FINE, ..., see :mod:`.hf_detector`; it takes ``min_size``, ``max_size``, ``image_mean``, ``image_std``,
+  ``size_divisible`` and ``box_detections_per_img`` and carries its own weights); teacher and student may be
+  of different families.
 - ``model.options``: keyword arguments of :func:`build_detector` given to both models (``backbone``,
   ``min_size``, ``max_size``, ``trainable_layers``, ``pretrained_backbone`` and torchvision's detector
   arguments such as ``box_detections_per_img``). The nested mappings ``student`` and ``teacher`` add or
@@ -17,6 +22,12 @@ Configuration (``task: detection``):
   must equal that number (the schema default, 10, counts as left out).
 - ``model.student_weights`` / ``model.teacher_weights``: whole-detector state dicts, or featdistill
   checkpoints (their ``student`` entry), e.g. a teacher trained by this plug-in.
+- ``data.name: yolo``: the Ultralytics layout (:mod:`.yolo`), the dataset YAML ``data.options.yaml`` or
+  ``root/data.yaml``, its split keys ``data.train_split`` / ``data.val_split`` (``val`` when the YAML has no
+  ``test``). ``data.name: voc``: Pascal VOC (:mod:`.voc`), ``ImageSets/Main/<split>.txt``, class names
+  ``data.options.names`` or every name in ``Annotations/``; ``difficult`` objects are ignored by the metric.
+  A bad label line stops naming ``file:line``, or with ``data.on_bad_file: skip`` is left out and counted in
+  the ingest report. Both are read into COCO form, so training and COCO AP are those of the same boxes in json.
 - ``data.name: coco`` (COCO-format json); ``data.root`` and, per split (``train`` / ``val``), the annotation
   file and image folder, first found of: ``data.options.{split}_ann`` / ``{split}_images``;
   ``data.options.ann_file`` / ``images`` (both splits); the COCO layout
@@ -33,11 +44,15 @@ Configuration (``task: detection``):
 
 Default pairs: CWT (or ``distill.method``) on each of the first ``distill_levels`` FPN levels of the
 student, ``backbone[k] -> backbone[k']`` with the teacher level of the same stride (P2-P5 for Faster/Mask
-R-CNN, P3-P6 for RetinaNet/FCOS); α applies once to their sum. The teacher gets only the images and stops
+R-CNN, P3-P6 for RetinaNet/FCOS); α applies once to their sum. An ``hf:`` detector offers its backbone
+stages instead (``hf.model.backbone[i][0]``, strides 8-32 for RT-DETR) and, with another ``hf:`` detector
+whose encoder returns maps (RT-DETR, D-FINE), the encoder maps ``hf.model.encoder[last_hidden_state][i]``;
+levels pair by stride across families too. The teacher gets only the images and stops
 after its FPN, so its RPN and heads never run.
 
 Loss terms: torchvision's loss dict (``loss_classifier``, ``loss_box_reg``, ``loss_objectness``,
-``loss_rpn_box_reg``, ``loss_mask``; ``classification``, ``bbox_regression``, ``bbox_ctrness``). Metrics:
+``loss_rpn_box_reg``, ``loss_mask``; ``classification``, ``bbox_regression``, ``bbox_ctrness``); an ``hf:``
+detector's own weighted total (``loss``). Metrics:
 COCO ``bbox/AP``, ``bbox/AP50``, ... (and ``segm/...`` for a ``maskrcnn`` student) in 0-1, computed by
 pycocotools on the results of all processes. Detections of label 0, which RetinaNet and FCOS can output
 (their sigmoid heads keep a slot for the background, trained only as a negative), are left out.
@@ -271,11 +286,19 @@ class DetectionTask(ReportsData, TaskBase):
         return [
             (
                 "detection: model.student, model.teacher",
-                [(name, f"torchvision {family.__name__}") for name, family in DETECTORS.items()],
+                [(name, f"torchvision {family.__name__}") for name, family in DETECTORS.items()]
+                + [
+                    (
+                        "hf:<repo id or folder>",
+                        "transformers AutoModelForObjectDetection: DETR, Conditional/Deformable DETR, "
+                        "RT-DETR v1/v2, YOLOS, D-FINE (pip install 'featdistill[hub]')",
+                    )
+                ],
             ),
             (
                 "detection backbones: model.options.backbone (one side: model.options.student.backbone)",
-                [(name, "torchvision, with an FPN") for name in BACKBONES],
+                [(name, "torchvision, with an FPN") for name in BACKBONES]
+                + [("timm:<name>", "a timm model's features_only stages, with an FPN")],
             ),
         ]
 
