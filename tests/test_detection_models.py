@@ -77,7 +77,7 @@ def _config(tmp_path: Path, yolo: Path, student: str, **model) -> Path:
         alone=True,
         data={"name": "yolo", "root": str(yolo), "val_split": "val", "batch_size": 2},
         model={"student": student, **model},
-        train={"epochs": 2, "lr": 0.001},
+        train={"epochs": 1, "lr": 0.001},
     )
     return write_yaml(tmp_path / "run.yaml", tree)
 
