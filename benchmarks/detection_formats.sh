@@ -17,7 +17,7 @@ rm -rf "$TMP" && python benchmarks/coco_to_formats.py "$COCO128" "$TMP"
   --set output.dir="$RUNS/checkpoint" --set output.progress=false --resume auto
 for fmt in coco coco_no_crowd yolo voc; do
   name=$fmt; split=(); [[ $fmt == coco_no_crowd ]] && name=coco
-  [[ $fmt == yolo || $fmt == voc ]] && split=(--set data.train_split=all --set data.val_split=all)
+  [[ $fmt == voc ]] && split=(--set data.train_split=all --set data.val_split=all)  # YOLO: train, val
   common=(--set data.name=$name --set data.root="$TMP/$fmt" --set data.val_limit=null "${split[@]}")
   echo "== $fmt: featdistill data"
   "${F[@]}" data "$CONFIG" "${common[@]}" | grep -E "images|skipped|without|crowd" | head -8

@@ -74,6 +74,16 @@ def test_one_dataset_as_coco_yolo_and_voc_reads_and_scores_the_same(roots) -> No
         reports[fmt] = [_counts(split) for split in task.data_report()["splits"]]
         assert task.num_classes == 3
     assert 0.1 < figures["coco"]["bbox/AP"] < 0.99
+    coco = _task(roots["coco"], "coco", val_split="val")
+    card = {"categories": [{"label": 0, "id": 0, "name": "bg"}, {"label": 1, "id": 3, "name": "cat"}]}
+    card["categories"].append({"label": 2, "id": 7, "name": "dog"})
+    for fmt in ("yolo", "voc"):  # a checkpoint trained on the COCO copy evaluates on the others (same names)
+        task = _task(roots[fmt], fmt, val_split="val")
+        task.apply_card(card)
+        assert len(task.build_eval_loader().dataset) == 6
+    coco.apply_card({"categories": [*card["categories"][:2], {"label": 2, "id": 8, "name": "cow"}]})
+    with pytest.raises(ValueError, match="other categories"):
+        coco.build_eval_loader()
     assert figures["yolo"] == figures["coco"] == figures["voc"]
     assert reports["yolo"] == reports["coco"] == reports["voc"]
     assert "'images': 6" in reports["coco"][1] and "'without_annotations': {'count': 1" in reports["coco"][1]

@@ -225,12 +225,16 @@ class DetectionTask(ReportsData, TaskBase):
         """Categories + 1, from the data (read from the validation annotation file if not yet loaded)."""
         if self._num_classes is None:
             _, source, coco = self.labels("val", BadLabels("skip"))  # bad lines are reported by the loaders
-            self._set_categories(sorted(coco.getCatIds()), source)
+            ids = sorted(coco.getCatIds())
+            self._set_categories(ids, source, [str(coco.cats[c]["name"]) for c in ids])
             self._cat_names = {cid: str(coco.cats[cid]["name"]) for cid in self._cat_ids}
         return self._num_classes  # type: ignore[return-value]
 
-    def _set_categories(self, cat_ids: list[int], source: Path) -> None:
-        if self._cat_ids is not None and cat_ids != self._cat_ids:
+    def _set_categories(self, cat_ids: list[int], source: Path, names: list[str]) -> None:
+        """Take the categories of ``source``; they must be those already known (the other split's, or the
+        card's), by id or, for the same labels kept in another format (YOLO ids count from 0), by name."""
+        known_names = [self._cat_names.get(c) for c in self._cat_ids or []]
+        if self._cat_ids is not None and cat_ids != self._cat_ids and names != known_names:
             raise ValueError(
                 f"{source} lists other categories than the training annotations; labels would not match "
                 "between splits: use annotation files with the same category list"
@@ -393,7 +397,7 @@ class DetectionTask(ReportsData, TaskBase):
             transforms=self._train_transforms() if train and d.augment else None,
             coco=coco,
         )
-        self._set_categories(dataset.cat_ids, source)
+        self._set_categories(dataset.cat_ids, source, dataset.class_names)
         self._cat_names = {cid: str(dataset.coco.cats[cid]["name"]) for cid in dataset.cat_ids}
         left_out = sorted(set(dataset.coco.getImgIds()) - set(dataset.ids))  # skip_empty's choice
         if limit is not None:
