@@ -17,7 +17,10 @@ rm -rf "$TMP" && python benchmarks/coco_to_formats.py "$COCO128" "$TMP"
   --set output.dir="$RUNS/checkpoint" --set output.progress=false --resume auto
 for fmt in coco coco_no_crowd yolo voc; do
   name=$fmt; split=(); [[ $fmt == coco_no_crowd ]] && name=coco
-  [[ $fmt == voc ]] && split=(--set data.train_split=all --set data.val_split=all)  # YOLO: train, val
+  # VOC names its classes: in COCO's id order, so that labels (and the checkpoint's categories) match; the
+  # default (sorted names) would be another label order, which eval refuses for this checkpoint.
+  names=$(python -c "import json, sys; d = json.load(open(sys.argv[1])); print(json.dumps([c['name'] for c in sorted(d['categories'], key=lambda c: c['id'])], separators=(',', ':')))" "$COCO128/annotations/instances.json")
+  [[ $fmt == voc ]] && split=(--set data.train_split=all --set data.val_split=all --set "data.options.names=$names")  # YOLO: train, val
   common=(--set data.name=$name --set data.root="$TMP/$fmt" --set data.val_limit=null "${split[@]}")
   echo "== $fmt: featdistill data"
   "${F[@]}" data "$CONFIG" "${common[@]}" | grep -E "images|skipped|without|crowd" | head -8
