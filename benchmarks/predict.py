@@ -34,7 +34,7 @@ from pathlib import Path
 import onnxruntime
 import torch
 
-from featdistill.predict.score import score_detections, score_label_pngs
+from featdistill.predict.score import score_predictions
 from featdistill.tasks.segmentation.data import build_dataset
 from machine import cpu_name
 from runlog import mean_std
@@ -162,13 +162,15 @@ def segmentation(args: argparse.Namespace, work: Path, lines: list[str]) -> None
     )
     settings = (f"data.root={args.camvid}", "data.val_split=val", "data.limit=16", "train.epochs=1")
     evaluated = train_eval_predict(config, work / "camvid", images, out, *settings, "train.eval_every=1")
-    scored = score_label_pngs(out, build_dataset("camvid", args.camvid, "val"), images)
+    scored = score_predictions(
+        "segmentation", out, build_dataset("camvid", args.camvid, "val"), images_root=images
+    )
     lines += [
         "## 3a. Segmentation on CamVid: predict's label PNGs scored against the ground truth",
         "",
         f"`{config}` (PSPNet-R18) trained one epoch on 16 images (`{' '.join(settings[1:])}`), then `eval "
         f"--checkpoint last.pt` and `predict last.pt {args.camvid}/val`, whose label PNGs are scored against "
-        "`valannot/` (`featdistill.predict.score.score_label_pngs`), 101 images:",
+        "`valannot/` (`featdistill.predict.score.score_predictions`), 101 images:",
         *comparison(evaluated, scored, ("miou", "pixel_acc", "mean_acc"), "predict's PNGs"),
     ]
 
@@ -182,14 +184,14 @@ def detection(args: argparse.Namespace, work: Path, lines: list[str]) -> None:
     settings = (f"data.root={args.coco128}", "model.teacher=null", "model.teacher_weights=null")
     settings += ("data.limit=16", "data.val_limit=null", "train.epochs=2", "train.eval_every=2")
     evaluated = train_eval_predict(config, work / "coco128", images, out, *settings)
-    scored = score_detections(out, Path(args.coco128) / "annotations" / "instances.json")
+    scored = score_predictions("detection", out, Path(args.coco128) / "annotations" / "instances.json")
     lines += [
         "## 3b. Detection on coco128: predict's COCO results JSON scored against the annotations",
         "",
         f"`{config}` without its teacher (Faster R-CNN R18 at 128 px) trained two epochs on 16 images "
         f"(`{' '.join(settings[1:])}`), then `eval --checkpoint last.pt` and `predict last.pt "
         f"{args.coco128}/images` on all 128 images, whose JSON is scored by pycocotools "
-        "(`featdistill.predict.score.score_detections`):",
+        "(`featdistill.predict.score.score_predictions`):",
         *comparison(evaluated, scored, ("bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/AR100"), "predict's JSON"),
     ]
 

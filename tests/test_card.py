@@ -17,9 +17,11 @@ import torch
 import yaml
 
 from conftest import image_folder_data, tiny_tree, write_yaml
-from featdistill.card import load_student, preprocess, read_card, sidecar_path
+from featdistill.card import read_card, sidecar_path
 from featdistill.cli.main import main
+from featdistill.predict.student import load_student
 from featdistill.tasks.decode import decode_image
+from featdistill.tasks.preprocess import preprocess
 from tiny_data import image_folder
 
 CLASSES = ("cat", "dog")

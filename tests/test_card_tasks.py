@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 
 from conftest import tiny_tree, write_yaml
-from featdistill.card import load_student, preprocess, read_card
+from featdistill.card import read_card
 from featdistill.cli.main import main
+from featdistill.predict.student import load_student
+from featdistill.tasks.preprocess import preprocess
 from tiny_data import camvid_tree, coco_split
 
 

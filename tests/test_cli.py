@@ -45,7 +45,7 @@ def test_every_schema_field_has_a_doc() -> None:
     undocumented = [
         f"{prefix}{name}" for prefix, cls in _sections() for name, doc in field_docs(cls).items() if not doc
     ]
-    assert undocumented == [], "add a trailing '# comment' to these fields in config.py"
+    assert undocumented == [], "add a trailing '# comment' to these fields in config/schema.py"
 
 
 @dataclasses.dataclass

@@ -165,7 +165,7 @@ def test_a_loss_modules_weights_and_alpha_survive_the_trainer_checkpoint(tmp_pat
             sample_input=task.sample_input(),
             teacher_forward=task.teacher_forward,
         )
-        return Trainer(model, task, built.train_loader, None, cfg, torch.device("cpu"))
+        return Trainer(model, task, built.train_loader, None, cfg, torch.device("cpu"), card=built.card)
 
     first = trainer()
     first.begin()  # calibrates the loss module's α

@@ -20,7 +20,7 @@ from PIL import Image
 
 from conftest import REPO, image_folder_data, tiny_tree, write_yaml
 from featdistill.cli.main import main
-from featdistill.predict.score import score_detections, score_label_pngs
+from featdistill.predict.score import score_predictions
 from tiny_data import image_folder
 
 CLASSES = ("ant", "bee", "cow")
@@ -165,7 +165,9 @@ def test_segmentation_label_pngs_score_like_eval(tmp_path: Path, capsys: pytest.
     report = _run(capsys, "predict", checkpoint, images, "--output", out, "--overlay", "--no-progress")
     assert report["images"] == 3
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["0.png", "1.png", "2.png"]
-    scored = score_label_pngs(out, build_dataset("camvid", tmp_path / "camvid", "val"), images)
+    scored = score_predictions(
+        "segmentation", out, build_dataset("camvid", tmp_path / "camvid", "val"), images_root=images
+    )
     for key in ("miou", "pixel_acc", "mean_acc"):
         assert scored[key] == pytest.approx(evaluated[key], abs=1e-6), key
 
@@ -220,7 +222,7 @@ def test_detection_results_score_like_eval(tmp_path: Path, capsys: pytest.Captur
         assert mine["file_name"] == by_id[theirs["image_id"]] and mine["category_id"] == theirs["category_id"]
         assert mine["bbox"] == pytest.approx(theirs["bbox"], abs=1e-3)
         assert mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
-    scored = score_detections(out, ann)
+    scored = score_predictions("detection", out, ann)
     for key in ("bbox/AP", "bbox/AP50", "bbox/AR100"):
         assert scored[key] == pytest.approx(evaluated[key], abs=1e-6), key
     # the scorer is not trivially 0: the ground truth itself, as predictions, scores AP 1
@@ -234,7 +236,7 @@ def test_detection_results_score_like_eval(tmp_path: Path, capsys: pytest.Captur
             ]
         )
     )
-    assert score_detections(truth, ann)["bbox/AP"] == pytest.approx(1.0)
+    assert score_predictions("detection", truth, ann)["bbox/AP"] == pytest.approx(1.0)
 
 
 def test_hf_export_runs_in_a_transformers_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

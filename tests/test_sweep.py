@@ -350,7 +350,7 @@ def test_a_sweep_validates_each_variant_once(
     tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The config, its default holdout, each variant and best.yaml are each validated once; nothing re-parses."""
-    import featdistill.config as config_module
+    import featdistill.config.schema as config_module  # where RunConfig.with_overrides finds it
     from featdistill.sweep import run_sweep
 
     calls = []

@@ -9,8 +9,7 @@ from .distiller import METHODS, Distiller, DistillOutput, LossBalancer, Method, 
 from .taps import FeatureTaps, TapError
 from .tasks.registry import register_task
 from .transforms import ChannelWiseTransform
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "METHODS",

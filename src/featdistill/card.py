@@ -1,10 +1,12 @@
-"""The student card: what a trained student needs to run without its training data.
+"""The student card: what a trained student needs to run without its training data (its data, read, write,
+checks).
 
 Every checkpoint the Trainer writes holds ``state["card"]`` (see :func:`student_card`), and every export
 writes it beside the exported file as the sidecar ``<output>.json`` (:func:`sidecar_path`), so ``eval``,
 ``export`` and ``predict`` read the task, the model to rebuild, the input preprocessing (mean, std, size,
 bits, colour mode), the class names and the last metric from the checkpoint alone, never from the training
-split. The card is plain JSON data:
+split. The student is rebuilt from it by :func:`featdistill.predict.student.load_student`; its pixels are
+prepared by :mod:`featdistill.tasks.preprocess`. The card is plain JSON data:
 
 .. code-block:: text
 
@@ -34,18 +36,18 @@ split. The card is plain JSON data:
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .config import RunConfig, apply_overrides, parse_config
+from .config import RunConfig
+from .engine.checkpoint import CheckpointError, load_safely
+from .engine.contract import CardWriter
+from .version import __version__
 
 CARD_FORMAT = "featdistill-card-1"
 #: Preprocessing values compared with a tolerance (floats written by JSON / YAML round trips).
@@ -75,8 +77,6 @@ def student_card(
     ``metrics``: the last evaluation (on ``evaluated_on``: ``val`` = ``data.val_split``, or ``holdout``);
     ``distiller``: the ``Distiller`` that trained it (None for a plain student).
     """
-    from . import __version__
-
     fields = task.card_fields(student)
     metric = None
     if metrics:
@@ -111,6 +111,15 @@ def student_card(
     return _plain(card)  # JSON data only: the checkpoint stays loadable with weights_only=True
 
 
+def card_writer(task: Any, cfg: RunConfig, evaluated_on: str = "val") -> CardWriter:
+    """What the Trainer calls to write each checkpoint's card: :func:`student_card` for ``task`` and ``cfg``."""
+
+    def write(student: nn.Module, metrics: dict[str, float], distiller: Any) -> dict[str, Any]:
+        return student_card(task, cfg, student, metrics, evaluated_on, distiller)
+
+    return write
+
+
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
@@ -122,8 +131,6 @@ def _plain(value: Any) -> Any:
 
 def read_card(path: str | Path) -> dict[str, Any]:
     """The card of a checkpoint (``last.pt``), of an export (its sidecar ``<file>.json``) or a sidecar itself."""
-    from .engine import CheckpointError, load_safely
-
     path = Path(path)
     sidecar = path if path.suffix == ".json" else sidecar_path(path)
     if sidecar.is_file():
@@ -139,82 +146,6 @@ def read_card(path: str | Path) -> dict[str, Any]:
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise CheckpointError(f"{path}: its card is not a {CARD_FORMAT} card; re-export it with this version")
     return card
-
-
-def load_student(
-    checkpoint: str | Path, config: RunConfig | None = None, overrides: Sequence[str] = ()
-) -> tuple[Any, nn.Module, dict[str, Any]]:
-    """``(task, student in eval mode, card)`` from a checkpoint, without opening any training data.
-
-    The task plug-in is built from the checkpoint's own config (with ``overrides``, ``--set`` style, e.g.
-    ``data.root=...``), or from ``config`` when given; either way a config whose model or preprocessing
-    differs from the card's is refused (a :class:`CardMismatchError` names both values).
-    A checkpoint without a card (older featdistill, or a plain student state_dict) needs ``config``; its card
-    is then rebuilt from the config (``source: config``, with one warning) and may lack the mean/std that
-    only the training images would give.
-    """
-    from .engine import CheckpointError, load_safely
-    from .run import get_task
-
-    state = load_safely(checkpoint)
-    trained = isinstance(state, dict) and state.get("format") == "featdistill-checkpoint-1"
-    card = state.get("card") if trained else None
-    if card is None and config is None:
-        if not trained:
-            raise CheckpointError(
-                f"{checkpoint} is a plain state_dict, not a featdistill checkpoint: pass the config that "
-                "trained it (featdistill eval CONFIG --checkpoint ...)"
-            )
-        raise CheckpointError(
-            f"{checkpoint} has no student card (written by an older featdistill); pass the config that "
-            "trained it (featdistill eval CONFIG --checkpoint ...)"
-        )
-    if config is None:
-        config = parse_config(apply_overrides(copy.deepcopy(state["config"]), list(overrides)))
-        given = bool(overrides)
-    else:
-        given = True
-    cfg = _rebuild_config(config)
-    task = get_task(cfg)
-    if card is not None:
-        if given:
-            check_matches(card, task, checkpoint)
-        task.apply_card(card)
-    student = task.build_student()
-    weights = state["student"] if isinstance(state, dict) and "student" in state else state
-    try:
-        student.load_state_dict(weights)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        detail = " ".join(str(err).split())[:300] or type(err).__name__
-        raise CheckpointError(
-            f"{checkpoint} does not fit model.student {cfg.model.student!r} ({detail}); "
-            "use the config that trained it"
-        ) from None
-    if card is None:
-        card = student_card(task, cfg, student, state.get("metrics") if trained else None)
-        card["source"] = "config"
-        estimated = (
-            "; without data.options.mean/std, eval estimates its normalisation from the training split as "
-            "before and an export's sidecar has none"
-            if card["preprocessing"]["mean"] is None
-            else ""
-        )
-        warnings.warn(
-            f"{checkpoint} has no student card (an older checkpoint or a plain state_dict): its preprocessing "
-            f"and class names are taken from the config{estimated}; retrain or resume with this featdistill "
-            "to store them",
-            stacklevel=2,
-        )
-    return task, student.eval(), card
-
-
-def _rebuild_config(cfg: RunConfig) -> RunConfig:
-    """``cfg`` for rebuilding the student only: no teacher, no weight files (the checkpoint holds the weights)."""
-    cfg = copy.deepcopy(cfg)
-    cfg.model.student_weights = None
-    cfg.model.teacher = None
-    cfg.model.teacher_weights = None
-    return cfg
 
 
 def check_matches(card: dict[str, Any], task: Any, checkpoint: str | Path) -> None:
@@ -247,110 +178,3 @@ def _same(a: Any, b: Any) -> bool:
             isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-6)
         )
     return a == b
-
-
-def pixel_scale(dtype: torch.dtype) -> float:
-    """The white level of decoded pixels of ``dtype`` (1.0 for float pixels already in [0, 1])."""
-    return {torch.uint8: 255.0, torch.uint16: 65535.0}.get(dtype, 1.0)
-
-
-def normalization_factors(
-    card: dict[str, Any], white: float, channels: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(scale, shift)`` of shape ``[C, 1, 1]``: model input = pixels * scale - shift.
-
-    The same float32 arithmetic as training's ``normalize`` (``1 / (white * std)`` and ``mean / std``), so
-    eval, predict and an export with ``--include-preprocessing`` give bit-identical inputs. Without a
-    mean/std (an older card) pixels are only scaled to [0, 1].
-    """
-    p = card["preprocessing"]
-    channels = channels or int(p.get("channels", 3))
-    if p.get("mean") is None or p.get("std") is None:
-        mean, std = torch.zeros(channels), torch.ones(channels)
-    else:
-        mean = torch.as_tensor(p["mean"], dtype=torch.float32)
-        std = torch.as_tensor(p["std"], dtype=torch.float32)
-    scale = 1.0 / (white * std)
-    return scale.view(-1, 1, 1), (mean / std).view(-1, 1, 1)
-
-
-def center_crop_resize(pixels: torch.Tensor, size: Sequence[int], fraction: float) -> torch.Tensor:
-    """Resize the short side to ``min(size) / fraction``, then crop the centred ``size`` (evaluation crop)."""
-    from .tasks.decode import resize_pixels
-
-    height, width = pixels.shape[-2:]
-    scale = round(min(size) / fraction) / min(height, width)
-    pixels = resize_pixels(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
-    top = (pixels.shape[-2] - size[0]) // 2
-    left = (pixels.shape[-1] - size[1]) // 2
-    return pixels[..., top : top + size[0], left : left + size[1]]
-
-
-def preprocess(
-    images: torch.Tensor | Sequence[torch.Tensor], card: dict[str, Any], resize: bool = True
-) -> torch.Tensor | list[torch.Tensor]:
-    """Decoded images to the student's input, as the card says (eval, predict, exported preprocessing).
-
-    ``images``: a ``[B, C, H, W]`` batch or a list of ``[C, H, W]`` images, uint8 / uint16 pixels as decoded
-    (or float pixels already in [0, 1]); one channel is expanded to the card's channels. ``resize``: apply
-    the card's resize (``exact`` / ``center_crop``; a list of images of different sizes must be resized to
-    be batched). Classifiers and segmenters get a float batch; detectors (``normalize_in_model``) a list of
-    float images in [0, 1], each at its own size.
-    """
-    p = card["preprocessing"]
-    if p.get("normalize_in_model"):
-        return [_normalized(_resized(image[None], p, resize), card)[0] for image in images]
-    if not isinstance(images, torch.Tensor):
-        images = torch.stack([_resized(image[None], p, resize)[0] for image in images])
-    return _normalized(_resized(images, p, resize), card)
-
-
-def _resized(batch: torch.Tensor, p: dict[str, Any], resize: bool) -> torch.Tensor:
-    from .tasks.decode import resize_pixels
-
-    if not resize or p.get("input_size") is None:
-        return batch
-    if p.get("resize") == "exact":
-        return resize_pixels(batch, tuple(p["input_size"]))
-    if p.get("resize") == "center_crop":
-        return center_crop_resize(batch, p["input_size"], float(p["crop_fraction"]))
-    return batch
-
-
-def _normalized(batch: torch.Tensor, card: dict[str, Any]) -> torch.Tensor:
-    channels = int(card["preprocessing"].get("channels", 3))
-    if batch.shape[-3] == 1 and channels != 1:
-        batch = batch.expand(*batch.shape[:-3], channels, *batch.shape[-2:])
-    if card["preprocessing"].get("normalize_in_model"):  # detectors: [0, 1], as their data loader gives
-        return batch.float() / pixel_scale(batch.dtype)
-    scale, shift = normalization_factors(card, pixel_scale(batch.dtype), channels)
-    return batch.float() * scale.to(batch.device) - shift.to(batch.device)
-
-
-class PixelInput(nn.Module):
-    """``student`` behind the card's normalisation: takes uint8 (or uint16) NCHW pixels at the model's size.
-
-    What ``export --include-preprocessing`` exports: ``preprocess`` without the resize (an exported graph
-    has a fixed preprocessing; resize to ``input_size`` before calling it when the card says ``exact``).
-    """
-
-    def __init__(self, student: nn.Module, card: dict[str, Any], bits: int = 8) -> None:
-        super().__init__()
-        self.student = student
-        scale, shift = normalization_factors(card, 65535.0 if bits == 16 else 255.0)
-        self.register_buffer("scale", scale[None])
-        self.register_buffer("shift", shift[None])
-
-    def forward(self, pixels: torch.Tensor) -> Any:
-        return self.student(pixels.float() * self.scale - self.shift)
-
-
-class ImagesPixelInput(nn.Module):
-    """A detector taking a list of uint8 ``[3, H, W]`` images: scaled to [0, 1] here, normalised inside it."""
-
-    def __init__(self, detector: nn.Module) -> None:
-        super().__init__()
-        self.detector = detector
-
-    def forward(self, images: list[torch.Tensor]) -> Any:
-        return self.detector([image.float() / 255.0 for image in images])

@@ -22,9 +22,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .card import ImagesPixelInput, PixelInput, sidecar_path
+from .card import sidecar_path
 from .engine import save_atomic
 from .engine.checkpoint import write_text_atomic
+from .tasks.preprocess import ImagesPixelInput, PixelInput
 from .tasks.registry import task_class
 
 Format = Literal["export", "torchscript", "onnx", "state_dict", "safetensors"]

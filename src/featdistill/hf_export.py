@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from .weights.huggingface import _quiet_transformers
+from .weights.huggingface import quiet_transformers
 
 __all__ = ["save_hf"]
 
@@ -45,7 +45,7 @@ def save_hf(student: nn.Module, card: dict[str, Any], folder: str | Path) -> Pat
     model.config = copy.deepcopy(model.config)
     model.config.id2label = dict(enumerate(card["classes"]))
     model.config.label2id = {name: index for index, name in enumerate(card["classes"])}
-    with _quiet_transformers():
+    with quiet_transformers():
         model.save_pretrained(folder)
     size = steps["input_size"]
     processor = ViTImageProcessor(  # resize (bilinear) + rescale + normalise: the card's steps, nothing else

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .card import card_writer
 from .config import RunConfig
 from .distiller import Distiller
 from .distiller.teachers import teacher_prefix
@@ -179,7 +180,17 @@ def build_trainers(cfgs: list[RunConfig], evaluate_on: str = "val") -> list[Trai
         model = wrap_ddp(model, ctx)  # the Distiller (student + transforms); the teacher is not a submodule
         Path(cfg.output.dir).mkdir(parents=True, exist_ok=True)  # config.yaml is written by Trainer.fit
         trainers.append(
-            Trainer(model, variant, train_loader, val_loader, cfg, device, fingerprint(cfg), evaluate_on)
+            Trainer(
+                model,
+                variant,
+                train_loader,
+                val_loader,
+                cfg,
+                device,
+                fingerprint(cfg),
+                evaluate_on,
+                card=card_writer(variant, cfg, evaluate_on),
+            )
         )
     return trainers
 

@@ -133,7 +133,7 @@ def format_pairs(
 def run(args: argparse.Namespace) -> None:
     from ..config import load_config
     from ..distiller.auto_pairs import plan_pairs
-    from ..distiller.distiller import parse_pairs
+    from ..distiller.pairs import parse_pairs
     from ..distiller.teachers import teacher_prefix
     from ..run import build_teachers, get_task
 

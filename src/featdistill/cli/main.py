@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from . import config as config_command
 from . import data as data_command
 from . import layers as layers_command
@@ -137,8 +137,8 @@ def _train(args: argparse.Namespace) -> None:
 
 def _load_student(args: argparse.Namespace):
     """``(task, student, card)`` of ``--checkpoint``; the config (optional) and ``--set`` adjust the data side."""
-    from ..card import load_student
     from ..config import load_config
+    from ..predict.student import load_student
 
     if args.config is None:
         return load_student(args.checkpoint, overrides=args.overrides)

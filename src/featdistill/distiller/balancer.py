@@ -12,11 +12,10 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .distiller import Pair
-    from .methods import Method
+from .methods import METHODS, Method
+from .pairs import Pair
 
 AlphaSpec = float | str | Mapping[str, Any] | None
 
@@ -98,8 +97,6 @@ class LossBalancer:
         alpha: AlphaSpec, pairs: Sequence[Pair], methods: Mapping[str, Method]
     ) -> dict[str, float | None]:
         """One α per ``Pair.alpha_key`` used; None marks an α that is ``"auto"`` and not calibrated yet."""
-        from .methods import METHODS
-
         keys = {p.alpha_key: p for p in pairs}
         if alpha is None:
             return {key: methods[p.method].default_alpha for key, p in keys.items()}

@@ -12,8 +12,9 @@ from torch import nn
 
 from ..taps import FeatureTaps, SelectorError, unwrap_model
 from .auto_pairs import plan_auto_pairs
-from .balancer import AlphaSpec, LossBalancer
-from .methods import METHODS, Method, MethodSpec, resolve_method
+from .balancer import AlphaSpec, LossBalancer, saved_balancer
+from .methods import METHODS, Method, MethodSpec
+from .pairs import Pair, PairSpec, parse_pairs_and_methods
 from .teachers import (
     TeacherRun,
     default_teacher_forward,
@@ -24,32 +25,10 @@ from .teachers import (
     teacher_prefix,
 )
 
-# (student_layer, teacher_layer[, method]) or {"student", "teacher", "method"}; a method is a MethodSpec
-PairSpec = Sequence[Any] | Mapping[str, Any]
 STRICT_SHAPES = "strict_shapes"  # the one option of ``options`` that is not a method: shapes >2x apart fail
 MAX_SIDE_RATIO = 2.0  # a pair's maps may differ this many times in height or width without a warning
 LOSS_RATIO_RANGE = (1e-4, 1e3)  # a first distillation term outside this multiple of the task loss warns
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One distilled layer pair: student address → teacher address, compared by ``method``."""
-
-    student: str
-    teacher: str  # with several teachers, prefixed by the teacher's name: "cnn:layer4"
-    method: str
-    teacher_name: str = ""  # "" for the one teacher given as ``teacher=``
-
-    @property
-    def alpha_key(self) -> str:
-        """Which α weighs this pair: its method's, or with several teachers its teacher's (``"cnn:cwt"``)."""
-        return teacher_prefix(self.teacher_name) + self.method
-
-    @property
-    def key(self) -> str:
-        """The name of this pair's term in ``DistillOutput.losses``."""
-        side = self.student if self.student == self.teacher else f"{self.student}->{self.teacher}"
-        return f"{self.method}:{side}"
+DISTILL_STATE_FORMAT = "featdistill-distill-state-1"  # the format of ``Distiller.distill_state_dict()``
 
 
 @dataclass
@@ -101,42 +80,6 @@ def _check_not_meta(model: nn.Module, role: str) -> None:
 def _rng_devices(module: nn.Module) -> list[int]:
     """The CUDA devices whose RNG ``fork_rng`` must save for ``module`` (none on CPU)."""
     return sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
-
-
-def parse_pairs(pairs: Sequence[PairSpec], method: MethodSpec) -> list[Pair]:
-    """Normalise ``(s, t)``, ``(s, t, method)`` or ``{"student", "teacher", "method"}`` entries."""
-    return parse_pairs_and_methods(pairs, method)[0]
-
-
-def parse_pairs_and_methods(
-    pairs: Sequence[PairSpec], method: MethodSpec
-) -> tuple[list[Pair], dict[str, Method]]:
-    """The pairs (each naming its method) and the method of each name; a method may be given by name or as
-    an object (:func:`featdistill.distiller.methods.resolve_method`), and one name means one object."""
-    parsed, methods = [], {}
-    for spec in pairs:
-        if isinstance(spec, Mapping):
-            unknown = set(spec) - {"student", "teacher", "method"}
-            if unknown or not {"student", "teacher"} <= set(spec):
-                raise ValueError(f"pair {dict(spec)} needs keys 'student', 'teacher' and optionally 'method'")
-            student, teacher, given = spec["student"], spec["teacher"], spec.get("method", method)
-        elif isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) in (2, 3):
-            student, teacher, given = spec[0], spec[1], spec[2] if len(spec) == 3 else method
-        else:
-            raise ValueError(f"pair {spec!r} must be (student_layer, teacher_layer[, method])")
-        found = resolve_method(given)
-        known = methods.setdefault(found.name, found)
-        if known is not found and (known.module is None or known.module is not found.module):
-            raise ValueError(
-                f"two different method objects are named {found.name!r}: give each its own name (a loss "
-                "module's name attribute), so that each has its own alpha, or pass the same object"
-            )
-        parsed.append(Pair(student, teacher, found.name))
-    if not parsed:
-        raise ValueError(
-            "pairs is empty: name at least one (student_layer, teacher_layer) pair or use 'auto'"
-        )
-    return parsed, methods
 
 
 def _check_alignable(pair: Pair, student: Any, teacher: Any, method: Method) -> None:
@@ -258,8 +201,6 @@ class Distiller(nn.Module):
         for module in frozen.values():
             module.eval()
             module.requires_grad_(False)
-        self.teacher_forward = teacher_forward
-        self.teacher_dtype = teacher_dtype
         names = list(frozen)
         forwards = per_teacher(teacher_forward, names, default_teacher_forward, "teacher_forward")
         dtypes = per_teacher(teacher_dtype, names, None, "teacher_dtype")
@@ -372,19 +313,65 @@ class Distiller(nn.Module):
         batches: Iterable[Any],
         task_loss: Callable[[Any, Any], torch.Tensor],
         call: Callable[[Any], tuple[tuple, dict]] = lambda batch: ((batch[0],), {}),
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, float]:
         """Choose α for the ``"auto"`` keys: each term starts at its ratio (``auto_ratio``) × the task loss.
+
+        The one home of ``alpha: auto``: the featdistill Trainer, the Lightning module and the Hugging Face
+        trainer all call it.
 
         Args:
             batches: a few training batches (e.g. the first 4 of the loader).
             task_loss: ``f(student_output, batch)`` → the scalar task loss (e.g. cross-entropy).
             call: ``f(batch)`` → ``(args, kwargs)`` of the model call (default: ``batch[0]`` alone).
+            reduce: under DDP, ``f(tensor)`` → its element-wise mean over all processes (e.g. Lightning's
+                ``strategy.reduce(t, reduce_op="mean")``), so that every process chooses the same α from the
+                measured losses of all; None: this process's own measurement.
 
         Returns:
-            the chosen ``{key: alpha}`` (also set in :attr:`balancer`). To average the measured losses over
-            processes first, call :meth:`measure_losses` and then ``balancer.calibrate(measured)``.
+            the chosen ``{key: alpha}`` (also set in :attr:`balancer`).
         """
-        return self.balancer.calibrate(self.measure_losses(batches, task_loss, call))
+        measured = self.measure_losses(batches, task_loss, call)
+        if reduce is not None:
+            names = sorted(measured)
+            reference = next(iter(self.student.parameters()), None)
+            device = reference.device if reference is not None else torch.device("cpu")
+            local = torch.tensor([measured[name] for name in names], dtype=torch.float64, device=device)
+            measured = dict(zip(names, reduce(local).tolist()))
+        return self.balancer.calibrate(measured)
+
+    def distill_state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs of the distillation beyond the student's weights, to resume it exactly.
+
+        ``{"format", "transforms": state dict, "criteria": state dict of the loss modules, "balancer": α state}``;
+        the teacher is frozen and never saved. The Trainer, the Lightning module and the Hugging Face trainer
+        all save this and restore it with :meth:`load_distill_state_dict`.
+        """
+        return {
+            "format": DISTILL_STATE_FORMAT,
+            "transforms": self.transforms.state_dict(),
+            "criteria": self.criteria.state_dict(),
+            "balancer": self.balancer.state_dict(),
+        }
+
+    def load_distill_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`distill_state_dict`'s transforms, loss modules and α; other keys are ignored.
+
+        Older states are read as well: one without ``format`` or ``criteria`` (before loss modules), with α
+        alone under ``alpha`` (before the balancer), or without ``transforms`` (a Lightning checkpoint, whose
+        transforms are in the module's own state dict). What a state lacks is kept as it is.
+        """
+        found = state.get("format", DISTILL_STATE_FORMAT)
+        if found != DISTILL_STATE_FORMAT:
+            raise ValueError(
+                f"distillation state format {found!r} is not {DISTILL_STATE_FORMAT!r}: written by a newer "
+                "featdistill? upgrade featdistill to read it"
+            )
+        if "transforms" in state:
+            self.transforms.load_state_dict(state["transforms"])
+        if "criteria" in state:
+            self.criteria.load_state_dict(state["criteria"])
+        self.balancer.load_state_dict(saved_balancer(state))
 
     @staticmethod
     def _strict_shapes(options: Mapping[str, Any]) -> bool:

@@ -1,8 +1,9 @@
 """Training: the task-agnostic trainer, schedules, resumable loaders, atomic checkpoints, run logs."""
 
 from .checkpoint import CheckpointError, load_safely, save_atomic
+from .contract import NonFiniteLossError
 from .loader import EpochSampler, ResumableLoader
-from .trainer import NonFiniteLossError, Trainer
+from .trainer import Trainer
 
 __all__ = [
     "CheckpointError",

@@ -14,6 +14,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+#: The ``format`` of a training checkpoint (``last.pt``) written by the Trainer.
+CHECKPOINT_FORMAT = "featdistill-checkpoint-1"
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: unsafe, corrupt, or written by another configuration."""

@@ -14,24 +14,56 @@ batches it has not seen.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import torch
+from torch import nn
 from tqdm import tqdm
 
+from ..config import RunConfig
 from ..distiller import Distiller, SharedTeacher
 from .checkpoint import CheckpointError
-from .logger import rate_text
-from .trainer import NonFiniteLossError
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
+from .contract import Loader, NonFiniteLossError, TrainingTask
+from .logger import RunLogger, rate_text
 
 #: What stops one trainer of a group without stopping the others: at its start (a checkpoint that does not
 #: fit, an ``alpha: auto`` that cannot be calibrated) and while it trains (a non-finite loss or weights).
 FAILS_AT_START = (ValueError, CheckpointError, NonFiniteLossError)
 FAILS_IN_TRAINING = (NonFiniteLossError,)
+
+
+class Trainee(Protocol):
+    """What the loop asks of each trainer it drives (:class:`featdistill.engine.trainer.Trainer`)."""
+
+    cfg: RunConfig
+    task: TrainingTask
+    device: torch.device
+    is_main: bool
+    train_loader: Loader
+    logger: RunLogger
+    epoch: int
+    batch: int
+    step: int
+
+    @property
+    def core(self) -> nn.Module: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def done(self) -> bool: ...
+    def own_rng(self) -> AbstractContextManager[None]: ...
+    def begin(self, resume: Any = None) -> None: ...
+    def start_epoch(self) -> None: ...
+    def prepare(self, batch: Any) -> tuple[tuple, dict]: ...
+    def train_step(
+        self, batch: Any, teacher_features: Mapping[str, Any] | None = None
+    ) -> dict[str, torch.Tensor]: ...
+    def record_step(self, terms: dict[str, torch.Tensor], batch: Any) -> dict[str, float] | None: ...
+    def end_epoch(self) -> None: ...
+    def finish(self) -> dict[str, float]: ...
 
 
 @dataclass
@@ -46,7 +78,7 @@ class Outcome:
 
 
 def train_together(
-    trainers: list[Trainer],
+    trainers: Sequence[Trainee],
     labels: list[str] | None = None,
     resume: list[Any] | None = None,
     progress: bool = True,

@@ -17,18 +17,17 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import yaml
 from torch import nn
 
-from ..card import student_card
 from ..config import RunConfig
 from ..distiller import Distiller, DistillOutput, LossBalancer
-from ..distiller.balancer import saved_balancer
 from ..taps import unwrap_model
 from .checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointError,
     load_safely,
     rng_state,
@@ -36,12 +35,11 @@ from .checkpoint import (
     set_rng_state,
     write_text_atomic,
 )
+from .contract import CardWriter, Loader, NonFiniteLossError, TrainingTask
 from .distributed import broadcast_buffers, is_main, mean_across_ranks, world_size
 from .logger import RunLogger
+from .loop import train_together
 from .schedule import build_optimizer, build_scheduler
-
-if TYPE_CHECKING:
-    from ..tasks.base import Loader, Task
 
 # ``train.*`` settings that live in the optimizer / scheduler state, so a resume takes them from the checkpoint.
 RESTORED_ON_RESUME = (
@@ -58,10 +56,6 @@ RESTORED_ON_RESUME = (
 )
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; training stops and the last good checkpoint is kept."""
-
-
 class Trainer:
     """Trains ``model`` with ``task`` on ``train_loader``; evaluates the student on ``val_loader``.
 
@@ -73,20 +67,23 @@ class Trainer:
         device: where to train.
         fingerprint: identifies the config/model; a resume from a checkpoint with another one is refused.
         evaluate_on: what ``val_loader`` holds, ``val`` (``data.val_split``) or ``holdout`` (for the card).
+        card: writes the student card each checkpoint carries (``featdistill.card.card_writer``); None: no card.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        task: Task,
+        task: TrainingTask,
         train_loader: Loader,
         val_loader: Any,
         cfg: RunConfig,
         device: torch.device,
         fingerprint: str = "",
         evaluate_on: str = "val",
+        card: CardWriter | None = None,
     ) -> None:
         self.model, self.task, self.cfg, self.device = model, task, cfg, device
+        self.card = card
         self.train_loader, self.val_loader = train_loader, val_loader
         if len(train_loader) == 0:
             raise ValueError(
@@ -141,21 +138,16 @@ class Trainer:
         """Everything a resume needs, and the student card (``card``) that lets the student run on its own."""
         core = self.core
         student = self.student
-        card = student_card(
-            self.task,
-            self.cfg,
-            student,
-            self.metrics,
-            self.evaluate_on,
-            core if isinstance(core, Distiller) else None,
-        )
+        distiller = core if isinstance(core, Distiller) else None
+        card = self.card(student, self.metrics, distiller) if self.card is not None else None
+        distill = distiller.distill_state_dict() if distiller is not None else {}
         return {
-            "format": "featdistill-checkpoint-1",
+            "format": CHECKPOINT_FORMAT,
             "fingerprint": self.fingerprint,
             "config": self.cfg.to_dict(),
             "student": student.state_dict(),
-            "transforms": core.transforms.state_dict() if isinstance(core, Distiller) else {},
-            "criteria": core.criteria.state_dict() if isinstance(core, Distiller) else {},  # loss modules
+            "transforms": distill.get("transforms", {}),  # the Distiller's own state: transforms,
+            "criteria": distill.get("criteria", {}),  # loss modules and α (balancer), at the top level
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -164,7 +156,7 @@ class Trainer:
             "step": self.step,
             "rng": rng_state(),
             "metrics": self.metrics,
-            "balancer": self.balancer.state_dict() if self.balancer is not None else {},
+            "balancer": distill.get("balancer", {}),
             "pending_eval": self.pending_eval,
             "card": card,
         }
@@ -196,7 +188,7 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore everything needed to continue exactly where ``path`` was written."""
         state = load_safely(path, map_location=self.device)
-        if not isinstance(state, dict) or state.get("format") != "featdistill-checkpoint-1":
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(
                 f"{path} is not a featdistill training checkpoint (a plain state_dict?); --resume needs the "
                 "last.pt of a run, weights alone go in model.student_weights"
@@ -209,17 +201,14 @@ class Trainer:
         try:
             self.student.load_state_dict(state["student"])
             core = self.core
-            if isinstance(core, Distiller):
-                core.transforms.load_state_dict(state["transforms"])
-                core.criteria.load_state_dict(state.get("criteria", {}))  # none before method objects
+            if isinstance(core, Distiller):  # a calibrated alpha: auto is reused, never re-calibrated
+                core.load_distill_state_dict({k: v for k, v in state.items() if k != "format"})
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
             self.metrics = dict(state.get("metrics", {}))
             self.pending_eval = bool(state.get("pending_eval", False))
-            if self.balancer is not None:  # a calibrated alpha: auto is reused, never re-calibrated
-                self.balancer.load_state_dict(saved_balancer(state))
             set_rng_state(state["rng"])
         except (KeyError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -300,8 +289,6 @@ class Trainer:
         The loop is :func:`featdistill.engine.loop.train_together` with this trainer alone, the one that
         ``featdistill sweep`` runs for a lockstep group; an error stops the run and is raised.
         """
-        from .loop import train_together
-
         (outcome,) = train_together([self], resume=[resume], progress=self.cfg.output.progress, isolate=False)
         return outcome.metrics
 
@@ -331,17 +318,14 @@ class Trainer:
         self.train_loader.set_epoch(0)
         batches = itertools.islice(self.train_loader.iterate(0), max(1, self.cfg.distill.auto_batches))
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            measured = core.measure_losses(
+            core.calibrate_alpha(
                 batches,
                 task_loss=lambda output, batch: torch.stack(
                     [t.float() for t in self.task.loss_terms(output, batch).values()]
                 ).sum(),
                 call=self.prepare,
+                reduce=mean_across_ranks,
             )
-        names = list(measured)
-        averaged = mean_across_ranks(torch.tensor([measured[k] for k in names], device=self.device))
-        measured = dict(zip(names, averaged.tolist()))
-        core.balancer.calibrate(measured)
         if self.is_main:
             print(f"featdistill: {self.out_dir.name}: alpha auto chose {core.balancer.describe()}")
 

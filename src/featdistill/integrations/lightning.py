@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from ..distiller import Distiller
-from ..distiller.balancer import AlphaSpec, saved_balancer
-from ..distiller.distiller import PairSpec
+from ..distiller.balancer import AlphaSpec
+from ..distiller.pairs import PairSpec
 from . import require
 
 L = require("lightning.pytorch", "lightning", "featdistill.integrations.lightning")
@@ -145,20 +145,19 @@ class DistillationModule(L.LightningModule):
             batches = [
                 strategy.batch_to_device(b) for b in itertools.islice(loader, self.calibration_batches)
             ]
-        measured = self.distiller.measure_losses(batches, self.task_loss, self.call)
-        names = sorted(measured)
-        local = torch.tensor([measured[name] for name in names], dtype=torch.float64, device=self.device)
-        mean = strategy.reduce(local, reduce_op="mean")
-        return self.distiller.balancer.calibrate(dict(zip(names, mean.tolist())))
+        return self.distiller.calibrate_alpha(
+            batches, self.task_loss, self.call, reduce=lambda local: strategy.reduce(local, reduce_op="mean")
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the calibrated α with the weights (the state dict holds student + transforms only)."""
-        checkpoint[CHECKPOINT_KEY] = {"balancer": self.distiller.balancer.state_dict()}
+        """Keep the distillation state (``Distiller.distill_state_dict``: transforms, loss modules, calibrated
+        α) under ``checkpoint["featdistill"]``."""
+        checkpoint[CHECKPOINT_KEY] = self.distiller.distill_state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore α, so a resumed run continues with the α it was calibrated with (also from a checkpoint
-        that kept α alone, ``{"alpha": ...}``, as featdistill did before the balancer)."""
-        self.distiller.balancer.load_state_dict(saved_balancer(checkpoint.get(CHECKPOINT_KEY, {})))
+        """Restore it, so a resumed run continues with the α it was calibrated with (also from an older
+        checkpoint that kept the balancer alone, or α alone as ``{"alpha": ...}``)."""
+        self.distiller.load_distill_state_dict(checkpoint.get(CHECKPOINT_KEY, {}))
 
     def export(self) -> nn.Module:
         """The plain student: no hooks, no transforms, the keys of the model you passed."""

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from ..distiller import Distiller
-from ..distiller.balancer import AlphaSpec, saved_balancer
-from ..distiller.distiller import PairSpec
+from ..distiller.balancer import AlphaSpec
+from ..distiller.pairs import PairSpec
 from . import require
 
 _hf = require("transformers", "hub", "featdistill.integrations.transformers")
@@ -67,6 +67,20 @@ class _StudentCall(nn.Module):
 
     def _get_name(self) -> str:
         return self._student_name
+
+
+class _SaveDistillState(_hf.TrainerCallback):
+    """Adds the distillation state to each checkpoint the Trainer writes (``on_save``, the public hook after it)."""
+
+    def __init__(self, trainer: DistillationTrainer) -> None:
+        self.trainer = trainer
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if args.should_save:
+            folder = os.path.join(
+                args.output_dir, f"{_trainer_utils.PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            )
+            self.trainer.save_distill_state(folder)
 
 
 class DistillationTrainer(_hf.Trainer):
@@ -139,6 +153,7 @@ class DistillationTrainer(_hf.Trainer):
         )
         # From here on the Trainer trains, wraps (DDP) and optimises student + transforms.
         self.model = self.model_wrapped = self.distiller
+        self.add_callback(_SaveDistillState(self))
 
     def _on_device(self, sample: Any) -> Any:
         """A tensor sample input goes where the Trainer put the student."""
@@ -175,10 +190,22 @@ class DistillationTrainer(_hf.Trainer):
         finally:
             self.model, self.model_wrapped = model, wrapped
 
-    def _set_signature_columns_if_needed(self) -> None:
-        """Keep the dataset columns the student's ``forward`` takes, as a plain ``Trainer`` would."""
+    # The data loaders keep the dataset columns that ``self.model.forward`` takes: the student's, as for a
+    # plain Trainer (the Distiller's forward takes ``*args, **kwargs``).
+    def get_train_dataloader(self) -> Any:
+        """The Trainer's training loader, its columns chosen by the student's ``forward``."""
         with self._student_as_model():
-            super()._set_signature_columns_if_needed()
+            return super().get_train_dataloader()
+
+    def get_eval_dataloader(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's evaluation loader, its columns chosen by the student's ``forward``."""
+        with self._student_as_model():
+            return super().get_eval_dataloader(*args, **kwargs)
+
+    def get_test_dataloader(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's test loader, its columns chosen by the student's ``forward``."""
+        with self._student_as_model():
+            return super().get_test_dataloader(*args, **kwargs)
 
     def compute_loss(
         self,
@@ -235,36 +262,38 @@ class DistillationTrainer(_hf.Trainer):
             precomputed = _StudentCall(lambda **_: SimpleNamespace(student=output), self.student)
             return super(DistillationTrainer, self).compute_loss(precomputed, dict(batch))
 
-        measured = self.distiller.measure_losses(batches, task_loss, call=lambda batch: ((), dict(batch)))
-        names = sorted(measured)
-        local = torch.tensor([measured[n] for n in names], dtype=torch.float64, device=self.args.device)
-        mean = self.accelerator.reduce(local, reduction="mean")
-        return self.distiller.balancer.calibrate(dict(zip(names, mean.tolist())))
+        return self.distiller.calibrate_alpha(
+            batches,
+            task_loss,
+            call=lambda batch: ((), dict(batch)),
+            reduce=lambda local: self.accelerator.reduce(local, reduction="mean"),
+        )
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Write the plain student (``save_pretrained``) and the processing class, as for a plain model.
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Write the plain student (``save_pretrained``) and the processing class, as for a plain model; the
+        Trainer's checkpoints call it too (:class:`_SaveDistillState` adds the distillation state to them).
 
         The ``state_dict`` that FSDP or DeepSpeed gather has the Distiller's keys; they are not supported.
         """
         with self._student_as_model():
-            super()._save(output_dir)
+            super().save_model(output_dir, _internal_call)
 
-    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        """A Trainer checkpoint, plus the transforms' and loss modules' weights and the α state, to resume."""
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            folder = f"{_trainer_utils.PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            path = os.path.join(self._get_output_dir(trial=trial), folder, TRANSFORMS_FILE)
-            weights = {
-                **self.distiller.transforms.state_dict(),
-                **{CRITERIA_PREFIX + k: v for k, v in self.distiller.criteria.state_dict().items()},
-            }
-            tensors = {k: v.detach().contiguous() for k, v in weights.items()}
-            metadata = {"balancer": json.dumps(self.distiller.balancer.state_dict())}
-            _safetensors.save_file(tensors, path, metadata=metadata)
+    def save_distill_state(self, folder: str) -> None:
+        """Write ``folder/featdistill_transforms.safetensors``: ``Distiller.distill_state_dict()``, its tensors
+        (the transforms', and the loss modules' under ``criteria.``) as tensors, its α state as metadata."""
+        state = self.distiller.distill_state_dict()
+        weights = {**state["transforms"], **{CRITERIA_PREFIX + k: v for k, v in state["criteria"].items()}}
+        tensors = {k: v.detach().contiguous() for k, v in weights.items()}
+        metadata = {"format": state["format"], "balancer": json.dumps(state["balancer"])}
+        _safetensors.save_file(tensors, os.path.join(folder, TRANSFORMS_FILE), metadata=metadata)
 
+    # The Trainer's private hooks overridden here, and why no public one serves: the Trainer puts a checkpoint's
+    # weights into ``self.model`` (the Distiller, under other keys than the student's saved ones) only through
+    # ``_load_from_checkpoint`` (``train(resume_from_checkpoint=...)``, before anything public runs) and
+    # ``_load_best_model`` (``load_best_model_at_end``, inside ``train()`` before ``on_train_end``).
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        """Load the student's weights of the checkpoint, then its transforms, loss modules and α.
+        """Load the student's weights of the checkpoint, then its distillation state (transforms, loss modules,
+        α: ``Distiller.load_distill_state_dict``).
 
         A ``PreTrainedModel`` student is read back with ``from_pretrained``: transformers 5 saves some models
         (ViT among them) under their legacy key names, which the ``Trainer``'s own loader leaves unmatched
@@ -284,21 +313,16 @@ class DistillationTrainer(_hf.Trainer):
                 "so the distillation transforms cannot be restored; resume from a DistillationTrainer checkpoint"
             )
         with _safetensors.safe_open(path, framework="pt") as file:
-            # a checkpoint written before the balancer holds α alone, under "alpha"
-            saved = {
-                key: json.loads(value)
-                for key, value in file.metadata().items()
-                if key in ("balancer", "alpha")
-            }
+            metadata = file.metadata()
+        # "format" is absent before featdistill-distill-state-1, "balancer" before the balancer (α alone, "alpha")
+        state: dict[str, Any] = {k: v for k, v in metadata.items() if k == "format"}
+        state.update({k: json.loads(v) for k, v in metadata.items() if k in ("balancer", "alpha")})
         tensors = _safetensors.load_file(path, device=str(self.args.device))
-        criteria = {
+        state["transforms"] = {k: v for k, v in tensors.items() if not k.startswith(CRITERIA_PREFIX)}
+        state["criteria"] = {
             k.removeprefix(CRITERIA_PREFIX): v for k, v in tensors.items() if k.startswith(CRITERIA_PREFIX)
         }
-        self.distiller.transforms.load_state_dict(
-            {k: v for k, v in tensors.items() if not k.startswith(CRITERIA_PREFIX)}
-        )
-        self.distiller.criteria.load_state_dict(criteria)
-        self.distiller.balancer.load_state_dict(saved_balancer(saved))
+        self.distiller.load_distill_state_dict(state)
 
     def _load_best_model(self) -> None:
         """``load_best_model_at_end``: the best checkpoint's weights go into the student."""

@@ -18,19 +18,12 @@ from pathlib import Path
 import torch
 
 from ..tasks.decode import IMAGE_EXTENSIONS, BadImageError, decode_image, is_hidden_or_system
+from ..tasks.prediction import InputImage
 
 __all__ = ["BadFiles", "InputImage", "collect_images", "decoded_batches"]
 
 ON_BAD_FILE = ("skip", "raise")
 _FIRST_NAMES = 5  # bad files named in the report
-
-
-@dataclass(frozen=True)
-class InputImage:
-    """One input file and its name relative to the argument that listed it (``a/b.jpg``)."""
-
-    path: Path
-    name: str
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """``featdistill predict``: run a student (a checkpoint or an export with its sidecar) on image files.
 
 The student card (:mod:`featdistill.card`) says everything needed: the task, the class names and the
-preprocessing, applied by :func:`featdistill.card.preprocess` exactly as ``eval`` applies it. Images are
+preprocessing, applied by :func:`featdistill.tasks.preprocess.preprocess` exactly as ``eval`` applies it. Images are
 decoded as training decodes them, in batches; a batch of images of several sizes runs once per size,
 unless the card resizes them (``resize: exact`` or ``center_crop``). Dense maps (segmentation logits) are
 brought back to each image's size, so label PNGs match the image they describe. What runs and what is
@@ -21,12 +21,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from ..card import _resized, load_student, preprocess, read_card  # _resized: the card's resize alone
+from ..card import read_card
 from ..run import select_device
 from ..tasks.prediction import PredictOptions
+from ..tasks.preprocess import preprocess, resized
 from ..tasks.registry import task_class
 from .inputs import BadFiles, collect_images, decoded_batches
 from .runners import load_exported
+from .student import load_student
 
 if TYPE_CHECKING:
     from ..tasks.base import Task
@@ -58,7 +60,7 @@ class _Student:
         if not self.raw_pixels:
             return preprocess(pixels, self.card).to(self.device)
         steps = self.card["preprocessing"]
-        return torch.stack([_resized(image[None], steps, True)[0] for image in pixels]).to(self.device)
+        return torch.stack([resized(image[None], steps)[0] for image in pixels]).to(self.device)
 
     @torch.no_grad()
     def dense(

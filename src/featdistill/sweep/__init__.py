@@ -3,7 +3,8 @@ holdout split (``sweep``) or each trained with several seeds and tested (``compa
 
 from .compare import run_compare
 from .grid import LOCKSTEP_FREE, Variant, expand, lockstep_groups, parse_grid
-from .runner import Shard, run_sweep
+from .groups import Shard
+from .runner import run_sweep
 
 __all__ = [
     "LOCKSTEP_FREE",

@@ -17,8 +17,8 @@ from ..config import ConfigError, RunConfig, load_config
 from ..engine.checkpoint import write_text_atomic
 from ..engine.distributed import barrier, is_main
 from .grid import Variant, expand, parse_grid
+from .groups import Shard, plan_runs, result_of, say, train_groups
 from .report import cell, finite
-from .runner import Shard, plan_runs, result_of, say, train_groups
 from .stats import mean_interval, welch_t
 
 SEED_KEY = "train.seed"

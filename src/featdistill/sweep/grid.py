@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import CompareConfig, ConfigError, RunConfig, _safe_yaml, check_key
+from ..config import CompareConfig, ConfigError, RunConfig, check_key, safe_yaml
 from ..tasks.registry import task_class
 
 #: Keys in which the variants of one lockstep group may differ: all else (data, batch order, teacher,
@@ -88,7 +88,7 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
         texts = [text for text in split_values(raw) if text]
         if not texts:
             raise ConfigError(f"--grid {key} has no values; give at least one, e.g. --grid {key}=V1,V2")
-        grid[key] = [_safe_yaml(text, f"--grid {key}") for text in texts]
+        grid[key] = [safe_yaml(text, f"--grid {key}") for text in texts]
     return grid
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .hooks import _version, unwrap_model
+from .hooks import tensor_version, unwrap_model
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def trace_outputs(
         def hook(_m: nn.Module, _i: object, output: object, name: str = name) -> None:
             calls[name] = calls.get(name, 0) + 1
             if isinstance(output, torch.Tensor):
-                seen[name] = (output, _version(output), len(seen))
+                seen[name] = (output, tensor_version(output), len(seen))
 
         handles.append(module.register_forward_hook(hook))
     try:
@@ -67,7 +67,7 @@ def trace_outputs(
     listed = []
     for name, (tensor, version, order) in sorted(seen.items(), key=lambda item: item[1][2]):
         unsafe = f"ran {calls[name]} times" if calls[name] > 1 else ""
-        if not unsafe and _version(tensor) != version:
+        if not unsafe and tensor_version(tensor) != version:
             unsafe = "modified in place"
         if include_unsafe or not unsafe:
             listed.append(LayerOutput(name, tuple(tensor.shape), order, unsafe, id(tensor) in returned))

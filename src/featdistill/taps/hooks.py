@@ -45,19 +45,20 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-WRAPPER_PREFIXES = (
-    "hf.",
-)  # weights/huggingface.py wraps a transformers model as ``hf``: ``hf.vit.layers.0``
+#: The attribute by which a wrapper model names the prefix of its own layer names that a tap address may leave
+#: out (``HFImageClassifier.tap_prefix = "hf."``: ``vit.layers.0`` taps ``hf.vit.layers.0``).
+TAP_PREFIX_ATTRIBUTE = "tap_prefix"
 
 
 def resolve_module(model: nn.Module, name: str, role: str = "") -> nn.Module:
     """Return the submodule called ``name`` (``""``/``"output"`` = the model), or raise with suggestions.
 
-    A name inside a wrapped Hugging Face model may leave out the wrapper's ``hf.`` prefix. ``role``
+    A name inside a wrapper model may leave out the prefix the wrapper names (:data:`TAP_PREFIX_ATTRIBUTE`). ``role``
     ("student", "teacher") names the model in the error.
     """
     modules = dict(model.named_modules())
-    for candidate in (name, *(prefix + name for prefix in WRAPPER_PREFIXES)):
+    prefix = getattr(unwrap_model(model), TAP_PREFIX_ATTRIBUTE, "")
+    for candidate in (name, prefix + name) if prefix else (name,):
         if candidate in modules:
             return modules[candidate]
     if name in OUTPUT_ALIASES:
@@ -69,7 +70,7 @@ def resolve_module(model: nn.Module, name: str, role: str = "") -> nn.Module:
     raise TapError(f"unknown layer {name!r} in {type(model).__name__}{which}{hint}")
 
 
-def _version(value: Any) -> int | None:
+def tensor_version(value: Any) -> int | None:
     """The in-place version counter of a tensor (None for non-tensors and inference-mode tensors)."""
     if not isinstance(value, torch.Tensor):
         return None
@@ -134,7 +135,7 @@ class FeatureTaps:
                     # in-place check cannot work; a copy holds the value the layer produced instead.
                     features[key], versions[key] = feature.clone(), None
                 else:
-                    features[key], versions[key] = feature, _version(feature)
+                    features[key], versions[key] = feature, tensor_version(feature)
             pending.discard(side)
             if stop_early and not pending:
                 raise _StopForward
@@ -166,7 +167,7 @@ class FeatureTaps:
                 "(a branch used only in training/eval mode, or a module the forward never calls)"
             )
         for key, before in versions.items():
-            after = _version(features[key])
+            after = tensor_version(features[key])
             if before is not None and after != before:
                 module = parse_address(key).module
                 parent = module.rsplit(".", 1)[0] if "." in module else None

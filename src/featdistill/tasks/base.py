@@ -7,27 +7,22 @@ plug-ins (classification, detection, segmentation) and a user's own (``featdisti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-import torch
 from torch import nn
 
 from ..config import RunConfig
+from ..engine.contract import Loader, TrainingTask
 from .prediction import Prediction
 
-
-class Loader(Protocol):
-    """A resumable, epoch-seeded batch source (``TensorBatchLoader`` or ``ResumableLoader``)."""
-
-    def __len__(self) -> int: ...
-    def set_epoch(self, epoch: int) -> None: ...
-    def iterate(self, start_batch: int = 0) -> Iterator[Any]: ...
+__all__ = ["MEMBERS", "Loader", "Task", "TaskBase"]
 
 
 @runtime_checkable
-class Task(Protocol):
-    """What a task plug-in offers the core.
+class Task(TrainingTask, Protocol):
+    """What a task plug-in offers the core: the trainer's members (:class:`TrainingTask`: ``to_device``,
+    ``forward_args``, ``loss_terms``, ``batch_size``, ``evaluate``) and those below.
 
     Attributes:
         name: the registry name (``task:`` in a config).
@@ -42,8 +37,6 @@ class Task(Protocol):
         cfg: the validated config the task was built from.
     """
 
-    name: ClassVar[str]
-    metric: ClassVar[str]
     lockstep_keys: ClassVar[tuple[str, ...]]
     starter: ClassVar[dict[str, Any] | None]
     teacher_run: ClassVar[list[str]]
@@ -65,13 +58,6 @@ class Task(Protocol):
     def data_report(self) -> dict[str, Any]: ...
     def share_data(self, source: Task) -> None: ...
 
-    # -- training and evaluation
-    def to_device(self, batch: Any, device: torch.device) -> Any: ...
-    def forward_args(self, batch: Any) -> tuple[tuple, dict]: ...
-    def loss_terms(self, output: Any, batch: Any) -> dict[str, torch.Tensor]: ...
-    def batch_size(self, batch: Any) -> int: ...
-    def evaluate(self, model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]: ...
-
     # -- the student card (featdistill.card): what a checkpoint says of its student
     def card_fields(self, student: nn.Module) -> dict[str, Any]: ...
     def apply_card(self, card: dict[str, Any]) -> None: ...
@@ -83,16 +69,19 @@ class Task(Protocol):
     @classmethod
     def prediction(cls, card: dict[str, Any]) -> Prediction: ...
 
+    @classmethod
+    def score_predictions(cls, predictions: str | Path, truth: Any, **options: Any) -> dict[str, float]: ...
+
     # -- the CLI
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]: ...
 
 
-#: The members a task class must have (checked by ``register_task``), from the contract above.
+#: The members a task class must have (checked by ``register_task``), from the contract above and the trainer's.
 MEMBERS: tuple[str, ...] = tuple(
     sorted(
-        {name for name in Task.__dict__ if not name.startswith("_")}
-        | {name for name in Task.__annotations__ if name != "cfg"}
+        {name for protocol in (Task, TrainingTask) for name in protocol.__dict__ if not name.startswith("_")}
+        | {name for protocol in (Task, TrainingTask) for name in protocol.__annotations__ if name != "cfg"}
     )
 )
 
@@ -150,6 +139,12 @@ class TaskBase:
             f"featdistill predict does not know how to run a {card['task']!r} student: its task class "
             f"{cls.__name__} offers no prediction() (see featdistill.tasks.prediction)"
         )
+
+    @classmethod
+    def score_predictions(cls, predictions: str | Path, truth: Any, **options: Any) -> dict[str, float]:
+        """The metrics ``eval`` reports, of what ``featdistill predict`` wrote (``predictions``) against the ground
+        truth (``truth``, in the task's own form): not offered by default (:mod:`featdistill.predict.score`)."""
+        raise ValueError(f"the {cls.__name__} task offers no scoring of predict's output")
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -11,16 +11,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from ..predict.inputs import InputImage
-    from .base import Task
+from ..engine.contract import TrainingTask
 
-__all__ = ["PredictOptions", "Prediction", "StudentRunner", "Writer", "as_uint8", "palette", "png_path"]
+__all__ = [
+    "InputImage",
+    "PredictOptions",
+    "Prediction",
+    "StudentRunner",
+    "Writer",
+    "as_uint8",
+    "palette",
+    "png_path",
+]
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One input file and its name relative to the argument that listed it (``a/b.jpg``)."""
+
+    path: Path
+    name: str
 
 
 @dataclass(frozen=True)
@@ -42,7 +57,7 @@ class StudentRunner(Protocol):
     """
 
     card: dict[str, Any]
-    task: Task | None
+    task: TrainingTask | None  # a featdistill.tasks.base.Task
 
     def dense(
         self, pixels: list[Tensor], forward: Callable[[Any, Tensor], Tensor] | None = None

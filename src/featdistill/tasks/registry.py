@@ -1,7 +1,8 @@
-"""The one list of task names: the built-in plug-ins (imported when first used) and the user's own.
+"""The task registry: a user's own tasks registered, and the class of each task name built on demand.
 
-The config schema (``task:``), the CLI (``config``, ``models``, the starters) and the sweep read the names
-from here; nothing else names a task.
+The names themselves (the built-in plug-ins' and the registered ones) are kept by
+:mod:`featdistill.config.task_names`, below the tasks, so that a config checks its ``task:`` without importing
+a plug-in; the CLI (``config``, ``models``, the starters) and the sweep read them from here.
 """
 
 from __future__ import annotations
@@ -9,19 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from ..suggest import did_you_mean
+from ..config.task_names import BUILTIN_TASKS, REGISTERED_TASKS, check_task_name, task_names
 from .base import MEMBERS, Task
 
 if TYPE_CHECKING:
     from ..config import RunConfig
 
-#: name -> "module:Class", imported lazily (detection needs pycocotools).
-_BUILTIN = {
-    "classification": "featdistill.tasks.classification.task:ClassificationTask",
-    "detection": "featdistill.tasks.detection.task:DetectionTask",
-    "segmentation": "featdistill.tasks.segmentation.task:SegmentationTask",
-}
-_REGISTERED: dict[str, type] = {}
+__all__ = ["get_task", "register_task", "task_class", "task_names"]
 
 
 def register_task(name: str, task_class: type) -> type:
@@ -32,7 +27,7 @@ def register_task(name: str, task_class: type) -> type:
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"register_task: the name must be an identifier such as 'regression', got {name!r}")
-    if name in _BUILTIN:
+    if name in BUILTIN_TASKS:
         raise ValueError(f"register_task: {name!r} is a built-in task; choose another name")
     missing = [member for member in MEMBERS if not hasattr(task_class, member)]
     if missing:
@@ -40,25 +35,16 @@ def register_task(name: str, task_class: type) -> type:
             f"register_task({name!r}): {getattr(task_class, '__name__', task_class)} lacks {', '.join(missing)} "
             "(see featdistill.tasks.base.Task; inherit featdistill.tasks.base.TaskBase for the defaults)"
         )
-    _REGISTERED[name] = task_class
+    REGISTERED_TASKS[name] = task_class
     return task_class
-
-
-def task_names() -> list[str]:
-    """Every task a config may name: the built-in ones first, then the registered ones."""
-    return [*_BUILTIN, *_REGISTERED]
 
 
 def task_class(name: str) -> type:
     """The class of task ``name``; an unknown name is a ``ValueError`` with the closest valid name."""
-    if name in _REGISTERED:
-        return _REGISTERED[name]
-    if name not in _BUILTIN:
-        raise ValueError(
-            f"unknown task {name!r}{did_you_mean(name, task_names())} (a task of your own: "
-            "featdistill.register_task, in a module that the config's plugins: imports)"
-        )
-    module, cls = _BUILTIN[name].split(":")
+    if name in REGISTERED_TASKS:
+        return REGISTERED_TASKS[name]
+    check_task_name(name)
+    module, cls = BUILTIN_TASKS[name].split(":")
     try:
         return getattr(importlib.import_module(module), cls)
     except ImportError as err:

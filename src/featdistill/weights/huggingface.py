@@ -32,6 +32,8 @@ _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 class HFImageClassifier(nn.Module):
     """A transformers image classifier (``self.hf``) called on an image tensor, returning its logits."""
 
+    tap_prefix = "hf."  # a tap address may leave it out (featdistill.taps.hooks.TAP_PREFIX_ATTRIBUTE)
+
     def __init__(self, hf: nn.Module) -> None:
         super().__init__()
         self.hf = hf
@@ -105,8 +107,9 @@ def _not_available(what: str, repo: str, reason: str) -> WeightsError:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' own load report and progress bars: featdistill warns once itself."""
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' own load report and progress bars while loading or saving a model (here and in
+    ``featdistill.hf_export``): featdistill warns once itself."""
     from transformers.utils import logging as hf_logging
 
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
@@ -205,7 +208,7 @@ def load_hf_model(
             for key, value in config.items():
                 if part is not None and hasattr(part, key):
                     setattr(part, key, value)
-        with _quiet_transformers(), _hub_offline() if local else contextlib.nullcontext():
+        with quiet_transformers(), _hub_offline() if local else contextlib.nullcontext():
             model, info = auto.from_pretrained(
                 ref,
                 config=model_config,

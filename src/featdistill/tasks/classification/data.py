@@ -161,7 +161,7 @@ def _balanced_quota(num_classes: int, limit: int | None) -> list[int | None]:
     return [base + (1 if c < extra else 0) for c in range(num_classes)]
 
 
-def _class_names(folder: Path) -> list[str]:
+def class_names(folder: Path) -> list[str]:
     """Sorted class sub-folders of an ImageFolder split, with a one-line error when there are none."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder} (expected {folder}/<class>/<image files>)")
@@ -177,7 +177,7 @@ def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[lis
     Files of no image format Pillow reads, and hidden or system files (``.DS_Store``, ``._x.jpg``,
     ``Thumbs.db``, anything under a dot or ``__MACOSX`` folder), are left out and recorded in ``stats``.
     """
-    classes = _class_names(folder)
+    classes = class_names(folder)
     files = []
     for cls in classes:
         found = []

@@ -14,7 +14,7 @@ from torch import Tensor
 from ..prediction import PredictOptions, StudentRunner
 
 if TYPE_CHECKING:
-    from ...predict.inputs import InputImage
+    from ..prediction import InputImage
 
 __all__ = ["ClassificationPrediction", "ClassificationWriter"]
 

@@ -22,11 +22,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ...card import center_crop_resize
 from ...engine import ResumableLoader
 from ..decode import BadImageError, decode_image, resize_pixels
 from ..holdout import split_holdout
 from ..ingest import SplitStats, check_not_constant, evenly_spaced, warn_alpha
+from ..preprocess import center_crop_resize
 from .augment import crop_flip, crop_flip_params, normalize
 from .data import bad_file, channel_stats, scan_imagefolder, select_balanced
 

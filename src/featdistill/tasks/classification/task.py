@@ -30,7 +30,7 @@ from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats, check_not_constant
 from ..options import data_options
-from .data import TensorBatchLoader, _class_names, channel_stats, image_size_of, load_tensors
+from .data import TensorBatchLoader, channel_stats, class_names, image_size_of, load_tensors
 from .models import build_classifier, list_classifiers
 from .prediction import ClassificationPrediction
 from .streaming import EVAL_CROP_FRACTION, streaming_loader
@@ -282,7 +282,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         )
         self._check_labels(torch.as_tensor(train.dataset.targets), d.train_split)
         self.normalization = (train.dataset.mean, train.dataset.std)
-        self.classes = _class_names(Path(d.root) / d.train_split)
+        self.classes = class_names(Path(d.root) / d.train_split)
         evaluation = self._streaming_evaluation(*self.normalization, rank, world_size)
         if evaluate_on == "holdout":  # the held-out training images; data.val_split is never read
             held = streaming_loader(

@@ -14,9 +14,11 @@ from torch import Tensor
 from torchvision.utils import draw_bounding_boxes
 
 from ..prediction import PredictOptions, StudentRunner, as_uint8, palette, png_path
+from .data import load_coco
+from .evaluate import CocoEvaluator
 
 if TYPE_CHECKING:
-    from ...predict.inputs import InputImage
+    from ..prediction import InputImage
 
 __all__ = ["DetectionPrediction", "DetectionWriter"]
 
@@ -103,3 +105,30 @@ class DetectionPrediction:
 
     def writer(self, output: Path, options: PredictOptions) -> DetectionWriter:
         return DetectionWriter(output, self.categories, options.draw, options.draw_threshold)
+
+
+def score_detections(
+    results: str | Path, ann_file: str | Path, image_ids: list[int] | None = None
+) -> dict[str, float]:
+    """COCO AP of a ``predict`` results JSON (entries named by ``file_name``) on ``ann_file``'s images
+    (``image_ids``: only those, e.g. the ones ``eval`` scored)."""
+    coco = load_coco(ann_file)
+    by_name = {info["file_name"]: image_id for image_id, info in coco.imgs.items()}
+    entries: list[dict[str, Any]] = json.loads(Path(results).read_text())
+    unknown = sorted({e["file_name"] for e in entries} - set(by_name))
+    if unknown:
+        raise ValueError(f"{results} names images that {ann_file} does not list: {unknown[:3]}")
+    ids = set(coco.getImgIds() if image_ids is None else image_ids)
+    detections = [
+        {
+            "image_id": by_name[e["file_name"]],
+            "category_id": e["category_id"],
+            "bbox": e["bbox"],
+            "score": e["score"],
+        }
+        for e in entries
+        if by_name[e["file_name"]] in ids
+    ]
+    evaluator = CocoEvaluator(coco, ("bbox",))
+    evaluator.merge(detections, ids)
+    return evaluator.summarize()

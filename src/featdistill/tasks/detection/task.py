@@ -84,7 +84,7 @@ from .evaluate import CocoEvaluator
 from .hf_detector import HFDetector, build_hf_detector, hf_levels
 from .labels import BAD_LABEL_SKIPPED, BadLabels
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
-from .prediction import DetectionPrediction
+from .prediction import DetectionPrediction, score_detections
 from .voc import read_voc, voc_names
 from .yolo import find_yaml, read_yolo
 
@@ -283,6 +283,12 @@ class DetectionTask(ReportsData, TaskBase):
 
     # featdistill predict: prediction(card) builds the task's Prediction (see :mod:`.prediction`)
     prediction = DetectionPrediction
+
+    @classmethod
+    def score_predictions(cls, predictions: Any, truth: Any, **options: Any) -> dict[str, float]:
+        """predict's COCO results JSON against ``truth``, a COCO annotation file (``image_ids=``: only those
+        images): COCO AP, 0-1."""
+        return score_detections(predictions, truth, **options)
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

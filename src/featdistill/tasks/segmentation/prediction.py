@@ -15,10 +15,12 @@ from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
 from ..prediction import PredictOptions, StudentRunner, as_uint8, palette, png_path
+from .data import SegmentationFolder
 from .inference import predict
+from .metrics import SegmentationMeter
 
 if TYPE_CHECKING:
-    from ...predict.inputs import InputImage
+    from ..prediction import InputImage
 
 __all__ = ["SegmentationPrediction", "SegmentationWriter"]
 
@@ -68,3 +70,20 @@ class SegmentationPrediction:
 
     def writer(self, output: Path, options: PredictOptions) -> SegmentationWriter:
         return SegmentationWriter(output, self.num_classes, options.overlay)
+
+
+def score_label_pngs(
+    predictions: str | Path, dataset: SegmentationFolder, images_root: str | Path
+) -> dict[str, float]:
+    """Metrics of ``predictions/labels/<image path relative to images_root>.png`` over ``dataset``'s images."""
+    meter = SegmentationMeter(dataset.num_classes, dataset.ignore_index)
+    for index, image in enumerate(dataset.images):
+        name = Path(image).relative_to(images_root).with_suffix(".png")
+        path = Path(predictions) / "labels" / name
+        if not path.is_file():
+            raise FileNotFoundError(f"no predicted labels {path} for {image}")
+        with Image.open(path) as predicted:
+            labels = torch.from_numpy(np.asarray(predicted).astype(np.int64))
+        meter.update(labels, dataset[index][1])
+    result = meter.compute()
+    return {key: 100 * float(result[key]) for key in ("miou", "pixel_acc", "mean_acc")}  # type: ignore[arg-type]

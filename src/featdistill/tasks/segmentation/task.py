@@ -57,7 +57,7 @@ from .data import IGNORE_INDEX, build_dataset
 from .inference import predict
 from .metrics import SegmentationMeter
 from .models import SEGMENTERS, build_segmenter
-from .prediction import SegmentationPrediction
+from .prediction import SegmentationPrediction, score_label_pngs
 
 AUX_WEIGHT = 0.4
 DEFAULT_CROP = 512
@@ -123,6 +123,12 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
 
     # featdistill predict: prediction(card) builds the task's Prediction (see :mod:`.prediction`)
     prediction = SegmentationPrediction
+
+    @classmethod
+    def score_predictions(cls, predictions: Any, truth: Any, **options: Any) -> dict[str, float]:
+        """predict's label PNGs against ``truth``, a segmentation dataset (``images_root=``: the folder predict
+        read): mIoU, pixel and mean class accuracy, in %."""
+        return score_label_pngs(predictions, truth, **options)
 
     @classmethod
     def catalogue(cls) -> list[tuple[str, list[tuple[str, str]]]]:

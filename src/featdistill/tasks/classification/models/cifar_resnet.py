@@ -73,7 +73,7 @@ class CifarResNet(nn.Module):
         self.layer3 = _make_stage(widths[2], widths[3], blocks, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[3], num_classes)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -87,7 +87,7 @@ def _make_stage(in_channels: int, out_channels: int, blocks: int, stride: int) -
     return nn.Sequential(*layers)
 
 
-def _init_weights(model: nn.Module) -> None:
+def init_weights(model: nn.Module) -> None:
     """He initialisation for convolutions, unit/zero BN, as in the reference CIFAR training recipes."""
     for module in model.modules():
         if isinstance(module, nn.Conv2d):

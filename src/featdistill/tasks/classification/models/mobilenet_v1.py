@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cifar_resnet import _init_weights
+from .cifar_resnet import init_weights
 
 __all__ = ["MobileNetV1", "mobilenet_v1"]
 
@@ -66,7 +66,7 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*stages)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cifar_resnet import _init_weights
+from .cifar_resnet import init_weights
 
 __all__ = ["WideResNet", "wide_resnet", "wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2"]
 
@@ -56,7 +56,7 @@ class WideResNet(nn.Module):
         self.relu = nn.ReLU()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[3], num_classes)
-        _init_weights(self)
+        init_weights(self)
         nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

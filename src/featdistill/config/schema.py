@@ -1,34 +1,34 @@
-"""Run configuration: a typed schema, YAML loading (safe loader only), ``--set`` overrides, validation.
+"""The run configuration's schema: one typed dataclass per section, and a config read from a dict or a file.
 
-Every key is checked before any work starts: an unknown key names itself and the closest valid key, a
-wrong type names the key and the expected type, a missing required key names itself.
+Every key is checked (by :mod:`featdistill.config.validation`) before any work starts. Each field's ``#``
+comment is its documentation (``featdistill config`` prints it, :mod:`featdistill.config_docs` reads it).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import math
-import re
-import types
 import typing
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import yaml
+from ..suggest import did_you_mean
+from .validation import (
+    REQUIRED,
+    ConfigError,
+    apply_overrides,
+    build_section,
+    check_key_in,
+    check_task,
+    import_plugins,
+    matches_type,
+    safe_yaml,
+    set_dotted,
+    type_name,
+)
 
-from .suggest import did_you_mean
-
-
-class ConfigError(ValueError):
-    """A configuration problem, reported as one line that names the key."""
-
-
-REQUIRED: Any = dataclasses.MISSING
-T = TypeVar("T")
 Alpha = float | Literal["auto"]  # a loss weight, or "auto": calibrated before training (see DistillConfig)
 DistillOptions = dict[str, dict[str, Any] | bool]  # {method: {option: value}}, and strict_shapes: true/false
 
@@ -122,9 +122,9 @@ class ModelConfig:
             if key not in hints:
                 hint = did_you_mean(str(key), hints, prefix=f"{where}.")
                 raise ConfigError(f"unknown config key '{where}.{key}'{hint}")
-            if not _matches(value, hints[key]):
+            if not matches_type(value, hints[key]):
                 raise ConfigError(
-                    f"config key '{where}.{key}' expects {_type_name(hints[key])}, got {value!r} "
+                    f"config key '{where}.{key}' expects {type_name(hints[key])}, got {value!r} "
                     f"({type(value).__name__})"
                 )
         if "model" not in entry:
@@ -238,12 +238,7 @@ class RunConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
 
     def __post_init__(self) -> None:
-        from .tasks.registry import task_class
-
-        try:
-            task_class(self.task)
-        except ValueError as err:
-            raise ConfigError(f"config key 'task': {err}") from None
+        check_task(self.task)  # by name: no task plug-in is imported here
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for checkpoints and YAML); an empty ``model.teachers`` and an empty ``compare``
@@ -263,153 +258,15 @@ class RunConfig:
         tree = self.to_dict()
         for key, value in values.items():
             check_key(key)
-            _set_dotted(tree, key, copy.deepcopy(value))
+            set_dotted(tree, key, copy.deepcopy(value))
         return parse_config(tree)
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is not None:
-        return getattr(origin, "__name__", str(tp))
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def _matches(value: Any, tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return True
-    if origin is Literal:
-        return value in typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in typing.get_args(tp))
-    if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        return isinstance(value, list) and all(_matches(v, item) for v in value)
-    if origin is dict:
-        _, item = typing.get_args(tp) or (Any, Any)
-        return isinstance(value, dict) and all(_matches(v, item) for v in value.values())
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
-
-
-def _build(cls: type, values: Any, prefix: str, passthrough: Collection[str] = ()) -> Any:
-    if not isinstance(values, dict):
-        where = prefix.rstrip(".") or "config"
-        raise ConfigError(f"'{where}' must be a mapping of keys, got {type(values).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in fields and key not in passthrough:
-            hint = did_you_mean(str(key), sorted({*fields, *passthrough}), prefix=prefix)
-            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
-    kwargs = {}
-    for name, f in fields.items():
-        tp = hints[name]
-        if name not in values:
-            if f.default is REQUIRED and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(
-                    f"missing required config key '{prefix}{name}'; add it to the config file "
-                    f"or pass --set {prefix}{name}=VALUE"
-                )
-            continue
-        value = values[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value, f"{prefix}{name}.")
-        elif not _matches(value, tp):
-            raise ConfigError(
-                f"config key '{prefix}{name}' expects {_type_name(tp)}, got {value!r} ({type(value).__name__})"
-            )
-        else:
-            kwargs[name] = float(value) if tp is float else value
-    return cls(**kwargs)
-
-
-def check_options(schema: type[T], values: Any, prefix: str, passthrough: Collection[str] = ()) -> T:
-    """A task's ``data.options`` or ``model.options`` mapping validated into its schema dataclass.
-
-    Checked as every other section is: an unknown key names the closest valid one, a wrong type the expected
-    type. Keys in ``passthrough`` are accepted untyped (they go on to a constructor that checks them itself);
-    they are not in the returned instance.
-    """
-    return _build(schema, values, prefix, passthrough)
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
-    node[keys[-1]] = value
-
-
-def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings; values are parsed as YAML (``0.1``, ``true``, ``[a, b]``)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), _safe_yaml(raw, f"--set {key.strip()}"))
-    return tree
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (no Python objects, ever) that also reads ``1e-3`` as a float, as YAML 1.2 does."""
-
-
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _safe_yaml(text: str, where: str) -> Any:
-    """Safe YAML loading with one-line errors; Python tags (``!!python/...``) are refused, never run."""
-    try:
-        return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: never constructs Python objects
-    except yaml.constructor.ConstructorError as err:
-        raise ConfigError(
-            f"{where}: refused YAML tag ({err.problem}); configs hold only plain values, lists and "
-            "mappings, remove the tag"
-        ) from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where} is not valid YAML: {str(err).splitlines()[0]}") from None
-
-
-def import_plugins(modules: Any) -> None:
-    """Import the ``plugins:`` modules (once each), so the methods and tasks they register can be named.
-
-    A module that is not found or fails while importing is a one-line ``ConfigError`` naming it.
-    """
-    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
-        raise ConfigError(f"config key 'plugins' expects a list of module names, got {modules!r}")
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as err:  # any failure of user code at import time: name the module and the error
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise ConfigError(
-                f"plugins: cannot import {module!r} ({type(err).__name__}: {first}); it must be importable "
-                "from here (installed, or on PYTHONPATH)"
-            ) from None
 
 
 def parse_config(tree: dict[str, Any]) -> RunConfig:
     """Validate a nested dict into a ``RunConfig`` (after importing its ``plugins``)."""
     if isinstance(tree, dict):
         import_plugins(tree.get("plugins", []))
-    return _build(RunConfig, tree, "")
+    return build_section(RunConfig, tree, "")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -417,39 +274,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    tree = _safe_yaml(path.read_text(), str(path)) or {}
+    tree = safe_yaml(path.read_text(), str(path)) or {}
     return parse_config(apply_overrides(tree, overrides or []))
 
 
 def check_key(dotted: str) -> None:
-    """Raise a ``ConfigError`` unless ``dotted`` (e.g. ``distill.alpha``) is a key of the schema.
+    """Raise a ``ConfigError`` unless ``dotted`` (e.g. ``distill.alpha``) is a key of :class:`RunConfig`.
 
     Keys inside a free-form mapping (``data.options.crop_size``, ``distill.options.cwt.tau``) are accepted.
     """
-    cls: Any = RunConfig
-    parts = dotted.split(".")
-    for depth, part in enumerate(parts):
-        hints = typing.get_type_hints(cls)
-        if part not in hints:
-            prefix = ".".join(parts[:depth])
-            hint = did_you_mean(part, sorted(hints), prefix=f"{prefix}." if prefix else "")
-            raise ConfigError(f"unknown config key '{dotted}'{hint}")
-        tp = hints[part]
-        last = depth == len(parts) - 1
-        if dataclasses.is_dataclass(tp):
-            if last:
-                raise ConfigError(
-                    f"'{dotted}' is a section, not a key; name one of its keys, e.g. '{dotted}.*'"
-                )
-            cls = tp
-        elif not last:
-            if _accepts_mapping(tp):
-                return
-            raise ConfigError(f"'{'.'.join(parts[: depth + 1])}' is a key, not a section; use it alone")
-
-
-def _accepts_mapping(tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts_mapping(a) for a in typing.get_args(tp))
-    return origin is dict or tp is dict
+    check_key_in(RunConfig, dotted)
