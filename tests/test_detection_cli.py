@@ -236,6 +236,8 @@ def test_recipes_load_and_validate(path: Path) -> None:
         build_detector(family, 81, **options)  # every option is one the detector accepts
     if path.name.startswith("coco128_cpu"):
         assert cfg.device == "cpu" and cfg.model.options["min_size"] <= 160
+    elif path.name.startswith("yolo_"):  # a starter for the user's own data
+        assert cfg.data.name == "yolo" and cfg.data.root.startswith("data/")
     else:
         assert cfg.train.epochs == 24 and cfg.train.milestones == [16, 22]
         assert 8 * cfg.data.batch_size == 16 and cfg.train.lr in (0.02, 0.01)

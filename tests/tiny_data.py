@@ -68,3 +68,70 @@ def coco_split(root: Path, split: str, count: int, rng: np.random.Generator, siz
     data = {"images": images, "annotations": annotations, "categories": categories}
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+
+
+def detection_formats(root: Path, rng: np.random.Generator, counts: dict[str, int]) -> dict[str, Path]:
+    """One detection dataset written three ways: ``root/coco`` (COCO json, category ids 3 and 7), ``root/yolo``
+    (Ultralytics layout with ``data.yaml``) and ``root/voc`` (VOC xml, ImageSets/Main), ``counts[split]``
+    random 64 x 32 images a split (``train``, ``val``), one to three boxes an image at integer pixels (exact
+    in every format), the last image of each split without any. Returns the three roots."""
+    names, width, height = ("cat", "dog"), 64, 32
+    roots = {fmt: root / fmt for fmt in ("coco", "yolo", "voc")}
+    categories = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
+    voc_lists: dict[str, list[str]] = {}
+    for split, count in counts.items():
+        images, annotations = [], []
+        for i in range(count):
+            stem = f"{split}{i}"
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            for folder in (
+                roots["coco"] / split,
+                roots["yolo"] / "images" / split,
+                roots["voc"] / "JPEGImages",
+            ):
+                write_png(folder / f"{stem}.png", pixels)
+            images.append({"id": i + 1, "file_name": f"{stem}.png", "height": height, "width": width})
+            boxes = []
+            for _ in range(0 if i == count - 1 else int(rng.integers(1, 4))):
+                x0, y0 = int(rng.integers(0, 40)), int(rng.integers(0, 16))
+                x1, y1 = x0 + int(rng.integers(8, 24)), y0 + int(rng.integers(8, 16))
+                boxes.append((int(rng.integers(0, 2)), x0, y0, x1, y1))
+            yolo_lines, objects = [], []
+            for label, x0, y0, x1, y1 in boxes:
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": i + 1,
+                        "category_id": categories[label]["id"],
+                        "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "area": float((x1 - x0) * (y1 - y0)),
+                        "iscrowd": 0,
+                    }
+                )
+                cx, cy = (x0 + x1) / 2 / width, (y0 + y1) / 2 / height
+                yolo_lines.append(f"{label} {cx!r} {cy!r} {(x1 - x0) / width!r} {(y1 - y0) / height!r}")
+                objects.append(
+                    f"<object><name>{names[label]}</name><difficult>0</difficult><bndbox><xmin>{x0 + 1}</xmin>"
+                    f"<ymin>{y0 + 1}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+                )
+            labels = roots["yolo"] / "labels" / split / f"{stem}.txt"
+            labels.parent.mkdir(parents=True, exist_ok=True)
+            if boxes:
+                labels.write_text("\n".join(yolo_lines) + "\n")
+            xml = roots["voc"] / "Annotations" / f"{stem}.xml"
+            xml.parent.mkdir(parents=True, exist_ok=True)
+            xml.write_text(
+                f"<annotation>\n<filename>{stem}.png</filename>\n<size><width>{width}</width><height>{height}"
+                "</height><depth>3</depth></size>\n" + "\n".join(objects) + "\n</annotation>\n"
+            )
+            voc_lists.setdefault(split, []).append(stem)
+        data = {"images": images, "annotations": annotations, "categories": categories}
+        (roots["coco"] / "annotations").mkdir(parents=True, exist_ok=True)
+        (roots["coco"] / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+    (roots["yolo"] / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: cat\n  1: dog\n"
+    )
+    (roots["voc"] / "ImageSets" / "Main").mkdir(parents=True)
+    for split, stems in voc_lists.items():
+        (roots["voc"] / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(stems) + "\n")
+    return roots

@@ -162,8 +162,15 @@ def export_student(
     ``example`` is one input at the training size: a batch tensor (of at least 2 images, so that the
     batch stays dynamic in ``torch.export``), or a list of image tensors for a detector. With ``card``
     (the student card) the sidecar ``<output>.json`` and the model card ``<output>.md`` are written too;
-    ``include_preprocessing`` (needs ``card``) exports a model that takes uint8 pixels.
+    ``include_preprocessing`` (needs ``card``) exports a model that takes uint8 pixels. A model with an
+    ``export_formats`` attribute is exported to those formats only (its ``export_note`` says why).
     """
+    formats = getattr(student, "export_formats", None)  # a model that exports to some formats only says so
+    if formats is not None and fmt not in formats:
+        raise ValueError(
+            f"{type(student).__name__} exports as {' or '.join(formats)} only ({student.export_note}); "
+            f"--format {formats[0]}"
+        )
     output = Path(output)
     student = student.eval()
     if include_preprocessing:
@@ -218,14 +225,25 @@ def _write(
         _torch_export(student, example, output)
     elif fmt == "torchscript":
         with torch.no_grad():
-            module = (
-                torch.jit.trace(student, example, strict=False) if takes_tensor else torch.jit.script(student)
-            )
+            module = torch.jit.trace(student, example, strict=False) if takes_tensor else _script(student)
         module.save(str(output))
     elif fmt == "onnx":
         _onnx(student, example, output)
     else:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _script(student: nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` of a detector; one line when its code cannot be scripted (a transformers detector)."""
+    try:
+        return torch.jit.script(student)
+    except (
+        Exception
+    ) as err:  # the scripting compiler raises many kinds: OSError, RuntimeError, NotSupportedError
+        first = " ".join(str(err).split())[:160]
+        raise ValueError(
+            f"{type(student).__name__} cannot be scripted for TorchScript ({first}); use --format onnx"
+        ) from None
 
 
 def describe_export(

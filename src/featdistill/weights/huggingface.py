@@ -160,6 +160,53 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+# What each task builds from ``hf:``: the transformers Auto class, its model-type mapping and the words for it.
+_KINDS = {
+    "classification": (
+        "AutoModelForImageClassification",
+        "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+        "an image classifier",
+        "image classification",
+    ),
+    "segmentation": (
+        "AutoModelForSemanticSegmentation",
+        "MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES",
+        "a semantic segmenter",
+        "semantic segmentation",
+    ),
+    "detection": (
+        "AutoModelForObjectDetection",
+        "MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",
+        "an object detector",
+        "object detection",
+    ),
+}
+
+
+def _checked_config(ref: str, trust_remote_code: bool, kind: str, num_labels: int) -> Any:
+    """The model's config with ``num_labels``; refuses one that the task's Auto class cannot build, naming its
+    model type."""
+    from transformers import AutoConfig
+    from transformers.models.auto import modeling_auto
+
+    auto, mapping_name, what, checkpoint = _KINDS[kind]
+    mapping = getattr(modeling_auto, mapping_name)
+    try:
+        config = AutoConfig.from_pretrained(ref, num_labels=num_labels, trust_remote_code=trust_remote_code)
+    except ValueError as err:
+        first = str(err).strip().splitlines()[0]
+        raise WeightsError(f"hf:{ref}: unreadable config.json ({first}); use {what} model") from None
+    remote = auto in (getattr(config, "auto_map", None) or {})
+    if config.model_type not in mapping and not (trust_remote_code and remote):
+        known = ", ".join(sorted(mapping)[:8])
+        raise WeightsError(
+            f"hf:{ref} is a {config.model_type!r} model, not {what} that transformers' "
+            f"{auto} builds (types such as {known}, …); use {'an' if checkpoint[0] in 'aeiou' else 'a'} "
+            f"{checkpoint} checkpoint"
+        )
+    return config
+
+
 def hf_source(ref: str, trust_remote_code: bool) -> tuple[str, bool]:
     """``(ref, local)``: a ``save_pretrained`` directory (expanded) or a repo id, and whether it loads without
     the network (a directory, or cached). Offline with nothing cached, a missing directory, or one without
@@ -185,41 +232,30 @@ def hf_source(ref: str, trust_remote_code: bool) -> tuple[str, bool]:
     return ref, local
 
 
-def _check_model_kind(
-    ref: str, trust_remote_code: bool, auto_class: str, mapping: dict[str, str], kind: str
-) -> None:
-    """Refuse a config that ``auto_class`` cannot build, naming its model type (``kind``: what is expected)."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(ref, trust_remote_code=trust_remote_code)
-    except ValueError as err:
-        first = str(err).strip().splitlines()[0]
-        raise WeightsError(f"hf:{ref}: unreadable config.json ({first}); use {kind}") from None
-    remote = auto_class in (getattr(config, "auto_map", None) or {})
-    if config.model_type not in mapping and not (trust_remote_code and remote):
-        known = ", ".join(sorted(mapping)[:8])
-        raise WeightsError(
-            f"hf:{ref} is a {config.model_type!r} model, not {kind} that transformers' "
-            f"{auto_class} builds (types such as {known}, …); use {kind} checkpoint"
-        )
-
-
-def _load_auto_model(
-    auto_class: Any, kind: str, mapping: dict[str, str], ref: str, num_classes: int, trust_remote_code: bool
+def load_hf_model(
+    ref: str, kind: str, num_labels: int, trust_remote_code: bool = False, **config: Any
 ) -> nn.Module:
-    """``auto_class.from_pretrained(ref)`` with ``num_classes`` labels, from the cache when it is there.
-
-    A head of another class count is replaced by a new one (warning once with the keys left out).
-    """
+    """The transformers model of ``kind`` (``classification``: AutoModelForImageClassification;
+    ``segmentation``: AutoModelForSemanticSegmentation; ``detection``: AutoModelForObjectDetection) from a repo id or a local ``save_pretrained`` directory, with ``num_labels``
+    outputs (a head of another size is newly initialised, warning once with the keys left out); ``config``:
+    attributes set on its config (and its ``backbone_config``) where they exist, before it is built."""
+    try:
+        import transformers
+    except ImportError:
+        raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
     ref, local = hf_source(ref, trust_remote_code)
+    auto = getattr(transformers, _KINDS[kind][0])
     try:
         with hub_offline() if local else contextlib.nullcontext():
-            _check_model_kind(ref, trust_remote_code, auto_class.__name__, mapping, kind)
+            model_config = _checked_config(ref, trust_remote_code, kind, num_labels)
+        for part in (model_config, getattr(model_config, "backbone_config", None)):
+            for key, value in config.items():
+                if part is not None and hasattr(part, key):
+                    setattr(part, key, value)
         with quiet_transformers(), hub_offline() if local else contextlib.nullcontext():
-            model, info = auto_class.from_pretrained(
+            model, info = auto.from_pretrained(
                 ref,
-                num_labels=num_classes,
+                config=model_config,
                 ignore_mismatched_sizes=True,
                 output_loading_info=True,
                 trust_remote_code=trust_remote_code,
@@ -234,11 +270,20 @@ def _load_auto_model(
     left_out += list(info.get("missing_keys", []))
     if left_out:
         warnings.warn(
-            f"hf:{ref}: left out {', '.join(sorted(left_out))} (model.num_classes is {num_classes}); "
+            f"hf:{ref}: left out {', '.join(sorted(left_out))} ({num_labels} labels); "
             "newly initialised (fine-tuning)",
             stacklevel=3,
         )
     return model
+
+
+def hf_file(ref: str, name: str) -> Path | None:
+    """A small file of an ``hf:`` model (e.g. ``preprocessor_config.json``): from its directory or the cache."""
+    if Path(ref).expanduser().is_dir():
+        path = Path(ref).expanduser() / name
+        return path if path.is_file() else None
+    cached = _hub().try_to_load_from_cache(ref, name)
+    return Path(cached) if isinstance(cached, str) else None
 
 
 def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = False) -> HFImageClassifier:
@@ -246,39 +291,13 @@ def build_hf_classifier(ref: str, num_classes: int, trust_remote_code: bool = Fa
 
     A classifier of another class count is replaced by a new one (warning once with the keys left out).
     """
-    try:
-        from transformers import AutoModelForImageClassification
-        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
-    except ImportError:
-        raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
-    model = _load_auto_model(
-        AutoModelForImageClassification,
-        "an image classifier",
-        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
-        ref,
-        num_classes,
-        trust_remote_code,
-    )
-    return HFImageClassifier(model)
+    return HFImageClassifier(load_hf_model(ref, "classification", num_classes, trust_remote_code))
 
 
 def build_hf_segmenter(ref: str, num_classes: int, trust_remote_code: bool = False) -> HFSemanticSegmenter:
     """``AutoModelForSemanticSegmentation`` (SegFormer, UperNet, DPT, BEiT, ...) from a repo id or a local
     ``save_pretrained`` directory; a decode head of another class count is replaced by a new one."""
-    try:
-        from transformers import AutoModelForSemanticSegmentation
-        from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
-    except ImportError:
-        raise ImportError(f"model 'hf:{ref}' needs transformers: {HUB_EXTRA}") from None
-    model = _load_auto_model(
-        AutoModelForSemanticSegmentation,
-        "a semantic segmenter",
-        MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES,
-        ref,
-        num_classes,
-        trust_remote_code,
-    )
-    return HFSemanticSegmenter(model)
+    return HFSemanticSegmenter(load_hf_model(ref, "segmentation", num_classes, trust_remote_code))
 
 
 @contextlib.contextmanager

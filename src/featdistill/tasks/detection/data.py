@@ -22,7 +22,7 @@ from ..decode import decode_or_fail
 from ..ingest import FIRST_NAMES, SplitStats, evenly_spaced
 from .augment import remove_small_boxes
 
-__all__ = ["CocoDetection", "coco_split_stats", "collate_fn", "load_coco"]
+__all__ = ["CocoDetection", "coco_from_dict", "coco_split_stats", "collate_fn", "load_coco"]
 
 _REQUIRED_KEYS = ("images", "annotations", "categories")
 _MAX_LISTED = 5
@@ -36,6 +36,11 @@ def load_coco(ann_file: str | os.PathLike) -> COCO:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
+    return coco_from_dict(data, path)
+
+
+def coco_from_dict(data: Any, path: str | os.PathLike) -> COCO:
+    """A pycocotools ``COCO`` of annotations already in memory (``path``: where they came from, for errors)."""
     if not isinstance(data, dict):
         raise ValueError(
             f"{path} is not a COCO annotation file: top level is {type(data).__name__}, not an object"
@@ -63,7 +68,9 @@ class CocoDetection(Dataset):
     ``self.coco``, the ground truth that ``CocoEvaluator`` scores against, where COCOeval ignores
     detections matching them. Boxes at most 1 px wide or high after clipping to the image are dropped.
     ``skip_empty=True`` leaves out images with no instance left (usual for training; keep them for
-    evaluation). ``transforms(image, target)`` runs last, e.g. ``augment.Compose([...])``.
+    evaluation). ``transforms(image, target)`` runs last, e.g. ``augment.Compose([...])``. ``coco``: the
+    annotations already read (YOLO or VOC labels in COCO form, :mod:`.yolo`, :mod:`.voc`); ``ann_file`` then
+    only names their source in messages.
 
     Category ids map to labels in increasing id order: ``cat_ids[label - 1]`` is the id of ``label``,
     also given by ``label_to_cat_id``; ``num_classes`` (K + 1) is what ``build_detector`` expects.
@@ -77,12 +84,13 @@ class CocoDetection(Dataset):
         masks: bool = False,
         skip_empty: bool = False,
         transforms: Callable[[Tensor, dict[str, Tensor]], tuple[Tensor, dict[str, Tensor]]] | None = None,
+        coco: COCO | None = None,
     ) -> None:
         self.root = Path(root)
         self.ann_file = Path(ann_file)
         self.masks = masks
         self.transforms = transforms
-        self.coco = load_coco(self.ann_file)
+        self.coco = coco if coco is not None else load_coco(self.ann_file)
         self.cat_ids: list[int] = sorted(self.coco.getCatIds())
         self.cat_id_to_label: dict[int, int] = {c: i + 1 for i, c in enumerate(self.cat_ids)}
         self.label_to_cat_id: dict[int, int] = {i + 1: c for i, c in enumerate(self.cat_ids)}

@@ -10,6 +10,7 @@ eval preprocessing identical; do scale augmentation in the dataset (see ``augmen
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -25,12 +26,23 @@ from torchvision.models.detection.backbone_utils import (
 )
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import misc as misc_nn_ops
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+from torchvision.ops.feature_pyramid_network import (
+    FeaturePyramidNetwork,
+    LastLevelMaxPool,
+    LastLevelP6P7,
+)
 
 from ...suggest import did_you_mean
 from ...weights import load_weights
 
-__all__ = ["BACKBONES", "DETECTORS", "build_detector", "fpn_level_names", "match_transform"]
+__all__ = [
+    "BACKBONES",
+    "DETECTORS",
+    "TimmBackboneWithFPN",
+    "build_detector",
+    "fpn_level_names",
+    "match_transform",
+]
 
 DETECTORS: dict[str, type[nn.Module]] = {
     "fasterrcnn": FasterRCNN,
@@ -59,10 +71,53 @@ def _unknown(kind: str, name: str, choices: tuple[str, ...] | list[str]) -> Valu
     return ValueError(f"unknown {kind} {name!r}{did_you_mean(name, choices, many=3)}")
 
 
+class TimmBackboneWithFPN(nn.Module):
+    """A timm model's ``features_only`` stages under torchvision's FPN: the same levels (``"0"``, ``"1"``, ...
+    then ``"pool"`` or ``"p6"``/``"p7"``) at the same strides as torchvision's ``BackboneWithFPN``, so every
+    torchvision detector head takes it."""
+
+    def __init__(self, body: nn.Module, indices: list[int], extra_blocks: nn.Module) -> None:
+        super().__init__()
+        self.body, self.indices = body, indices
+        channels = body.feature_info.channels()
+        self.fpn = FeaturePyramidNetwork([channels[i] for i in indices], 256, extra_blocks=extra_blocks)
+        self.out_channels = 256
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.body(x)
+        return self.fpn(OrderedDict((str(k), features[i]) for k, i in enumerate(self.indices)))
+
+
+def _timm_backbone(
+    name: str, detector: str, pretrained_backbone: str | os.PathLike | None
+) -> TimmBackboneWithFPN:
+    """``timm:<name>`` -> the stride 4-32 stages (P2-P5, two-stage) or 8-32 (P3-P5 and P6/P7, one-stage)
+    under an FPN. ``pretrained_backbone: timm`` takes timm's weights (Hugging Face cache), a file a state dict."""
+    from ...weights.huggingface import build_timm_classifier
+
+    one_stage = detector in _ONE_STAGE
+    body = build_timm_classifier(name, 0, pretrained_backbone == "timm", features_only=True)
+    if pretrained_backbone not in (None, "timm"):
+        load_weights(body, pretrained_backbone, f"timm:{name}")
+    strides = (8, 16, 32) if one_stage else (4, 8, 16, 32)
+    reductions = list(body.feature_info.reduction())
+    missing = [s for s in strides if s not in reductions]
+    if missing:
+        raise ValueError(
+            f"backbone timm:{name} has no stage at stride {missing} (its strides: {reductions}); {detector} "
+            f"needs strides {list(strides)}"
+        )
+    indices = [reductions.index(s) for s in strides]
+    extra = LastLevelP6P7(256, 256) if one_stage else LastLevelMaxPool()
+    return TimmBackboneWithFPN(body, indices, extra)
+
+
 def _build_backbone(
     name: str, detector: str, trainable_layers: int, pretrained_backbone: str | os.PathLike | None
-) -> BackboneWithFPN:
+) -> nn.Module:
     """Classification network -> FPN feature extractor, laid out as torchvision's detection builders do."""
+    if name.startswith("timm:"):
+        return _timm_backbone(name[len("timm:") :], detector, pretrained_backbone)
     if name not in BACKBONES:
         raise _unknown("backbone", name, BACKBONES)
     pretrained = pretrained_backbone is not None
@@ -101,7 +156,8 @@ def build_detector(
     """Build a randomly initialised torchvision detector (no download ever happens).
 
     ``name`` is one of ``fasterrcnn``, ``maskrcnn``, ``retinanet``, ``fcos``; ``backbone`` any name in
-    ``BACKBONES``. ``num_classes`` counts the background (label 0), i.e. number of categories + 1.
+    ``BACKBONES`` or ``timm:<name>`` (a timm model's ``features_only`` stages; ``pretrained_backbone: timm``
+    for timm's weights; BatchNorm stays trainable and ``trainable_layers`` is unused). ``num_classes`` counts the background (label 0), i.e. number of categories + 1.
     ``min_size`` must be a single int so that train and eval preprocessing are identical (module doc).
     ``pretrained_backbone`` names the classification network's weights: a local file (a state dict, also
     ``.safetensors``) or ``torchvision`` / ``torchvision:<ENUM>`` (:mod:`featdistill.weights`); with it the
@@ -131,9 +187,13 @@ def fpn_level_names(model: nn.Module) -> list[str]:
     RetinaNet/FCOS: ``["0", "1", "2", "p6", "p7"]`` (P3-P7, strides 8-128). Use them to build distillation pairs such as ``("backbone[0]", "backbone[0]")``.
     """
     fpn_backbone = getattr(model, "backbone", None)
-    if not isinstance(fpn_backbone, BackboneWithFPN):
+    if not isinstance(fpn_backbone, (BackboneWithFPN, TimmBackboneWithFPN)):
         raise TypeError(f"{type(model).__name__} has no torchvision FPN backbone (model.backbone)")
-    names = list(fpn_backbone.body.return_layers.values())
+    names = (
+        list(fpn_backbone.body.return_layers.values())
+        if isinstance(fpn_backbone, BackboneWithFPN)
+        else [str(k) for k in range(len(fpn_backbone.indices))]
+    )
     extra = fpn_backbone.fpn.extra_blocks
     if isinstance(extra, LastLevelMaxPool):
         return [*names, "pool"]

@@ -11,7 +11,8 @@ from ...config import ConfigError, RunConfig
 
 @dataclass
 class DataOptions:
-    """COCO-format files per split, augmentation and result files (see the task's module doc)."""
+    """Label files per split (COCO json, YOLO YAML, VOC names), augmentation and result files (see the task's
+    module doc)."""
 
     ann_file: str | None = None  # annotation json of both splits, relative to data.root
     images: str | None = None  # image folder of both splits, relative to data.root
@@ -19,6 +20,10 @@ class DataOptions:
     val_ann: str | None = None  # annotation json of the evaluation split (before ann_file)
     train_images: str | None = None  # image folder of the training split (before images)
     val_images: str | None = None  # image folder of the evaluation split (before images)
+    yaml: str | None = None  # data.name yolo: the dataset YAML, relative to data.root (null: root/data.yaml)
+    names: list[str] | None = (
+        None  # data.name voc: the class names (null: every name in Annotations/, sorted)
+    )
     skip_empty: bool = True  # training leaves out images without instances (evaluation keeps all)
     flip_prob: float = 0.5  # horizontal flip probability in training
     scale_range: list[float] | None = None  # [low, high], 1 <= low <= high: zoom-in jitter (null = off)
@@ -69,11 +74,14 @@ SIDE_ONLY = ("distill_levels", "student", "teacher")  # keys of model.options th
 
 
 def passthrough(cfg: RunConfig) -> set[str]:
-    """torchvision's own detector arguments (e.g. ``box_detections_per_img``) of the configured families."""
+    """torchvision's own detector arguments (e.g. ``box_detections_per_img``) of the configured families, and
+    ``box_detections_per_img`` for ``hf:`` detectors."""
     from .models import DETECTORS
 
-    families = [name for name in (cfg.model.student, cfg.model.teacher) if name in DETECTORS]
-    return {
+    names = (cfg.model.student, cfg.model.teacher)
+    families = [name for name in names if name in DETECTORS]
+    hf = {"box_detections_per_img"} if any(str(name).startswith("hf:") for name in names) else set()
+    return hf | {
         name
         for family in families
         for name, p in inspect.signature(DETECTORS[family].__init__).parameters.items()

@@ -1,9 +1,14 @@
-"""The detection / instance segmentation plug-in: torchvision detectors on COCO-format data, COCO AP.
+"""The detection / instance segmentation plug-in: torchvision and Hugging Face detectors on COCO json, YOLO
+txt or VOC xml labels, COCO AP.
 
 Configuration (``task: detection``):
 
 - ``model.student`` / ``model.teacher``: detector families, ``fasterrcnn``, ``maskrcnn``, ``retinanet`` or
-  ``fcos`` (see :func:`build_detector`); teacher and student may be of different families.
+  ``fcos`` (see :func:`build_detector`; ``backbone: timm:<name>`` puts a timm model under them), or
+  ``hf:<repo id or save_pretrained folder>`` (transformers ``AutoModelForObjectDetection``: DETR, RT-DETR,
+  D-FINE, ..., see :mod:`.hf_detector`; it takes ``min_size``, ``max_size``, ``image_mean``, ``image_std``,
+  ``size_divisible`` and ``box_detections_per_img`` and carries its own weights); teacher and student may be
+  of different families.
 - ``model.options``: keyword arguments of :func:`build_detector` given to both models (``backbone``,
   ``min_size``, ``max_size``, ``trainable_layers``, ``pretrained_backbone`` and torchvision's detector
   arguments such as ``box_detections_per_img``). The nested mappings ``student`` and ``teacher`` add or
@@ -17,6 +22,12 @@ Configuration (``task: detection``):
   must equal that number (the schema default, 10, counts as left out).
 - ``model.student_weights`` / ``model.teacher_weights``: whole-detector state dicts, or featdistill
   checkpoints (their ``student`` entry), e.g. a teacher trained by this plug-in.
+- ``data.name: yolo``: the Ultralytics layout (:mod:`.yolo`), the dataset YAML ``data.options.yaml`` or
+  ``root/data.yaml``, its split keys ``data.train_split`` / ``data.val_split`` (``val`` when the YAML has no
+  ``test``). ``data.name: voc``: Pascal VOC (:mod:`.voc`), ``ImageSets/Main/<split>.txt``, class names
+  ``data.options.names`` or every name in ``Annotations/``; ``difficult`` objects are ignored by the metric.
+  A bad label line stops naming ``file:line``, or with ``data.on_bad_file: skip`` is left out and counted in
+  the ingest report. Both are read into COCO form, so training and COCO AP are those of the same boxes in json.
 - ``data.name: coco`` (COCO-format json); ``data.root`` and, per split (``train`` / ``val``), the annotation
   file and image folder, first found of: ``data.options.{split}_ann`` / ``{split}_images``;
   ``data.options.ann_file`` / ``images`` (both splits); the COCO layout
@@ -33,11 +44,15 @@ Configuration (``task: detection``):
 
 Default pairs: CWT (or ``distill.method``) on each of the first ``distill_levels`` FPN levels of the
 student, ``backbone[k] -> backbone[k']`` with the teacher level of the same stride (P2-P5 for Faster/Mask
-R-CNN, P3-P6 for RetinaNet/FCOS); α applies once to their sum. The teacher gets only the images and stops
+R-CNN, P3-P6 for RetinaNet/FCOS); α applies once to their sum. An ``hf:`` detector offers its backbone
+stages instead (``hf.model.backbone[i][0]``, strides 8-32 for RT-DETR) and, with another ``hf:`` detector
+whose encoder returns maps (RT-DETR, D-FINE), the encoder maps ``hf.model.encoder[last_hidden_state][i]``;
+levels pair by stride across families too. The teacher gets only the images and stops
 after its FPN, so its RPN and heads never run.
 
 Loss terms: torchvision's loss dict (``loss_classifier``, ``loss_box_reg``, ``loss_objectness``,
-``loss_rpn_box_reg``, ``loss_mask``; ``classification``, ``bbox_regression``, ``bbox_ctrness``). Metrics:
+``loss_rpn_box_reg``, ``loss_mask``; ``classification``, ``bbox_regression``, ``bbox_ctrness``); an ``hf:``
+detector's own weighted total (``loss``). Metrics:
 COCO ``bbox/AP``, ``bbox/AP50``, ... (and ``segm/...`` for a ``maskrcnn`` student) in 0-1, computed by
 pycocotools on the results of all processes. Detections of label 0, which RetinaNet and FCOS can output
 (their sigmoid heads keep a slot for the background, trained only as a negative), are left out.
@@ -52,21 +67,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pycocotools.coco import COCO
 from torch import Tensor, nn
 
 from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
+from ...suggest import did_you_mean
 from ...weights import load_weights
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import ReportsData, SplitStats
 from ..options import SIDES, augment_options, builder_options, data_options, model_options
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
-from .data import CocoDetection, coco_split_stats, collate_fn, load_coco
+from .data import CocoDetection, coco_from_dict, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
+from .hf_detector import HFDetector, build_hf_detector, hf_levels
+from .labels import BAD_LABEL_SKIPPED, BadLabels
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
 from .prediction import DetectionPrediction, score_detections
+from .voc import read_voc, voc_names
+from .yolo import find_yaml, read_yolo
 
+DATA_FORMATS = ("coco", "yolo", "voc")  # data.name: COCO json, YOLO txt (Ultralytics layout), Pascal VOC xml
 SHARED_ONLY = ("min_size", "max_size", "image_mean", "image_std", "size_divisible", "fixed_size")
 _DETECTOR_DEFAULTS = {
     k: p.default for k, p in inspect.signature(build_detector).parameters.items() if k in SHARED_ONLY
@@ -174,8 +196,11 @@ class DetectionTask(ReportsData, TaskBase):
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         d, m = cfg.data, cfg.model
-        if d.name != "coco":
-            raise ValueError(f"detection reads COCO-format json: set data.name: coco (got {d.name!r})")
+        if d.name not in DATA_FORMATS:
+            raise ValueError(
+                f"detection reads {', '.join(DATA_FORMATS)} labels: set data.name to one of them (got {d.name!r})"
+                f"{did_you_mean(d.name, DATA_FORMATS)}"
+            )
         if d.image_size is not None:
             raise ValueError("data.image_size is not used by detection; set model.options.min_size instead")
         self.options = data_options(cfg)
@@ -199,14 +224,17 @@ class DetectionTask(ReportsData, TaskBase):
     def num_classes(self) -> int:
         """Categories + 1, from the data (read from the validation annotation file if not yet loaded)."""
         if self._num_classes is None:
-            ann, _ = self.paths("val")
-            coco = load_coco(ann)
-            self._set_categories(sorted(coco.getCatIds()), ann)
+            _, source, coco = self.labels("val", BadLabels("skip"))  # bad lines are reported by the loaders
+            ids = sorted(coco.getCatIds())
+            self._set_categories(ids, source, [str(coco.cats[c]["name"]) for c in ids])
             self._cat_names = {cid: str(coco.cats[cid]["name"]) for cid in self._cat_ids}
         return self._num_classes  # type: ignore[return-value]
 
-    def _set_categories(self, cat_ids: list[int], source: Path) -> None:
-        if self._cat_ids is not None and cat_ids != self._cat_ids:
+    def _set_categories(self, cat_ids: list[int], source: Path, names: list[str]) -> None:
+        """Take the categories of ``source``; they must be those already known (the other split's, or the
+        card's), by id or, for the same labels kept in another format (YOLO ids count from 0), by name."""
+        known_names = [self._cat_names.get(c) for c in self._cat_ids or []]
+        if self._cat_ids is not None and cat_ids != self._cat_ids and names != known_names:
             raise ValueError(
                 f"{source} lists other categories than the training annotations; labels would not match "
                 "between splits: use annotation files with the same category list"
@@ -228,9 +256,11 @@ class DetectionTask(ReportsData, TaskBase):
         self, family: str, role: str, weights: str | None, options: dict[str, Any] | None = None
     ) -> nn.Module:
         try:
-            model = build_detector(
-                family, self.num_classes, **{**self.detector_options(role), **(options or {})}
-            )
+            kwargs = {**self.detector_options(role), **(options or {})}
+            if family.startswith("hf:"):
+                model = build_hf_detector(family[len("hf:") :], self.num_classes, **kwargs)
+            else:
+                model = build_detector(family, self.num_classes, **kwargs)
         except TypeError as err:
             raise ValueError(f"model.options for the {role} ({family}): {err}") from None
         if weights is not None:
@@ -266,24 +296,37 @@ class DetectionTask(ReportsData, TaskBase):
         return [
             (
                 "detection: model.student, model.teacher",
-                [(name, f"torchvision {family.__name__}") for name, family in DETECTORS.items()],
+                [(name, f"torchvision {family.__name__}") for name, family in DETECTORS.items()]
+                + [
+                    (
+                        "hf:<repo id or folder>",
+                        "transformers AutoModelForObjectDetection: DETR, Conditional/Deformable DETR, "
+                        "RT-DETR v1/v2, YOLOS, D-FINE (pip install 'featdistill[hub]')",
+                    )
+                ],
             ),
             (
                 "detection backbones: model.options.backbone (one side: model.options.student.backbone)",
-                [(name, "torchvision, with an FPN") for name in BACKBONES],
+                [(name, "torchvision, with an FPN") for name in BACKBONES]
+                + [("timm:<name>", "a timm model's features_only stages, with an FPN")],
             ),
         ]
 
     def default_pairs(self, student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
-        """The first ``distill_levels`` student FPN levels, each with the teacher level of equal stride."""
-        student_strides, teacher_strides = _level_strides(student), _level_strides(teacher)
-        by_stride = {stride: name for name, stride in teacher_strides.items()}
-        chosen = list(student_strides.items())[: self.distill_levels]
-        pairs = [(f"backbone[{n}]", f"backbone[{by_stride[s]}]") for n, s in chosen if s in by_stride]
+        """The first ``distill_levels`` student feature levels, each with the teacher level of equal stride:
+        FPN levels of torchvision detectors, backbone levels of HF detectors (and, between two HF detectors,
+        their encoder maps too), so cross-family pairs such as a Faster R-CNN teacher and an RT-DETR student
+        pair by stride as well."""
+        student_levels, teacher_levels = _levels(student), _levels(teacher)
+        pairs: list[tuple[str, str]] = []
+        for part in ("backbone", "encoder"):
+            by_stride = {stride: name for name, stride in teacher_levels.get(part, {}).items()}
+            chosen = list(student_levels.get(part, {}).items())[: self.distill_levels]
+            pairs += [(n, by_stride[s]) for n, s in chosen if s in by_stride]
         if not pairs:
             raise ValueError(
-                f"student FPN strides {dict(chosen)} and teacher FPN strides {teacher_strides} share none; "
-                "set distill.pairs"
+                f"student feature strides {student_levels} and teacher feature strides {teacher_levels} share "
+                "none; set distill.pairs"
             )
         return pairs
 
@@ -297,7 +340,7 @@ class DetectionTask(ReportsData, TaskBase):
 
     # -- data ---------------------------------------------------------------------------------------
     def paths(self, split: str) -> tuple[Path, Path]:
-        """``(annotation file, image folder)`` of ``split`` (``train`` or ``val``), see the module doc."""
+        """``(annotation file, image folder)`` of a COCO-format ``split`` (``train`` or ``val``), see the module doc."""
         d, options = self.cfg.data, self.options
         root = Path(d.root)
         name = d.train_split if split == "train" else d.val_split
@@ -319,17 +362,48 @@ class DetectionTask(ReportsData, TaskBase):
             )
         return ann, images
 
+    def labels(self, split: str, bad: BadLabels | None = None) -> tuple[Path, Path, COCO]:
+        """``(image folder, label source, annotations in COCO form)`` of ``split`` in the configured format:
+        COCO json, YOLO txt (:mod:`.yolo`) or Pascal VOC xml (:mod:`.voc`)."""
+        d = self.cfg.data
+        bad = bad if bad is not None else BadLabels(d.on_bad_file)
+        name = d.train_split if split == "train" else d.val_split
+        root = Path(d.root)
+        if d.name == "coco":
+            ann, images = self.paths(split)
+            return images, ann, load_coco(ann)
+        if d.name == "yolo":
+            source = find_yaml(root, self.options.yaml)
+            images, data = read_yolo(source, name, bad)
+        else:
+            source = root / "Annotations"
+            names = self.options.names or voc_names(root)
+            images, data = read_voc(root, name, names, bad)
+        return images, source, coco_from_dict(data, source)
+
     def _dataset(self, split: str, limit: int | None) -> CocoDetection:
-        ann, images = self.paths(split)
+        d = self.cfg.data
+        bad = BadLabels(d.on_bad_file)
+        images, source, coco = self.labels(split, bad)
         train = split == "train"
+        masks = train and self.cfg.model.student == "maskrcnn"
+        if masks:
+            boxes_only = [a for a in coco.dataset["annotations"] if not a.get("segmentation")]
+            if boxes_only:
+                name = coco.imgs[boxes_only[0]["image_id"]]["file_name"]
+                raise ValueError(
+                    f"a maskrcnn student needs instance masks, but {len(boxes_only)} label(s) in {source} are "
+                    f"boxes only (first: {name}); give polygons or use a box detector"
+                )
         dataset = CocoDetection(
             images,
-            ann,
-            masks=train and self.cfg.model.student == "maskrcnn",
+            source,
+            masks=masks,
             skip_empty=train and self.options.skip_empty,
             transforms=self._train_transforms() if train else None,
+            coco=coco,
         )
-        self._set_categories(dataset.cat_ids, ann)
+        self._set_categories(dataset.cat_ids, source, dataset.class_names)
         self._cat_names = {cid: str(dataset.coco.cats[cid]["name"]) for cid in dataset.cat_ids}
         left_out = sorted(set(dataset.coco.getImgIds()) - set(dataset.ids))  # skip_empty's choice
         if limit is not None:
@@ -341,6 +415,8 @@ class DetectionTask(ReportsData, TaskBase):
             stats.skip(
                 "no usable annotation (data.options.skip_empty)", dataset.coco.imgs[image_id]["file_name"]
             )
+        for where in bad.found:
+            stats.skip(BAD_LABEL_SKIPPED, where)
         return dataset
 
     def _train_transforms(self) -> Compose | None:
@@ -481,8 +557,12 @@ class DetectionTask(ReportsData, TaskBase):
         return metrics
 
 
-def _level_strides(model: nn.Module, size: int = 256) -> dict[str, int]:
-    """``{FPN level name: stride}`` of a detector, from one forward of its backbone on a blank image."""
+def _levels(model: nn.Module, size: int = 256) -> dict[str, dict[str, int]]:
+    """The tap addresses of a detector's feature levels by kind, each with its stride: ``backbone`` (a
+    torchvision detector's FPN levels ``backbone[<level>]``, what its heads read; an HF detector's backbone
+    stages) and ``encoder`` (an HF detector's encoder maps)."""
+    if isinstance(model, HFDetector):
+        return hf_levels(model, size)
     names = fpn_level_names(model)
     backbone = model.backbone
     device = next(backbone.parameters()).device
@@ -493,4 +573,4 @@ def _level_strides(model: nn.Module, size: int = 256) -> dict[str, int]:
             features = backbone(torch.zeros(1, 3, size, size, device=device))
     finally:
         backbone.train(was_training)
-    return {name: size // features[name].shape[-1] for name in names}
+    return {"backbone": {f"backbone[{name}]": size // features[name].shape[-1] for name in names}}

@@ -1,0 +1,135 @@
+"""Detectors beyond torchvision's ResNets: ``hf:`` DETR-family students (a random-init RT-DETR saved with
+save_pretrained, nothing fetched) and ``timm:`` backbones under torchvision's detectors, each trained,
+evaluated from its checkpoint and run by predict on a YOLO-layout folder; cross-family pairs by stride."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_tree, write_yaml
+from featdistill.cli.main import main
+from featdistill.config import parse_config
+from featdistill.tasks.detection import DetectionTask
+from tiny_data import detection_formats
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("timm")
+
+
+def tiny_rtdetr(folder: Path, num_labels: int = 2) -> Path:
+    """A random RT-DETR of a few hundred thousand parameters (ResNet stages of 16-128 channels, one encoder and
+    decoder layer), written by save_pretrained; its backbone is built, not downloaded."""
+    backbone = transformers.RTDetrResNetConfig(
+        embedding_size=16,
+        hidden_sizes=[16, 32, 64, 128],
+        depths=[1, 1, 1, 1],
+        layer_type="basic",
+        out_features=["stage2", "stage3", "stage4"],
+    )
+    config = transformers.RTDetrConfig(
+        backbone_config=backbone,
+        use_pretrained_backbone=False,
+        encoder_in_channels=[32, 64, 128],
+        encoder_hidden_dim=32,
+        decoder_in_channels=[32, 32, 32],
+        d_model=32,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=20,
+        num_denoising=4,
+        num_labels=num_labels,
+    )
+    torch.manual_seed(0)
+    transformers.AutoModelForObjectDetection.from_config(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def yolo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    roots = detection_formats(
+        tmp_path_factory.mktemp("data"), np.random.default_rng(1), {"train": 4, "val": 3}
+    )
+    return roots["yolo"]
+
+
+@pytest.fixture(scope="module")
+def rtdetr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_rtdetr(tmp_path_factory.mktemp("hf") / "rtdetr")
+
+
+HF_OPTIONS = {"min_size": 64, "max_size": 64}
+
+
+def _config(tmp_path: Path, yolo: Path, student: str, **model) -> Path:
+    tree = tiny_tree(
+        tmp_path / "run",
+        task="detection",
+        alone=True,
+        data={"name": "yolo", "root": str(yolo), "val_split": "val", "batch_size": 2},
+        model={"student": student, **model},
+        train={"epochs": 1, "lr": 0.001},
+    )
+    return write_yaml(tmp_path / "run.yaml", tree)
+
+
+def _train_eval_predict(config: Path, yolo: Path, tmp_path: Path, capsys) -> list[dict]:
+    out = tmp_path / "run"
+    assert main(["train", str(config)]) == 0
+    trained = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= trained["bbox/AP"] <= 1.0
+    capsys.readouterr()
+    assert main(["eval", str(config), "--checkpoint", str(out / "last.pt")]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["bbox/AP"] == pytest.approx(trained["bbox/AP"])
+    predictions = tmp_path / "predictions.json"
+    images = yolo / "images" / "val"
+    assert main(["predict", str(out / "last.pt"), str(images), "--output", str(predictions)]) == 0
+    found = json.loads(predictions.read_text())
+    assert {f["file_name"] for f in found} <= {p.name for p in images.iterdir()}
+    assert found and {f["category_name"] for f in found} <= {"cat", "dog"}
+    return found
+
+
+def test_an_hf_rtdetr_student_trains_evaluates_and_predicts_on_yolo_labels(yolo, rtdetr, tmp_path, capsys):
+    found = _train_eval_predict(
+        _config(tmp_path, yolo, f"hf:{rtdetr}", options=HF_OPTIONS), yolo, tmp_path, capsys
+    )
+    assert {f["category_id"] for f in found} <= {0, 1}  # YOLO class indices, not HF's 0-based labels + 1
+    for f in found:  # boxes in the 64 x 32 image's own pixels
+        x, y, w, h = f["bbox"]
+        assert x >= -1e-3 and x + w <= 64 + 1e-3 and y >= -1e-3 and y + h <= 32 + 1e-3
+
+
+def test_a_timm_backbone_faster_rcnn_trains_evaluates_and_predicts_on_yolo_labels(yolo, tmp_path, capsys):
+    config = _config(tmp_path, yolo, "fasterrcnn", options={"backbone": "timm:resnet10t"})
+    _train_eval_predict(config, yolo, tmp_path, capsys)
+
+
+def test_a_faster_rcnn_teacher_pairs_with_the_rtdetr_student_backbone_by_stride(yolo, rtdetr):
+    tree = tiny_tree(
+        task="detection",
+        data={"name": "yolo", "root": str(yolo), "val_split": "val"},
+        model={"student": f"hf:{rtdetr}", "teacher": "fasterrcnn", "options": HF_OPTIONS},
+        distill={"method": "cwt", "alpha": 1.0},
+    )
+    task = DetectionTask(parse_config(tree))
+    student, teacher = task.build_student(), task.build_teacher()
+    assert task.default_pairs(student, teacher) == [
+        ("hf.model.backbone[0][0]", "backbone[1]"),  # stride 8
+        ("hf.model.backbone[1][0]", "backbone[2]"),  # stride 16
+        ("hf.model.backbone[2][0]", "backbone[3]"),  # stride 32
+    ]
+    assert task.default_pairs(student, task._build(f"hf:{rtdetr}", "teacher", None)) == [
+        *[(f"hf.model.backbone[{i}][0]",) * 2 for i in range(3)],
+        *[(f"hf.model.encoder[last_hidden_state][{i}]",) * 2 for i in range(3)],
+    ]
