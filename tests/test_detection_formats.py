@@ -142,9 +142,10 @@ def test_a_bad_yolo_label_is_one_line_naming_file_and_line(roots, tmp_path, caps
             )
         )
     )
-    assert main(["data", str(config)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"{labels}:{bad_line}: {why}" in err
+    assert main(["data", str(config)]) == 2  # lists every bad label, then says train would stop at the first
+    out, err = capsys.readouterr()
+    assert f"{labels}:{bad_line}: {why}" in out and "bad label (train stops at the first" in out
+    assert len(err.strip().splitlines()) == 1 and "1 bad file(s), listed above" in err
     skipping = _task(yolo, "yolo", val_split="val", on_bad_file="skip")
     loader = skipping.build_eval_loader()
     assert len(loader.dataset) == 6
