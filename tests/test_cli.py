@@ -210,6 +210,8 @@ def test_models_lists_every_task(capsys) -> None:
         "# detection",
         "# detection backbones",
         "# segmentation",
+        "# pretrain",
+        "# pretrain",
     ]
 
 
@@ -219,8 +221,8 @@ def test_models_lists_detectors_and_backbones(capsys) -> None:
 
     lines = _listed(capsys, "--task", "detection")
     split = lines.index(next(line for line in lines if line.startswith("# detection backbones")))
-    assert [line.split()[0] for line in lines[1:split]] == list(DETECTORS)
-    assert [line.split()[0] for line in lines[split + 1 :]] == list(BACKBONES)
+    assert [line.split()[0] for line in lines[1:split]] == [*DETECTORS, "hf:<repo"]
+    assert [line.split()[0] for line in lines[split + 1 :]] == [*BACKBONES, "timm:<name>"]
 
 
 # -- the parser: --debug, --version, help ---------------------------------------------------------------

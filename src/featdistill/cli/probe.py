@@ -19,7 +19,9 @@ from .arguments import add_command
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    about = "kNN and linear-probe top-1 of a backbone's features on a labeled ImageFolder (train and test)."
+    about = (
+        "Score a backbone's features by kNN and linear-probe top-1 on a labeled ImageFolder (train and test)."
+    )
     probe = add_command(
         sub, "probe", about, "runs/pretrain/last.pt data/probe  |  --model resnet18 data/probe"
     )
