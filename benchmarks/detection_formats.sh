@@ -11,7 +11,7 @@ F=(${FEATDISTILL:-featdistill})
 TMP="${TMP_FORMATS:-/tmp/coco128_formats}"
 RUNS="${RUNS:-runs/bench/detection_formats}"
 CONFIG=configs/detection/coco128_cpu_faster_rcnn_teacher.yaml
-COCO128="${COCO128:-../shared/data/coco128}"  # from a worktree elsewhere: COCO128=/work/shared/data/coco128
+COCO128="${COCO128:-../shared/data/coco128}"
 rm -rf "$TMP" && python benchmarks/coco_to_formats.py "$COCO128" "$TMP"
 "${F[@]}" train "$CONFIG" --set data.root="$COCO128" --set train.epochs="${EPOCHS:-4}" --set train.eval_every=1000 \
   --set output.dir="$RUNS/checkpoint" --set output.progress=false --resume auto
