@@ -404,3 +404,50 @@ def test_pairs_auto_takes_a_vit_teachers_last_block_as_a_grid_in_bf16(tmp_path: 
     assert dtypes == [torch.bfloat16]  # the teacher's matmuls ran in bf16 (autocast)
     out = d(x)
     assert out.loss.dtype == torch.float32 and out.loss > 0  # the 4x4 patch grid (CLS dropped), in float32
+
+
+def test_the_two_step_recipe_runs_offline_from_a_seeded_cache(
+    pretrained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """configs/pretrain/dinov2_resnet18.yaml, then finetune_classification.yaml, as docs/tasks/pretrain.md gives
+    them: the DINOv2 teacher by its repo id from a seeded Hugging Face cache, no network; only sizes, steps and
+    folders are set on the command line."""
+    import socket
+
+    import huggingface_hub.constants as hub_constants
+
+    def refuse(*args, **kwargs):
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--facebook--dinov2-with-registers-small"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    for file in (pretrained["root"] / "dinov2").iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    small = ["--set", "data.image_size=32", "--set", "data.batch_size=4", "--set", "data.workers=0"]
+    short = ["--set", "train.epochs=1", "--set", "train.max_steps=2", "--set", "device=cpu"]
+    recipes = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
+
+    step1 = [f"data.root={pretrained['root'] / 'unlabeled'}", f"output.dir={tmp_path / 'pretrain'}"]
+    args = ["train", str(recipes / "dinov2_resnet18.yaml"), *small, *short]
+    assert main([*args, *(a for s in step1 for a in ("--set", s))]) == 0
+    backbone = tmp_path / "pretrain" / "last.pt"
+    assert backbone.is_file()
+
+    step2 = [
+        f"data.root={pretrained['root'] / 'probe'}",
+        "model.num_classes=2",
+        f"model.student_weights={backbone}",
+        f"output.dir={tmp_path / 'finetune'}",
+    ]
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match=r"has no classifier head .*fc.bias, fc.weight start from a random"):
+        args = ["train", str(recipes / "finetune_classification.yaml"), *small, *short]
+        assert main([*args, *(a for s in step2 for a in ("--set", s))]) == 0
+    trained = torch.load(tmp_path / "finetune" / "last.pt", map_location="cpu", weights_only=False)
+    distilled = torch.load(backbone, map_location="cpu", weights_only=False)["student"]
+    assert trained["card"]["task"] == "classification" and "layer4.1.conv2.weight" in distilled
