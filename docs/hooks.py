@@ -5,7 +5,7 @@
 - ``reference/config.md``: every config key with its type, default and meaning, read from the schema
   dataclasses (``featdistill.config``) and their line comments (``featdistill.config_docs.field_docs``, the
   same text ``featdistill config`` prints), the tasks' ``data.options`` / ``model.options`` schemas included;
-- the benchmark tables (``benchmarks/results/*.md`` and their plots) are published under
+- the benchmark tables (``benchmarks/results/*.md``, their plots and raw logs) are published under
   ``benchmarks/results/`` so that the pages link to them as they are, never copied into ``docs/``.
 
 Nothing here is written into ``docs/``: the pages exist only in the built site.
@@ -26,7 +26,11 @@ from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLISHED = ("benchmarks/results/*.md", "benchmarks/results/*.png")  # repository files served as they are
+PUBLISHED = (  # repository files served as they are: the tables, their plots and their raw logs
+    "benchmarks/results/*.md",
+    "benchmarks/results/*.png",
+    "benchmarks/results/*.log",
+)
 HELP_COLUMNS = "100"  # argparse wraps --help to the terminal width: fixed, so the page is the same everywhere
 
 
