@@ -214,6 +214,16 @@ def _walk_files(folder: Path) -> list[tuple[str, ...]]:
     return found
 
 
+def _left_out(parts: tuple[str, ...]) -> str | None:
+    """Why a file (its path parts below the folder read) is no image to read: hidden or system, or of no
+    image format Pillow reads; None for an image."""
+    if any(is_hidden_or_system(Path(part)) for part in parts):
+        return HIDDEN
+    if Path(parts[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
+        return UNSUPPORTED
+    return None
+
+
 def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[list[str], list[list[Path]]]:
     """Class names and each class's image files (sorted) of ``folder/<class>/...``.
 
@@ -230,14 +240,10 @@ def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[lis
         found = []
         for parts in _walk_files(folder / cls):
             path = folder.joinpath(cls, *parts)
-            if any(is_hidden_or_system(Path(part)) for part in parts):
-                reason = HIDDEN
-            elif Path(parts[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
-                reason = UNSUPPORTED
-            else:
+            reason = _left_out(parts)
+            if reason is None:
                 found.append(path)
-                continue
-            if stats is not None:
+            elif stats is not None:
                 stats.skip(reason, path)
         if not found:
             raise ValueError(
@@ -279,20 +285,14 @@ def scan_images(folder: Path, stats: SplitStats | None = None) -> tuple[list[str
             f"image folder not found: {folder} (data.name: images reads every image under it)"
         )
     found = []
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
-        parts = path.relative_to(folder).parts
+    for parts in _walk_files(folder):
         if any(_is_label_folder(part) for part in parts[:-1]):
             continue
-        if any(is_hidden_or_system(Path(part)) for part in parts):
-            reason = HIDDEN
-        elif path.suffix.lower() not in IMAGE_EXTENSIONS:
-            reason = UNSUPPORTED
-        else:
+        path = folder.joinpath(*parts)
+        reason = _left_out(parts)
+        if reason is None:
             found.append(path)
-            continue
-        if stats is not None:
+        elif stats is not None:
             stats.skip(reason, path)
     if not found:
         raise ValueError(
