@@ -5,7 +5,7 @@ Three measurements, each on generated ImageFolders (``benchmarks/make_folder.py`
 - ``runs``: ``featdistill train benchmarks/configs/scale.yaml --set train.max_steps=1`` (or with
   ``--command data``, ``featdistill data``: the ingest alone, no model) per folder and
   ``data.in_memory`` setting, in a fresh process under ``/usr/bin/time -v``: seconds until the ingest report is
-  printed (data ready: the step follows), seconds to the end of the 1-step run (step, evaluation of the 1,000
+  printed (data ready: the step follows), seconds until the progress bar shows the first step done, seconds to the end of the 1-step run (step, evaluation of the 1,000
   test images, checkpoint), peak RSS of the run, and the report's memory line or the one-line error.
 - ``stream``: training img/s of the streaming loader (``streaming_loader``) against
   ``torchvision.datasets.ImageFolder`` + ``DataLoader`` with the same workers, batch, size and augmentation
@@ -25,6 +25,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ CONFIG = REPO / "benchmarks" / "configs" / "scale.yaml"
 def _run(root: str, setting: str, extra: list[str], command_name: str) -> dict:
     """One 1-step training run (or ``featdistill data``: the data path alone) in a fresh process: timings,
     peak RSS, the memory line or the error."""
-    steps = ["--set", "train.max_steps=1"] if command_name == "train" else []
+    steps = ["--set", "train.max_steps=1", "--overwrite"] if command_name == "train" else []
     command = [
         "/usr/bin/time",
         "-v",
@@ -52,14 +53,29 @@ def _run(root: str, setting: str, extra: list[str], command_name: str) -> dict:
         *extra,
     ]
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}  # the progress bar reaches us as it is drawn
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ready, memory_line = None, ""
+    first_step: list[float] = []
+    chunks: list[str] = []
+
+    def read_stderr() -> None:  # the progress bar's "1/N" is the first step done (tqdm writes \r, not lines)
+        assert process.stderr is not None
+        while chunk := process.stderr.read(256):
+            chunks.append(chunk)
+            if not first_step and re.search(r"\b1/\d+ \[", "".join(chunks[-2:])):
+                first_step.append(time.perf_counter() - start)
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
     assert process.stdout is not None
     for line in process.stdout:
         if "(data.in_memory:" in line:
             ready, memory_line = time.perf_counter() - start, line.strip()
-    _, err = process.communicate()
+    process.wait()
+    reader.join()
     end = time.perf_counter() - start
+    err = "".join(chunks)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", err))
     errors = [line for line in err.splitlines() if line.startswith("featdistill: error")]
@@ -69,6 +85,7 @@ def _run(root: str, setting: str, extra: list[str], command_name: str) -> dict:
         "setting": setting,
         "code": process.returncode,
         "ready_s": ready,
+        "first_step_s": first_step[0] if first_step else None,
         "end_s": end,
         "peak_rss_gb": int(rss.group(1)) * 1024 / 1e9 if rss else None,
         "cpu_s": cpu,  # user + system seconds of the run and its reaped children (less load-dependent)

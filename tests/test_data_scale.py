@@ -185,6 +185,35 @@ def test_auto_chooses_by_the_estimate_and_says_so(monkeypatch: pytest.MonkeyPatc
     assert "streaming from the files (data.in_memory: auto)" in format_report(task.data_report())
 
 
+def test_a_split_larger_than_memory_takes_the_batch_path_from_the_memory_mapped_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``cache_dir`` on a disk with room: a split that does not fit in memory is decoded once into the cache
+    file, never into memory, and read back memory-mapped (the page cache serves the batches), again so on
+    the next run without decoding."""
+    root = _folder(tmp_path / "data", count=4)
+    monkeypatch.setattr(memory, "available_memory", lambda: 5000)  # 40 %: 2000 bytes < 2016 decoded
+    cache = tmp_path / "cache"
+
+    def build() -> tuple[ClassificationTask, Any]:
+        task = _task(root, in_memory=True, options={"cache_dir": str(cache)})
+        return task, task.build_loaders()[0]
+
+    task, train = build()
+    assert isinstance(train, TensorBatchLoader)
+    assert f"memory-mapped from the decode cache in {cache}" in format_report(task.data_report())
+    files = sorted(p.name for p in cache.iterdir())
+    assert len([f for f in files if f.endswith(".npy")]) == 2 and not [f for f in files if "tmp" in f], files
+    first = [batch[0].clone() for batch in train]
+
+    def no_decoding(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("decoded again although the cache holds the split")
+
+    monkeypatch.setattr(classification_data, "decode_image", no_decoding)
+    _, again = build()
+    assert all(torch.equal(a, b[0]) for a, b in zip(first, again, strict=True))
+
+
 def test_in_memory_true_that_cannot_fit_is_one_line_before_decoding(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
