@@ -45,7 +45,7 @@ def arm_label(arm: dict[str, Any]) -> str:
 
 
 def table(
-    record: dict[str, Any], metrics: list[str], scale: float, teacher: dict[str, Any] | None
+    record: dict[str, Any], metrics: list[str], scale: float, teachers: dict[str, dict[str, Any]]
 ) -> list[str]:
     header = [
         "model",
@@ -56,9 +56,9 @@ def table(
         "min/run",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    if teacher is not None:
+    for name, teacher in teachers.items():
         scores = [f"{scale * teacher[m]:.2f}" for m in metrics]
-        lines.append("| teacher | " + " | ".join(scores) + " |  |  | 1 |  |")
+        lines.append(f"| {name} | " + " | ".join(scores) + " |  |  | 1 |  |")
     first: float | None = None
     for number, arm in enumerate(record["arms"]):
         done = [r for r in arm["runs"] if r["status"] == "done"]
@@ -84,7 +84,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("compare", type=Path, help="the output.dir of a featdistill compare run")
     parser.add_argument(
-        "--teacher", type=Path, help="the teacher's run folder (its metrics.json is reported)"
+        "--teacher",
+        type=Path,
+        action="append",
+        default=[],
+        help="a teacher's run folder (its metrics.json is reported); repeat it for several teachers",
     )
     parser.add_argument(
         "--metrics", required=True, help="metric keys, the first as compare's (e.g. miou,pixel_acc)"
@@ -101,7 +105,12 @@ def main() -> None:
 
     record = json.loads((args.compare / "compare.json").read_text())
     metrics = args.metrics.split(",")
-    teacher = json.loads((args.teacher / "metrics.json").read_text()) if args.teacher else None
+    teachers = {
+        "teacher" if len(args.teacher) == 1 else f"teacher {folder.name}": json.loads(
+            (folder / "metrics.json").read_text()
+        )
+        for folder in args.teacher
+    }
     first_run = Path(record["arms"][0]["runs"][0]["dir"])
     cfg = yaml.safe_load((first_run / "config.yaml").read_text())
     versions = f"Python {platform.python_version()}, torch {torch.__version__}"
@@ -122,7 +131,7 @@ def main() -> None:
         f"- compare: {record['metric']}, every arm trained on the whole training split once per seed, no selection"
         + (f"; wall time of the benchmark {args.minutes:.1f} min" if args.minutes else ""),
         "",
-        *table(record, metrics, args.scale, teacher),
+        *table(record, metrics, args.scale, teachers),
         "",
     ]
     kept = ""
