@@ -14,7 +14,10 @@ import torch
 from conftest import tiny_tree, write_yaml
 from featdistill.cli.main import main
 from featdistill.config import parse_config
+from featdistill.distiller.auto_pairs import head_of, plan_auto_pairs, plan_pairs
+from featdistill.taps import trace_outputs
 from featdistill.tasks.detection import DetectionTask
+from featdistill.tasks.detection.hf_detector import HFDetector
 from tiny_data import detection_formats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -133,3 +136,60 @@ def test_a_faster_rcnn_teacher_pairs_with_the_rtdetr_student_backbone_by_stride(
         *[(f"hf.model.backbone[{i}][0]",) * 2 for i in range(3)],
         *[(f"hf.model.encoder[last_hidden_state][{i}]",) * 2 for i in range(3)],
     ]
+
+
+def test_pairs_auto_pairs_rtdetr_backbone_and_encoder_levels_by_stride_never_a_head(
+    yolo, rtdetr, tmp_path, capsys
+):
+    """``pairs: auto`` takes the levels the HF detector declares (backbone stages, encoder maps), not the stem's
+    ``embedder.pooler`` or any head, the same pairs as the default; ``featdistill layers`` shows them."""
+    tree = tiny_tree(
+        task="detection",
+        data={"name": "yolo", "root": str(yolo), "val_split": "val"},
+        model={"student": f"hf:{rtdetr}", "teacher": f"hf:{rtdetr}", "options": HF_OPTIONS},
+        distill={"method": "cwt", "alpha": 1.0, "pairs": "auto"},
+    )
+    task = DetectionTask(parse_config(tree))
+    student, teacher = task.build_student(), task.build_teacher()
+    plan = plan_auto_pairs(student, teacher, task.sample_input(), task.teacher_forward)
+    chosen = [(p.student, p.teacher) for p in plan.pairs]
+    assert chosen == task.default_pairs(student, teacher)
+    assert plan.reasons[0] == "the backbone level at stride 8 in both models"
+    assert plan.reasons[-1] == "the encoder level at stride 32 in both models"
+    assert main(["layers", str(write_yaml(tmp_path / "auto.yaml", tree))]) == 0
+    out = capsys.readouterr().out
+    assert "pairs 'auto' would choose: " + ", ".join(f"{s}->{t}" for s, t in chosen) in out
+    assert "pooler" not in out.split("pairs 'auto' would choose")[1]
+
+
+def test_pairs_auto_on_a_traced_hf_detector_leaves_out_its_heads_and_positional_encodings():
+    """YOLOS declares no levels (no ``model.backbone``): the traced rules leave its box and class predictors
+    out; DETR's sine positional encoding is no feature either."""
+    yolos = transformers.YolosConfig(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=[64, 64],
+        patch_size=16, num_detection_tokens=5, num_labels=2,
+    )  # fmt: skip
+    images = ([torch.rand(3, 48, 64)],)
+    forward = DetectionTask.teacher_forward
+
+    def detector(config: object) -> HFDetector:
+        return HFDetector(transformers.AutoModelForObjectDetection.from_config(config), 64, 64)
+
+    plan = plan_auto_pairs(detector(yolos), detector(yolos), images, forward)
+    assert {head_of(p.student) for p in plan.pairs} == {None}
+    assert "student 'hf.bbox_predictor' and its layers: a head (it makes the predictions)" in plan.left_out
+    backbone = transformers.ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", out_features=["stage2"]
+    )
+    detr = transformers.DetrConfig(
+        backbone_config=backbone, use_timm_backbone=False, use_pretrained_backbone=False, d_model=16,
+        encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=5, num_labels=2,
+    )  # fmt: skip
+    with torch.no_grad():
+        traced = trace_outputs(detector(detr).eval(), lambda m: m(*images), include_unsafe=True)
+    plan = plan_pairs(traced, traced)  # DETR declares its backbone level: the traced rules on their own
+    assert {head_of(p.student) for p in plan.pairs} == {None}
+    assert "hf.model.position_embedding" not in {p.student for p in plan.pairs}
+    why = "student 'hf.model.position_embedding': a positional encoding (computed from positions, not from the image)"
+    assert why in plan.left_out

@@ -94,6 +94,11 @@ class HFDetector(nn.Module):
             found["boxes"][:, 1::2] = found["boxes"][:, 1::2].clamp(0, h)
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
 
+    def feature_levels(self) -> dict[str, dict[str, int]]:
+        """Its backbone stages and encoder maps with their strides (:func:`hf_levels`): ``pairs: auto`` pairs
+        these by stride with another model's (a trace cannot see maps returned inside a ``ModelOutput``)."""
+        return hf_levels(self)
+
     def _detections(self, logits: Tensor, boxes: Tensor) -> list[dict[str, Tensor]]:
         """The best ``detections_per_img`` (query, class) scores of each image. A model with a "no object"
         logit (DETR, YOLOS) scores by softmax, the others (focal-loss models: RT-DETR, Deformable DETR,
