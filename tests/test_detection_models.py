@@ -5,6 +5,7 @@ evaluated from its checkpoint and run by predict on a YOLO-layout folder; cross-
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,53 @@ def test_pairs_auto_on_a_traced_hf_detector_leaves_out_its_heads_and_positional_
     assert "hf.model.position_embedding" not in {p.student for p in plan.pairs}
     why = "student 'hf.model.position_embedding': a positional encoding (computed from positions, not from the image)"
     assert why in plan.left_out
+
+
+def test_compare_runs_two_arms_of_an_hf_rtdetr_student(yolo, rtdetr, tmp_path):
+    """``featdistill compare``: the RT-DETR student alone and distilled from an RT-DETR teacher, one seed."""
+    out = tmp_path / "cmp"
+    tree = tiny_tree(
+        out,
+        task="detection",
+        data={"name": "yolo", "root": str(yolo), "val_split": "val", "batch_size": 2},
+        model={"student": f"hf:{rtdetr}", "options": HF_OPTIONS},
+        distill={"method": "cwt", "alpha": 1.0},
+        train={"epochs": 1, "lr": 0.001},
+    )
+    config = write_yaml(tmp_path / "cmp.yaml", tree)
+    grid = ["--grid", f"model.teacher=null,hf:{rtdetr}", "--seeds", "0"]
+    assert main(["compare", str(config), *grid]) == 0
+    record = json.loads((out / "compare.json").read_text())
+    assert [arm["values"] for arm in record["arms"]] == [
+        {"model.teacher": None},
+        {"model.teacher": f"hf:{rtdetr}"},
+    ]
+    for arm in record["arms"]:
+        (run,) = arm["runs"]
+        assert run["status"] == "done" and 0.0 <= run["metric"] <= 1.0
+        assert json.loads((Path(run["dir"]) / "metrics.json").read_text())["bbox/AP"] == run["metric"]
+
+
+@pytest.mark.parametrize("family", ["hf", "timm"])
+def test_the_card_rebuilds_the_student_from_a_moved_run_folder_alone(family, yolo, rtdetr, tmp_path):
+    """predict from a run folder moved elsewhere, its ``hf:`` folder deleted: the card holds the transformers
+    config (a ``timm:`` backbone is built from its name), the checkpoint the weights; same detections."""
+    source = shutil.copytree(rtdetr, tmp_path / "rtdetr")
+    student, options = (
+        (f"hf:{source}", HF_OPTIONS) if family == "hf" else ("fasterrcnn", {"backbone": "timm:resnet10t"})
+    )
+    config = _config(tmp_path, yolo, student, options=options)
+    assert main(["train", str(config)]) == 0
+    images = yolo / "images" / "val"
+
+    def predict(run: Path, name: str) -> list[dict]:
+        out = tmp_path / name
+        assert (
+            main(["predict", str(run / "last.pt"), str(images), "--output", str(out), "--no-progress"]) == 0
+        )
+        return json.loads(out.read_text())
+
+    before = predict(tmp_path / "run", "before.json")
+    moved = shutil.move(tmp_path / "run", tmp_path / "elsewhere")
+    shutil.rmtree(source)
+    assert predict(Path(moved), "after.json") == before
