@@ -123,3 +123,23 @@ def test_hf_vit_pairs_the_last_encoder_block() -> None:
     assert pair in _names(plan)
     assert plan.reasons[_names(plan).index(pair)] == "the last block with 17 tokens in both models"
     assert "teacher 'hf.classifier' and its layers: a head (it makes the predictions)" in plan.left_out
+
+
+def test_hf_resnet_keeps_its_pooler_head_and_its_stem_max_pool() -> None:
+    """``resnet.pooler`` (global pooling) is a head; ``embedder.pooler``, the stem's max-pool, is body."""
+    transformers = pytest.importorskip("transformers")
+    from featdistill.weights.huggingface import HFImageClassifier
+
+    def resnet(width: int) -> HFImageClassifier:
+        config = transformers.ResNetConfig(
+            embedding_size=width, hidden_sizes=[width, 2 * width], depths=[1, 1], layer_type="basic",
+            num_labels=3,
+        )  # fmt: skip
+        return HFImageClassifier(transformers.ResNetForImageClassification(config))
+
+    assert head_of("hf.resnet.embedder.pooler") is None
+    assert head_of("hf.resnet.pooler") == "hf.resnet.pooler"
+    plan = _plan(resnet(8), resnet(16), torch.randn(1, 3, 64, 64))
+    assert _names(plan)[-1] == ("hf.resnet.encoder.stages.1", "hf.resnet.encoder.stages.1")
+    assert "teacher 'hf.resnet.pooler' and its layers: a head (it makes the predictions)" in plan.left_out
+    assert not any("embedder.pooler" in why for why in plan.left_out)

@@ -82,7 +82,9 @@ def student_card(
     evaluated_on: str = "val",
     distiller: Any = None,
 ) -> dict[str, Any]:
-    """The card of ``student`` trained by ``cfg`` with ``task`` (whose ``card_fields`` give the data side).
+    """The card of ``student`` trained by ``cfg`` with ``task`` (whose ``card_fields`` give the data side, and
+    may give ``model_config``: the student's architecture, kept as ``model.config`` so that the checkpoint
+    alone rebuilds it, e.g. an ``hf:`` detector's transformers config).
 
     ``metrics``: the last evaluation (on ``evaluated_on``: ``val`` = ``data.val_split``, or ``holdout``);
     ``distiller``: the ``Distiller`` that trained it (None for a plain student).
@@ -108,6 +110,7 @@ def student_card(
             "student": cfg.model.student,
             "num_classes": int(fields["num_classes"]),
             "options": cfg.model.options,
+            **({"config": fields["model_config"]} if "model_config" in fields else {}),
         },
         "preprocessing": {**PREPROCESSING_DEFAULTS, **fields["preprocessing"]},
         "classes": [str(c) for c in fields["classes"]],

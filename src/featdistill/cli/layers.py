@@ -155,7 +155,7 @@ def refused_pairs(cfg: Any, task: Any, teachers: dict[str, nn.Module]) -> list[t
 
 def run(args: argparse.Namespace) -> None:
     from ..config import load_config
-    from ..distiller.auto_pairs import plan_pairs
+    from ..distiller.auto_pairs import plan_declared_pairs, plan_pairs
     from ..distiller.pairs import parse_pairs
     from ..distiller.teachers import teacher_prefix
     from ..run import build_teachers, get_task
@@ -186,10 +186,12 @@ def run(args: argparse.Namespace) -> None:
         spec = cfg.model.teacher_spec(name or None)
         traced = trace(role, f"{spec.model} ({type(teacher).__name__})", teacher, teacher_run)
         lines += ["", *format_layers(traced, sample), ""]
-        try:
-            auto = plan_pairs(traced_student.outputs, traced.outputs)
-        except ValueError:
-            auto = None  # no shared resolution: 'auto' would fail with that message
+        auto = plan_declared_pairs(student, teacher, sample, teacher_forward)
+        if auto is None:
+            try:
+                auto = plan_pairs(traced_student.outputs, traced.outputs)
+            except ValueError:
+                auto = None  # no shared resolution: 'auto' would fail with that message
         prefix = teacher_prefix(name)
         if configured is not None:
             mine, source = [p for p in configured if p.teacher.startswith(prefix)], "distill.pairs"

@@ -3,9 +3,16 @@
 The rules, in order (each choice and each left-out candidate comes with its reason, which
 ``featdistill layers`` prints):
 
+0. A model that declares its own feature levels (``model.feature_levels()``: ``{kind: {tap address: stride}}``,
+   as an ``hf:`` detector does for its backbone stages and encoder maps) is paired level by level: the same
+   kind at the same stride, when both models declare them. The rules below read a trace, which cannot see
+   maps that a module returns inside a tuple or a ``ModelOutput``.
 1. Candidates are the outputs that are safe to tap, not part of what the model returns and not inside a head
    (a module named as one of :data:`HEADS`: ``classifier``, ``aux_classifier``, ``head``, ``rpn``,
-   ``roi_heads``, a segmenter's ``decode_head`` or ``decoder``, ...). Heads turn features into predictions; distilling them copies predictions.
+   ``roi_heads``, a segmenter's ``decode_head`` or ``decoder``, a DETR's ``bbox_predictor``, ...). Heads turn
+   features into predictions; distilling them copies predictions. A name of :data:`HEADS` inside a stem
+   (:data:`STEMS`: the max-pool ``embedder.pooler`` of an HF ResNet) is no head. Positional encodings
+   (:data:`POSITIONAL`) are left out too: they are computed from positions, not from the image.
 2. Like with like: when both models have an FPN (a module whose name contains ``fpn`` or ``neck``), FPN levels
    are paired with the FPN level of the same stride and the bodies are left out; otherwise bodies with bodies.
 3. Feature maps are paired by equal resolution, each side's stage output (the last output at that
@@ -18,14 +25,15 @@ The rules, in order (each choice and each left-out candidate comes with its reas
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from ..taps import LayerOutput, trace_outputs
+from ..taps import FeatureTaps, LayerOutput, trace_outputs, unwrap_model
 
 HEADS = frozenset(
     {
@@ -46,8 +54,17 @@ HEADS = frozenset(
         "decoder",  # segmentation_models_pytorch: the decoder a U-Net / FPN builds on the encoder
         "segmentation_head",
         "classification_head",
+        # transformers detectors (DETR, YOLOS, Deformable DETR, RT-DETR, D-FINE): class and box predictions
+        "class_labels_classifier",
+        "bbox_predictor",
+        "class_embed",
+        "bbox_embed",
+        "enc_score_head",
+        "enc_bbox_head",
     }
 )
+STEMS = frozenset({"embedder", "stem"})  # a pooler in a stem is its stride-2 max-pool, not a head
+POSITIONAL = frozenset({"position_embedding", "position_embeddings"})
 NECKS = ("fpn", "neck")
 MAX_STRIDE_RATIO = 2  # backbone outputs this many times apart in height and width are still paired
 
@@ -72,12 +89,22 @@ class Pairing:
 
 
 def head_of(name: str) -> str | None:
-    """The head module that ``name`` lies in (``roi_heads`` for ``roi_heads.box_head.fc6``), or None."""
+    """The head module that ``name`` lies in (``roi_heads`` for ``roi_heads.box_head.fc6``), or None.
+
+    A head's name right inside a stem (``embedder.pooler``) names part of the body: HF ResNets (RT-DETR's
+    backbone too) call their stem max-pool ``embedder.pooler`` and their global pooling head ``pooler``."""
     parts = name.split(".")
     for depth, part in enumerate(parts):
-        if part in HEADS:
+        if part in HEADS and not (depth and parts[depth - 1] in STEMS):
             return ".".join(parts[: depth + 1])
     return None
+
+
+def _positional(name: str) -> str | None:
+    """The positional-encoding module that ``name`` lies in, or None."""
+    parts = name.split(".")
+    depth = next((i for i, part in enumerate(parts) if part in POSITIONAL), None)
+    return None if depth is None else ".".join(parts[: depth + 1])
 
 
 def _in_neck(name: str) -> bool:
@@ -149,18 +176,25 @@ def _block_ends(outputs: list[LayerOutput]) -> dict[int, LayerOutput]:
 def _candidates(outputs: list[LayerOutput], role: str, left_out: list[str]) -> list[LayerOutput]:
     """The tappable outputs outside heads that the model does not return; the others noted in ``left_out``."""
     heads: dict[str, None] = {}
+    positional: dict[str, None] = {}
     kept = []
     for out in outputs:
-        head = head_of(out.name)
+        head, encoding = head_of(out.name), _positional(out.name)
         if out.unsafe:
             continue
         if head is not None:
             heads[head] = None
+        elif encoding is not None:
+            positional[encoding] = None
         elif out.is_output:
             left_out.append(f"{role} {out.name!r}: a model output (predictions, not features)")
         else:
             kept.append(out)
     left_out += [f"{role} {head!r} and its layers: a head (it makes the predictions)" for head in heads]
+    left_out += [
+        f"{role} {name!r}: a positional encoding (computed from positions, not from the image)"
+        for name in positional
+    ]
     return kept
 
 
@@ -283,6 +317,46 @@ def _pair_map_with_grid(
     )
 
 
+def declared_levels(model: nn.Module) -> dict[str, dict[str, int]]:
+    """The feature levels ``model`` declares for rule 0, ``model.feature_levels()`` (``{kind: {tap address:
+    stride}}``), or ``{}`` where it declares none."""
+    levels = getattr(unwrap_model(model), "feature_levels", None)
+    return levels() if callable(levels) else {}
+
+
+def _declared_plan(
+    student: dict[str, dict[str, int]], teacher: dict[str, dict[str, int]]
+) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Rule 0 on two declarations: ``[(student, teacher, reason)]`` of the same kind at the same stride, and
+    every level left out with its reason."""
+    chosen: list[tuple[str, str, str]] = []
+    left_out: list[str] = []
+    for kind in dict.fromkeys([*student, *teacher]):
+        mine, theirs = student.get(kind, {}), teacher.get(kind, {})
+        by_stride = {stride: address for address, stride in theirs.items()}
+        for address, stride in mine.items():
+            if stride in by_stride:
+                chosen.append(
+                    (address, by_stride[stride], f"the {kind} level at stride {stride} in both models")
+                )
+        for role, levels, other in (("student", mine, theirs), ("teacher", theirs, mine)):
+            strides = set(other.values())
+            left_out += [
+                f"{role} {address!r} (stride {stride}): the other model has no {kind} level at this stride"
+                for address, stride in levels.items()
+                if stride not in strides
+            ]
+    return chosen, left_out
+
+
+def _tapped_shapes(model: nn.Module, addresses: list[str], run: Callable[[nn.Module], Any]) -> list[Shape]:
+    """The shape of each tapped feature in one run of ``model``."""
+    taps = FeatureTaps(model, addresses)
+    with taps.capture(stop_early=True) as features:
+        run(model)
+    return [tuple(features[address].shape) for address in addresses]
+
+
 def auto_pairs(
     student: nn.Module,
     teacher: nn.Module,
@@ -293,22 +367,58 @@ def auto_pairs(
     return plan_auto_pairs(student, teacher, sample_input, teacher_forward).pairs
 
 
+def plan_declared_pairs(
+    student: nn.Module,
+    teacher: nn.Module,
+    sample_input: Any,
+    teacher_forward: Callable[..., Any],
+) -> Pairing | None:
+    """Rule 0: the levels both models declare (:func:`declared_levels`), paired kind by kind and by stride,
+    with their shapes on ``sample_input``; None where either declares none or they share no stride."""
+    levels = declared_levels(student), declared_levels(teacher)
+    if not all(any(side.values()) for side in levels):
+        return None
+    chosen, left_out = _declared_plan(*levels)
+    if not chosen:
+        return None
+    args = sample_input if isinstance(sample_input, tuple) else (sample_input,)
+    with _dry_run(student, teacher):
+        s_shapes = _tapped_shapes(student, [s for s, _, _ in chosen], lambda m: m(*args))
+        t_shapes = _tapped_shapes(teacher, [t for _, t, _ in chosen], lambda m: teacher_forward(m, *args))
+    return Pairing(
+        [AutoPair(s, t, shapes) for (s, t, _), shapes in zip(chosen, zip(s_shapes, t_shapes))],
+        [why for _, _, why in chosen],
+        left_out,
+    )
+
+
+@contextmanager
+def _dry_run(*models: nn.Module) -> Iterator[None]:
+    """Eval mode and no grad for the block; each model's mode is restored after it."""
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for model, mode in zip(models, modes):
+            model.train(mode)
+
+
 def plan_auto_pairs(
     student: nn.Module,
     teacher: nn.Module,
     sample_input: Any,
     teacher_forward: Callable[..., Any],
 ) -> Pairing:
-    """Dry-run both models on ``sample_input`` (eval mode, no grad) and :func:`plan_pairs` them, with reasons."""
+    """Dry-run both models on ``sample_input`` (eval mode, no grad) and pair them: the levels both declare
+    (rule 0, :func:`plan_declared_pairs`), else the traced outputs by :func:`plan_pairs`, with reasons."""
+    declared = plan_declared_pairs(student, teacher, sample_input, teacher_forward)
+    if declared is not None:
+        return declared
     args = sample_input if isinstance(sample_input, tuple) else (sample_input,)
-    modes = student.training, teacher.training
-    student.eval()
-    teacher.eval()
-    try:
-        with torch.no_grad():
-            student_outputs = trace_outputs(student, lambda m: m(*args), include_unsafe=True)
-            teacher_outputs = trace_outputs(teacher, lambda m: teacher_forward(m, *args), include_unsafe=True)
-    finally:
-        student.train(modes[0])
-        teacher.train(modes[1])
+    with _dry_run(student, teacher):
+        student_outputs = trace_outputs(student, lambda m: m(*args), include_unsafe=True)
+        teacher_outputs = trace_outputs(teacher, lambda m: teacher_forward(m, *args), include_unsafe=True)
     return plan_pairs(student_outputs, teacher_outputs)

@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_convert
 
-from ...weights.huggingface import hf_file, load_hf_model
+from ...weights.huggingface import hf_file, load_hf_model, quiet_transformers
 
-__all__ = ["HFDetector", "build_hf_detector", "hf_levels"]
+__all__ = ["HFDetector", "build_hf_detector", "hf_config", "hf_detector_from_config", "hf_levels"]
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -94,6 +94,11 @@ class HFDetector(nn.Module):
             found["boxes"][:, 1::2] = found["boxes"][:, 1::2].clamp(0, h)
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
 
+    def feature_levels(self) -> dict[str, dict[str, int]]:
+        """Its backbone stages and encoder maps with their strides (:func:`hf_levels`): ``pairs: auto`` pairs
+        these by stride with another model's (a trace cannot see maps returned inside a ``ModelOutput``)."""
+        return hf_levels(self)
+
     def _detections(self, logits: Tensor, boxes: Tensor) -> list[dict[str, Tensor]]:
         """The best ``detections_per_img`` (query, class) scores of each image. A model with a "no object"
         logit (DETR, YOLOS) scores by softmax, the others (focal-loss models: RT-DETR, Deformable DETR,
@@ -135,6 +140,23 @@ def build_hf_detector(ref: str, num_classes: int, **options: Any) -> HFDetector:
     hf = load_hf_model(ref, "detection", num_classes - 1, use_pretrained_backbone=False)
     given = {k: v for k, v in options.items() if k in HF_OPTIONS and v is not None}
     return HFDetector(hf, **{**_processor_stats(ref), **given})
+
+
+def hf_config(model: HFDetector) -> dict[str, Any]:
+    """The transformers config of ``model`` as plain JSON values: the student card keeps it, so the student is
+    rebuilt from its checkpoint alone (:func:`hf_detector_from_config`)."""
+    return json.loads(model.hf.config.to_json_string(use_diff=False))
+
+
+def hf_detector_from_config(config: dict[str, Any], **options: Any) -> HFDetector:
+    """The detector that ``config`` (:func:`hf_config`) describes, randomly initialised, for a checkpoint's
+    weights: neither the ``hf:`` folder nor the hub is read. ``options``: :data:`HF_OPTIONS`."""
+    import transformers
+
+    spec = transformers.AutoConfig.for_model(**config)
+    with quiet_transformers():
+        hf = transformers.AutoModelForObjectDetection.from_config(spec)
+    return HFDetector(hf, **{k: v for k, v in options.items() if k in HF_OPTIONS and v is not None})
 
 
 def hf_levels(model: HFDetector, size: int = 256) -> dict[str, dict[str, int]]:

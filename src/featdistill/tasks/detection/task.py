@@ -81,7 +81,7 @@ from ..options import SIDES, augment_options, builder_options, data_options, mod
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_from_dict, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
-from .hf_detector import HFDetector, build_hf_detector, hf_levels
+from .hf_detector import HFDetector, build_hf_detector, hf_config, hf_detector_from_config, hf_levels
 from .labels import BAD_LABEL_SKIPPED, BadLabels
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
 from .prediction import DetectionPrediction, score_detections
@@ -217,6 +217,7 @@ class DetectionTask(ReportsData, TaskBase):
         self._cat_ids: list[int] | None = None
         self._cat_names: dict[int, str] = {}  # category id -> name, once the annotations are read
         self._student: nn.Module | None = None
+        self._card_hf: dict[str, Any] | None = None  # an hf: student's config and mean/std, from its card
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
@@ -257,7 +258,9 @@ class DetectionTask(ReportsData, TaskBase):
     ) -> nn.Module:
         try:
             kwargs = {**self.detector_options(role), **(options or {})}
-            if family.startswith("hf:"):
+            if family.startswith("hf:") and role == "student" and self._card_hf is not None:
+                model = hf_detector_from_config(**{**kwargs, **self._card_hf})
+            elif family.startswith("hf:"):
                 model = build_hf_detector(family[len("hf:") :], self.num_classes, **kwargs)
             else:
                 model = build_detector(family, self.num_classes, **kwargs)
@@ -499,19 +502,27 @@ class DetectionTask(ReportsData, TaskBase):
         names = ["__background__", *(self._cat_names.get(cid, str(cid)) for cid in ids)]
         categories = [{"label": 0, "id": 0, "name": "__background__"}]
         categories += [{"label": i, "id": cid, "name": names[i]} for i, cid in enumerate(ids, start=1)]
-        return {
+        fields = {
             "num_classes": self.num_classes,
             "preprocessing": preprocessing,
             "classes": names,
             "categories": categories,
         }
+        if isinstance(student, HFDetector):  # predict and eval rebuild it without the hf: folder or the hub
+            fields["model_config"] = hf_config(student)
+        return fields
 
     def apply_card(self, card: dict[str, Any]) -> None:
-        """Take the category list from a student card (no annotation file read to build the student)."""
+        """Take the category list from a student card (no annotation file read to build the student) and, for
+        an ``hf:`` student, its transformers config and mean/std: the checkpoint alone rebuilds it."""
         labelled = sorted(card["categories"], key=lambda c: c["label"])[1:]
         self._cat_ids = [int(c["id"]) for c in labelled]
         self._cat_names = {int(c["id"]): str(c["name"]) for c in labelled}
         self._num_classes = len(self._cat_ids) + 1
+        config = card["model"].get("config")
+        if config is not None and str(card["model"]["student"]).startswith("hf:"):
+            pre = card["preprocessing"]
+            self._card_hf = {"config": config, "image_mean": pre["mean"], "image_std": pre["std"]}
 
     # -- training and evaluation ---------------------------------------------------------------------
     def to_device(self, batch: Any, device: torch.device) -> Any:
