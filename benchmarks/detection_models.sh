@@ -33,6 +33,6 @@ torch.manual_seed(0); t.AutoModelForObjectDetection.from_config(config).save_pre
   --scale 100 --title "coco128, CPU tier: a timm-backbone Faster R-CNN and an RT-DETR (hf:) student, plain and CWT" \
   --command "TEACHER_EPOCHS=$TEACHER_EPOCHS STUDENT_EPOCHS=$STUDENT_EPOCHS bash benchmarks/detection_models.sh $*" \
   --note "teacher Faster R-CNN R34-FPN, $TEACHER_EPOCHS epochs, seed 0 (configs/detection/coco128_cpu_faster_rcnn_teacher.yaml); students $STUDENT_EPOCHS epochs (configs/detection/coco128_cpu_models.yaml), every model RANDOM INIT" \
-  --note "students: Faster R-CNN on timm:resnet18d (FPN over features_only), SGD 0.01; RT-DETR with rtdetr_r18vd's sizes (transformers RTDetrConfig), AdamW 2e-4, clip 0.1; CWT on the default pairs (by stride), α = 5e-6 per pair (untuned for RT-DETR)" \
+  --note "students: Faster R-CNN on timm:resnet18d (FPN over features_only), SGD 0.01; RT-DETR with rtdetr_r18vd's sizes (transformers RTDetrConfig), AdamW 2e-4, clip 0.1; CWT on the default pairs (by stride): α = 5e-6 for Faster R-CNN (CWT starts at ~4x its loss), alpha: auto at ratio 4 for RT-DETR" \
   --note "protocol: fitting test, the first 32 images of coco128 are both training and evaluation set (AP measures fitting, not generalisation); COCO AP over the categories present, in %" \
   --minutes "$(( (SECONDS - start) / 60 ))" --out "$OUT"
