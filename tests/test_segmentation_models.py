@@ -266,3 +266,49 @@ def test_hf_segmenter_by_repo_id_from_a_seeded_cache(empty_hub: Path, segformer:
         torch.testing.assert_close(model(x)["out"], local(x)["out"])
     assert model(x)["out"].shape == (1, CLASSES, SIZE, SIZE)  # upsampled to the input, as the built-in heads
     assert len(model.stages) == 4
+
+
+def upernet_dir(path: Path) -> Path:
+    """A random-init transformers UperNet on a tiny ConvNeXt (pyramid pooling bins 1, 2, 3, 6 on its 1/32 map)."""
+    from transformers import ConvNextConfig, UperNetConfig, UperNetForSemanticSegmentation
+
+    backbone = ConvNextConfig(
+        depths=[1, 1, 1, 1],
+        hidden_sizes=[8, 16, 16, 16],
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = UperNetConfig(backbone_config=backbone, hidden_size=16, auxiliary_channels=8, num_labels=CLASSES)
+    torch.manual_seed(0)
+    UperNetForSemanticSegmentation(config).save_pretrained(path)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:.*has no student card")  # a plain state_dict of the random-init student
+@pytest.mark.parametrize(
+    ("student", "options"),
+    [("smp:PSPNet/resnet18", {"encoder_weights": None}), ("hf:upernet", {})],
+)
+def test_onnx_refusal_is_one_line_of_ours(
+    tmp_path: Path, data: Path, student: str, options: dict, capfd: pytest.CaptureFixture
+) -> None:
+    """A segmenter torch.onnx cannot convert (pyramid pooling whose bins do not divide the map) ends in one
+    line naming it, the reason and the formats that work; torch's graph dump and traceback are not shown."""
+    pytest.importorskip("onnx")
+    if student == "hf:upernet":
+        student = f"hf:{upernet_dir(tmp_path / 'upernet')}"
+    cfg = _config(tmp_path, data, student, options)
+    weights = tmp_path / "student.pt"
+    torch.save(SegmentationTask(load_config(cfg)).build_student().state_dict(), weights)
+    export = ["export", str(cfg), "--checkpoint", str(weights), "--output"]
+    capfd.readouterr()
+    assert main([*export, str(tmp_path / "student.onnx"), "--format", "onnx"]) == 2
+    out, err = capfd.readouterr()
+    assert out == ""  # torch.onnx prints the whole graph to stdout when it fails
+    assert err.count("\n") == 1, err
+    assert (
+        f"featdistill: error: {student} cannot be exported to ONNX at {SIZE}x{SIZE}: its pyramid pooling"
+        in err
+    )
+    assert "use --format torchscript or the default --format export (.pt2)" in err
+    assert not (tmp_path / "student.onnx").exists()
+    assert main([*export, str(tmp_path / "student.ts"), "--format", "torchscript"]) == 0
