@@ -195,3 +195,23 @@ def test_segmenter_onnx_is_dynamic_where_the_exporter_allows(
     with torch.no_grad():
         expected = model(x)["out"].numpy()
     np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], expected, **ONNX_TOLERANCE)
+
+
+class _Antialiased(nn.Module):
+    """A segmenter-like model with an op torch.onnx has no form for (smp:DPT resizes its position embeddings so)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(x, scale_factor=0.5, mode="bicubic", antialias=True)
+
+
+def test_a_model_onnx_cannot_convert_is_refused_in_one_line(tmp_path: Path, capfd) -> None:
+    pytest.importorskip("onnx")
+    with pytest.raises(ValueError) as refused:
+        export_student(_Antialiased(), "onnx", tmp_path / "m.onnx", torch.randn(2, 3, 16, 16))
+    assert str(refused.value) == (
+        "_Antialiased cannot be exported to ONNX at 16x16: it uses aten::_upsample_bicubic2d_aa, which has no "
+        "ONNX opset 17 form; use --format torchscript or the default --format export (.pt2), which predict runs "
+        "as well (docs/tasks/segmentation.md, Export limits)"
+    )
+    assert capfd.readouterr().out == ""
+    assert not (tmp_path / "m.onnx").exists()

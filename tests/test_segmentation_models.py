@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 import yaml
 
 from conftest import tiny_tree
+from featdistill.card import read_card
 from featdistill.cli.main import main
 from featdistill.config import load_config
 from featdistill.tasks.segmentation.task import SegmentationTask
@@ -266,3 +268,125 @@ def test_hf_segmenter_by_repo_id_from_a_seeded_cache(empty_hub: Path, segformer:
         torch.testing.assert_close(model(x)["out"], local(x)["out"])
     assert model(x)["out"].shape == (1, CLASSES, SIZE, SIZE)  # upsampled to the input, as the built-in heads
     assert len(model.stages) == 4
+
+
+def upernet_dir(path: Path) -> Path:
+    """A random-init transformers UperNet on a tiny ConvNeXt (pyramid pooling bins 1, 2, 3, 6 on its 1/32 map)."""
+    from transformers import ConvNextConfig, UperNetConfig, UperNetForSemanticSegmentation
+
+    backbone = ConvNextConfig(
+        depths=[1, 1, 1, 1],
+        hidden_sizes=[8, 16, 16, 16],
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = UperNetConfig(backbone_config=backbone, hidden_size=16, auxiliary_channels=8, num_labels=CLASSES)
+    torch.manual_seed(0)
+    UperNetForSemanticSegmentation(config).save_pretrained(path)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:.*has no student card")  # a plain state_dict of the random-init student
+@pytest.mark.parametrize(
+    ("student", "options"),
+    [("smp:PSPNet/resnet18", {"encoder_weights": None}), ("hf:upernet", {})],
+)
+def test_onnx_refusal_is_one_line_of_ours(
+    tmp_path: Path, data: Path, student: str, options: dict, capfd: pytest.CaptureFixture
+) -> None:
+    """A segmenter torch.onnx cannot convert (pyramid pooling whose bins do not divide the map) ends in one
+    line naming it, the reason and the formats that work; torch's graph dump and traceback are not shown."""
+    pytest.importorskip("onnx")
+    if student == "hf:upernet":
+        student = f"hf:{upernet_dir(tmp_path / 'upernet')}"
+    cfg = _config(tmp_path, data, student, options)
+    weights = tmp_path / "student.pt"
+    torch.save(SegmentationTask(load_config(cfg)).build_student().state_dict(), weights)
+    export = ["export", str(cfg), "--checkpoint", str(weights), "--output"]
+    capfd.readouterr()
+    assert main([*export, str(tmp_path / "student.onnx"), "--format", "onnx"]) == 2
+    out, err = capfd.readouterr()
+    assert out == ""  # torch.onnx prints the whole graph to stdout when it fails
+    assert err.count("\n") == 1, err
+    assert (
+        f"featdistill: error: {student} cannot be exported to ONNX at {SIZE}x{SIZE}: its pyramid pooling"
+        in err
+    )
+    assert "use --format torchscript or the default --format export (.pt2)" in err
+    assert not (tmp_path / "student.onnx").exists()
+    assert main([*export, str(tmp_path / "student.ts"), "--format", "torchscript"]) == 0
+
+
+def _labels(folder: Path) -> dict[str, np.ndarray]:
+    """predict's label PNGs under ``folder/labels`` by relative path."""
+    from PIL import Image
+
+    root = folder / "labels"
+    return {str(p.relative_to(root)): np.asarray(Image.open(p)) for p in sorted(root.rglob("*.png"))}
+
+
+def test_compare_hf_smp_and_timm_students_then_predict_from_their_cards(tmp_path: Path, data: Path) -> None:
+    """An hf: SegFormer, an smp: U-Net and a PSPNet on a timm encoder as arms of one compare, each reported; the
+    card of the hf: and smp: students holds what predict needs, so that their exports predict as their
+    checkpoints do, the hf: model's folder gone."""
+    segformer = segformer_dir(tmp_path / "hf_segformer")  # this test's own: it is deleted below
+    arms = {
+        "segformer": {"model.student": f"hf:{segformer}"},
+        "unet": {
+            "model.student": "smp:Unet/resnet18",
+            "model.options": {"decoder_channels": [16, 8, 8, 8, 8]},
+        },
+        "psp_timm": {
+            "model.student": "pspnet",
+            "model.options": {"backbone": "timm:test_efficientnet", "channels": 16, "bins": [1, 2, 4]},
+        },
+    }
+    cfg = _config(tmp_path, data, f"hf:{segformer}", {}, compare={"arms": arms})
+    assert main(["compare", str(cfg)]) == 0
+    run = tmp_path / "run"
+    record = json.loads((run / "compare.json").read_text())
+    assert record["metric"] == "val miou"
+    reported = {arm["values"]["arm"]: arm for arm in record["arms"]}
+    assert sorted(reported) == sorted(arms)
+    for arm in record["arms"]:
+        (result,) = arm["runs"]
+        assert result["status"] == "done" and 0.0 <= result["metric"] <= 100.0, result
+    table = (run / "compare.md").read_text()
+    assert all(f"| {name} |" in table for name in arms)
+
+    images = str(data / "val" / "images")
+    exported = {}
+    for arm in (reported["segformer"], reported["unet"]):
+        checkpoint = Path(arm["runs"][0]["dir"]) / "last.pt"
+        card = read_card(checkpoint)
+        assert card["task"] == "segmentation" and card["model"]["student"] == arm["set"]["model.student"]
+        assert card["classes"] == ["0", "1", "2"] and card["ignore_index"] == 255
+        assert card["preprocessing"]["input_size"] == [SIZE, SIZE] and len(card["preprocessing"]["mean"]) == 3
+        out = tmp_path / arm["values"]["arm"]
+        assert (
+            main(["predict", str(checkpoint), images, "--output", str(out / "eager"), "--no-progress"]) == 0
+        )
+        scripted = out / "student.ts"  # TorchScript: quicker to write than .pt2
+        assert (
+            main(
+                [
+                    "export",
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--output",
+                    str(scripted),
+                    "--format",
+                    "torchscript",
+                ]
+            )
+            == 0
+        )
+        sidecar = json.loads((out / "student.ts.json").read_text())
+        assert {key: sidecar[key] for key in card} == card  # the card, plus what the file takes
+        exported[out] = scripted
+    shutil.rmtree(segformer)  # an export runs without the model's source
+    for out, scripted in exported.items():
+        assert main(["predict", str(scripted), images, "--output", str(out / "ts"), "--no-progress"]) == 0
+        eager, traced = _labels(out / "eager"), _labels(out / "ts")
+        assert list(eager) == ["1.png", "sub/0.png"] and list(traced) == list(eager)
+        for name, labels in eager.items():
+            np.testing.assert_array_equal(traced[name], labels)

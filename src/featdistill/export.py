@@ -19,6 +19,12 @@ instead of normalised floats.
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,21 +121,76 @@ def _onnx_detector(student: nn.Module, images: list[torch.Tensor], output: Path)
     _write_onnx(student, images, output, inputs, outputs, axes)
 
 
-def _onnx(student: nn.Module, example: torch.Tensor | list[torch.Tensor], output: Path) -> None:
+@contextmanager
+def _stdout_held() -> Iterator[None]:
+    """Hold what is written to the process's stdout (file descriptor 1) within; written out only on success.
+
+    torch.onnx's TorchScript exporter turns its C++ log on for every export (it tests the function
+    ``_jit_is_onnx_log_enabled`` instead of calling it) and prints the whole graph, thousands of lines, when a
+    conversion fails: that graph is dropped, and the failure is told in one line (:func:`onnx_refusal`).
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        held.seek(0)
+        os.write(1, held.read())
+
+
+#: torch.onnx's words for what it cannot convert -> ours.
+_ONNX_REASONS = {
+    "output size that are not factor of input size": "its pyramid pooling pools the feature map to bins that do "
+    "not divide it at this size, which ONNX cannot express",
+    "input size not accessible": "its adaptive pooling reads a feature-map size that the ONNX exporter cannot "
+    "follow",
+}
+_UNSUPPORTED_OP = re.compile(r"operator '(?P<op>[^']+)' to ONNX opset version (?P<opset>\d+)")
+
+
+def onnx_refusal(name: str, example: torch.Tensor, err: Exception) -> str:
+    """One line for a model that torch.onnx cannot convert: the model, the reason in our words, what to do."""
+    text = " ".join(str(err).split())
+    op = _UNSUPPORTED_OP.search(text)
+    if op is not None:
+        reason = f"it uses {op['op']}, which has no ONNX opset {op['opset']} form"
+    else:
+        found = (ours for theirs, ours in _ONNX_REASONS.items() if theirs in text)
+        reason = next(found, f"torch.onnx: {text.split('. ')[0][:160]}")
+    return (
+        f"{name} cannot be exported to ONNX at {example.shape[-2]}x{example.shape[-1]}: {reason}; use "
+        "--format torchscript or the default --format export (.pt2), which predict runs as well "
+        "(docs/tasks/segmentation.md, Export limits)"
+    )
+
+
+def _onnx(
+    student: nn.Module, example: torch.Tensor | list[torch.Tensor], output: Path, name: str | None = None
+) -> None:
+    """ONNX of ``student``; a model torch.onnx cannot convert stops with one line (:func:`onnx_refusal`)
+    naming it as ``name`` (the card's ``model.student``; else its class)."""
     try:
         import onnx  # noqa: F401  (torch.onnx needs it to serialise)
     except ImportError as err:
         raise ImportError("ONNX export needs the onnx package: pip install 'featdistill[onnx]'") from err
-    if isinstance(example, torch.Tensor):
-        if _accepts_other_sizes(student, example):
-            try:
-                _onnx_tensor_model(student, example, output, dynamic_size=True)
-                return
-            except torch.onnx.errors.OnnxExporterError:  # e.g. PSPNet's pyramid pooling needs fixed sizes
-                pass
-        _onnx_tensor_model(student, example, output, dynamic_size=False)
-    else:
+    if not isinstance(example, torch.Tensor):
         _onnx_detector(student, example, output)
+        return
+    try:
+        with _stdout_held():
+            if _accepts_other_sizes(student, example):
+                try:
+                    _onnx_tensor_model(student, example, output, dynamic_size=True)
+                    return
+                except torch.onnx.errors.OnnxExporterError:  # e.g. PSPNet's pyramid pooling: fixed sizes only
+                    pass
+            _onnx_tensor_model(student, example, output, dynamic_size=False)
+    except torch.onnx.errors.OnnxExporterError as err:
+        raise ValueError(onnx_refusal(name or type(student).__name__, example, err)) from err
 
 
 def with_pixel_input(
@@ -228,7 +289,8 @@ def _write(
             module = torch.jit.trace(student, example, strict=False) if takes_tensor else _script(student)
         module.save(str(output))
     elif fmt == "onnx":
-        _onnx(student, example, output)
+        name = card["model"]["student"] if card is not None else None
+        _onnx(student, example, output, name)
     else:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
 from ..prediction import PredictOptions, StudentRunner, as_uint8, palette, png_path
-from .data import SegmentationFolder
+from .folder import SegmentationFolder
 from .inference import predict
 from .metrics import SegmentationMeter
 

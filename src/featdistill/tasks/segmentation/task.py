@@ -58,8 +58,9 @@ from ..image_batches import ImageLabelBatches
 from ..ingest import ReportsData, SplitStats
 from ..options import augment_options, builder_options, data_options, model_options
 from .augment import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, build_train_transform
-from .data import IGNORE_INDEX, build_dataset
+from .data import build_dataset
 from .inference import predict
+from .labels import IGNORE_INDEX
 from .metrics import SegmentationMeter
 from .models import SEGMENTERS, build_model
 from .prediction import SegmentationPrediction, score_label_pngs
@@ -217,7 +218,7 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
         else:
             transform = build_eval_transform(self.mean, self.std)
         stats = self.data_stats[split] = SplitStats(split, f"{d.root}/{split}")
-        layout = {
+        layout = {  # the masks layout's own options; the named layouts fix theirs
             "num_classes": self.num_classes,
             "images_dir": options.images_dir,
             "masks_dir": options.masks_dir,
@@ -233,7 +234,7 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
             in_memory=d.in_memory,
             stats=stats,
             on_bad_file=d.on_bad_file,
-            **layout,
+            **(layout if d.name.lower() == "masks" else {}),
             workers=options.decode_workers,
             progress=self.cfg.output.progress and is_main(),
         )
