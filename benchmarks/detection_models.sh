@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# coco128 CPU tier, detectors of other families (benchmarks/results/detection_models.md): the Faster R-CNN
+# coco128 CPU tier, detectors of other families (benchmarks/results/detection_models_coco128.md): the Faster R-CNN
 # R34-FPN teacher (coco128_cpu_faster_rcnn_teacher.yaml), then `featdistill compare` of
 # configs/detection/coco128_cpu_models.yaml (a timm:resnet18d Faster R-CNN and an RT-DETR-R18-sized hf: student,
 # each plain and with CWT; seeds 0 and 1), then the report. A fitting test: the first 32 images are both training
 # and evaluation set. TEACHER_EPOCHS / STUDENT_EPOCHS shorten the schedule (defaults: the configs' 32 / 16; the
 # step milestones scale with them). Resumable: run it again after a kill. Extra arguments are --set options.
-#   TEACHER_EPOCHS=16 STUDENT_EPOCHS=8 bash benchmarks/detection_models.sh 2>&1 | tee benchmarks/results/detection_models.log
+#   TEACHER_EPOCHS=16 STUDENT_EPOCHS=8 bash benchmarks/detection_models.sh 2>&1 | tee benchmarks/results/detection_models_coco128.log
 set -euo pipefail
 cd "$(dirname "$0")/.."
 F=(${FEATDISTILL:-featdistill})

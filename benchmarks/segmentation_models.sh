@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# CamVid CPU tier, models of other families (benchmarks/results/segmentation_models.md): the PSPNet-R18 teacher
+# CamVid CPU tier, models of other families (benchmarks/results/segmentation_models_camvid.md): the PSPNet-R18 teacher
 # (camvid_cpu_teacher.yaml) and a SegFormer-B2-sized teacher, then `featdistill compare` of
 # configs/segmentation/camvid_cpu_segformer.yaml (a SegFormer-B0-sized hf: student, random init, plain vs CWT with
 # pairs: auto from either teacher; an smp:Unet/resnet18 student; seeds 0 and 1), then the report.
 # TEACHER_EPOCHS / STUDENT_EPOCHS shorten the schedule (defaults: the configs' 60 / 20). Resumable: run it again
 # after a kill. Extra arguments are --set options for every command.
-#   TEACHER_EPOCHS=10 STUDENT_EPOCHS=6 bash benchmarks/segmentation_models.sh 2>&1 | tee benchmarks/results/segmentation_models.log
+#   TEACHER_EPOCHS=10 STUDENT_EPOCHS=6 bash benchmarks/segmentation_models.sh 2>&1 | tee benchmarks/results/segmentation_models_camvid.log
 set -euo pipefail
 cd "$(dirname "$0")/.."
 F=(${FEATDISTILL:-featdistill})
 PY="${PYTHON:-python}"
 RUNS="runs/bench/segmentation_models"  # the B2 arm of the config names its teacher under this folder
-OUT="${OUT:-benchmarks/results/segmentation_models.md}"
+OUT="${OUT:-benchmarks/results/segmentation_models_camvid.md}"
 TEACHER_EPOCHS="${TEACHER_EPOCHS:-60}"
 STUDENT_EPOCHS="${STUDENT_EPOCHS:-20}"
 start=$SECONDS
