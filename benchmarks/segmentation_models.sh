@@ -32,6 +32,6 @@ teacher=(--set train.epochs="$TEACHER_EPOCHS" --set train.eval_every="$TEACHER_E
   --title "CamVid, CPU tier: SegFormer-B0-sized (hf:) and smp:Unet/resnet18 students, PSPNet-R18 and SegFormer-B2-sized teachers (real data)" \
   --command "TEACHER_EPOCHS=$TEACHER_EPOCHS STUDENT_EPOCHS=$STUDENT_EPOCHS bash benchmarks/segmentation_models.sh $*" \
   --note "teachers: PSPNet-R18 (configs/segmentation/camvid_cpu_teacher.yaml) and SegFormer-B2-sized (hf:, SegformerConfig(hidden_sizes=[64, 128, 320, 512], depths=[3, 4, 6, 3], decoder_hidden_size=768), 27 M parameters, camvid_cpu_segformer.yaml's recipe), $TEACHER_EPOCHS epochs each; students $STUDENT_EPOCHS epochs (configs/segmentation/camvid_cpu_segformer.yaml)" \
-  --note "SegFormer-B0-sized student: transformers SegformerConfig() defaults (3.7 M parameters); every model RANDOM INIT (not the ImageNet mit-b0/b2); CWT on pairs: auto, α = 5.69e-4 per pair, untuned" \
+  --note "SegFormer-B0-sized student: transformers SegformerConfig() defaults (3.7 M parameters); every model RANDOM INIT (not the ImageNet mit-b0/b2); CWT on pairs: auto from the PSPNet teacher, on the four stage maps from the B2 teacher, α = 5.69e-4 per pair, untuned" \
   --note "crop 96, scale 0.75-1.5, flip, photometric jitter; SGD lr 0.02 poly 0.9, wd 5e-4; test split evaluated whole" \
   --minutes "$(( (SECONDS - start) / 60 ))" --out "$OUT"
