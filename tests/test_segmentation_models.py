@@ -324,6 +324,39 @@ def _labels(folder: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(root)): np.asarray(Image.open(p)) for p in sorted(root.rglob("*.png"))}
 
 
+@pytest.mark.parametrize("family", ["hf", "pretrained_backbone"])
+def test_predict_rebuilds_the_student_without_its_weight_sources(
+    tmp_path: Path, data: Path, family: str
+) -> None:
+    """predict from last.pt once the hf: folder, or the pretrained_backbone file, is deleted: the card keeps the
+    transformers config, and a student rebuilt for a checkpoint fetches no pretrained weights (the checkpoint
+    overwrites them all); the same labels as before."""
+    from featdistill.tasks.segmentation.models import TimmBackbone
+
+    if family == "hf":
+        source = segformer_dir(tmp_path / "segformer")
+        student, options = f"hf:{source}", {}
+    else:
+        source = tmp_path / "backbone.pt"
+        torch.save(TimmBackbone("test_efficientnet").body.state_dict(), source)
+        student = "pspnet"
+        options = {"backbone": "timm:test_efficientnet", "pretrained_backbone": str(source), "channels": 16}
+    assert main(["train", str(_config(tmp_path, data, student, options))]) == 0
+    checkpoint, images = tmp_path / "run" / "last.pt", data / "val" / "images"
+
+    def predict(name: str) -> dict[str, np.ndarray]:
+        out = tmp_path / name
+        assert main(["predict", str(checkpoint), str(images), "--output", str(out), "--no-progress"]) == 0
+        return _labels(out)
+
+    before = predict("before")
+    shutil.rmtree(source) if source.is_dir() else source.unlink()
+    after = predict("after")
+    assert list(after) == list(before) == ["1.png", "sub/0.png"]
+    for name, labels in before.items():
+        np.testing.assert_array_equal(after[name], labels)
+
+
 def test_compare_hf_smp_and_timm_students_then_predict_from_their_cards(tmp_path: Path, data: Path) -> None:
     """An hf: SegFormer, an smp: U-Net and a PSPNet on a timm encoder as arms of one compare, each reported; the
     card of the hf: and smp: students holds what predict needs, so that their exports predict as their
