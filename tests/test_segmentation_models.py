@@ -316,6 +316,27 @@ def test_onnx_refusal_is_one_line_of_ours(
     assert main([*export, str(tmp_path / "student.ts"), "--format", "torchscript"]) == 0
 
 
+@pytest.mark.filterwarnings("ignore:.*has no student card")  # a plain state_dict of the random-init student
+def test_pt2_refusal_is_one_line_of_ours(tmp_path: Path, data: Path, capfd: pytest.CaptureFixture) -> None:
+    """pspnet on a timm ConvNeXt: torch.export captures it but cannot save its math.ceil node; one line naming
+    the model and the format that works, nothing written."""
+    options = {"backbone": "timm:test_convnext", "channels": 16, "bins": [1, 2, 4]}
+    cfg = _config(tmp_path, data, "pspnet", options)
+    weights = tmp_path / "student.pt"
+    torch.save(SegmentationTask(load_config(cfg)).build_student().state_dict(), weights)
+    capfd.readouterr()
+    export = ["export", str(cfg), "--checkpoint", str(weights), "--output", str(tmp_path / "student.pt2")]
+    assert main(export) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1, err
+    assert (
+        "featdistill: error: pspnet cannot be saved as a torch.export program (.pt2): its graph holds a "
+        in err
+    )
+    assert "use --format torchscript" in err
+    assert not (tmp_path / "student.pt2").exists()
+
+
 def _labels(folder: Path) -> dict[str, np.ndarray]:
     """predict's label PNGs under ``folder/labels`` by relative path."""
     from PIL import Image
