@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,21 @@ def test_a_model_onnx_cannot_convert_is_refused_in_one_line(tmp_path: Path, capf
     )
     assert capfd.readouterr().out == ""
     assert not (tmp_path / "m.onnx").exists()
+
+
+class _Ceil(nn.Module):
+    """Pools to a size computed with math.ceil of its input's, as pspnet on a timm ConvNeXt does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.adaptive_avg_pool2d(x, math.ceil(x.shape[-1] / 3))
+
+
+def test_a_program_torch_cannot_save_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as refused:
+        export_student(_Ceil(), "export", tmp_path / "m.pt2", torch.randn(2, 3, 16, 16))
+    assert str(refused.value) == (
+        "_Ceil cannot be saved as a torch.export program (.pt2): its graph holds a math.ceil node that torch "
+        "cannot serialise; use --format torchscript, which predict runs as well (docs/tasks/segmentation.md, "
+        "Export limits)"
+    )
+    assert not (tmp_path / "m.pt2").exists()

@@ -19,6 +19,7 @@ from PIL import Image
 
 from conftest import image_folder_data, tiny_tree, write_yaml
 from doc_blocks import command_lines, python_block
+from featdistill.card import read_card
 from featdistill.cli.main import main
 from featdistill.predict.score import score_predictions
 from tiny_data import image_folder
@@ -279,6 +280,39 @@ def test_hf_export_runs_in_a_transformers_pipeline(tmp_path: Path, capsys: pytes
         assert [t["score"] for t in top] == pytest.approx(
             [float(row[f"prob_{k}"]) for k in (1, 2, 3)], abs=1e-4
         )
+
+
+def test_an_hf_classifier_predicts_from_its_checkpoint_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The card keeps the transformers config: with the hf: folder deleted, predict rebuilds the student from
+    last.pt alone and gives the same classes and probabilities."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, num_labels=3,
+    )  # fmt: skip
+    source = tmp_path / "tiny-vit"
+    transformers.ViTForImageClassification(config).save_pretrained(source)
+    _imagefolder(tmp_path / "data", {"train": 4, "test": 2})
+    checkpoint = _train(
+        tmp_path,
+        capsys,
+        data=image_folder_data(tmp_path / "data", batch_size=4, val_split="test"),
+        model={"student": f"hf:{source}", "num_classes": 3},
+        alone=True,
+    )
+    assert read_card(checkpoint)["model"]["config"]["model_type"] == "vit"
+
+    def predict(name: str) -> list[dict[str, str]]:
+        out = tmp_path / f"{name}.csv"
+        test = tmp_path / "data" / "test"
+        _run(capsys, "predict", checkpoint, test, "--output", out, "--top-k", "3", "--no-progress")
+        return _csv(out)
+
+    before = predict("before")
+    shutil.rmtree(source)
+    assert predict("after") == before
 
 
 def test_hf_export_of_another_student_is_refused(

@@ -316,12 +316,66 @@ def test_onnx_refusal_is_one_line_of_ours(
     assert main([*export, str(tmp_path / "student.ts"), "--format", "torchscript"]) == 0
 
 
+@pytest.mark.filterwarnings("ignore:.*has no student card")  # a plain state_dict of the random-init student
+def test_pt2_refusal_is_one_line_of_ours(tmp_path: Path, data: Path, capfd: pytest.CaptureFixture) -> None:
+    """pspnet on a timm ConvNeXt: torch.export captures it but cannot save its math.ceil node; one line naming
+    the model and the format that works, nothing written."""
+    options = {"backbone": "timm:test_convnext", "channels": 16, "bins": [1, 2, 4]}
+    cfg = _config(tmp_path, data, "pspnet", options)
+    weights = tmp_path / "student.pt"
+    torch.save(SegmentationTask(load_config(cfg)).build_student().state_dict(), weights)
+    capfd.readouterr()
+    export = ["export", str(cfg), "--checkpoint", str(weights), "--output", str(tmp_path / "student.pt2")]
+    assert main(export) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1, err
+    assert (
+        "featdistill: error: pspnet cannot be saved as a torch.export program (.pt2): its graph holds a "
+        in err
+    )
+    assert "use --format torchscript" in err
+    assert not (tmp_path / "student.pt2").exists()
+
+
 def _labels(folder: Path) -> dict[str, np.ndarray]:
     """predict's label PNGs under ``folder/labels`` by relative path."""
     from PIL import Image
 
     root = folder / "labels"
     return {str(p.relative_to(root)): np.asarray(Image.open(p)) for p in sorted(root.rglob("*.png"))}
+
+
+@pytest.mark.parametrize("family", ["hf", "pretrained_backbone"])
+def test_predict_rebuilds_the_student_without_its_weight_sources(
+    tmp_path: Path, data: Path, family: str
+) -> None:
+    """predict from last.pt once the hf: folder, or the pretrained_backbone file, is deleted: the card keeps the
+    transformers config, and a student rebuilt for a checkpoint fetches no pretrained weights (the checkpoint
+    overwrites them all); the same labels as before."""
+    from featdistill.tasks.segmentation.models import TimmBackbone
+
+    if family == "hf":
+        source = segformer_dir(tmp_path / "segformer")
+        student, options = f"hf:{source}", {}
+    else:
+        source = tmp_path / "backbone.pt"
+        torch.save(TimmBackbone("test_efficientnet").body.state_dict(), source)
+        student = "pspnet"
+        options = {"backbone": "timm:test_efficientnet", "pretrained_backbone": str(source), "channels": 16}
+    assert main(["train", str(_config(tmp_path, data, student, options))]) == 0
+    checkpoint, images = tmp_path / "run" / "last.pt", data / "val" / "images"
+
+    def predict(name: str) -> dict[str, np.ndarray]:
+        out = tmp_path / name
+        assert main(["predict", str(checkpoint), str(images), "--output", str(out), "--no-progress"]) == 0
+        return _labels(out)
+
+    before = predict("before")
+    shutil.rmtree(source) if source.is_dir() else source.unlink()
+    after = predict("after")
+    assert list(after) == list(before) == ["1.png", "sub/0.png"]
+    for name, labels in before.items():
+        np.testing.assert_array_equal(after[name], labels)
 
 
 def test_compare_hf_smp_and_timm_students_then_predict_from_their_cards(tmp_path: Path, data: Path) -> None:

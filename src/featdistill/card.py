@@ -12,7 +12,9 @@ prepared by :mod:`featdistill.tasks.preprocess`. The card is plain JSON data:
 
     format          "featdistill-card-1"
     task            "classification" | "detection" | "segmentation"
-    model           {"student": str, "num_classes": int, "options": dict}
+    model           {"student": str, "num_classes": int, "options": dict,
+                     "config": dict                         (hf: students) the transformers config, from
+                                                            which predict and eval rebuild the student}
     preprocessing   {"mean": [float], "std": [float]       per input channel, on pixels scaled to [0, 1]
                      "input_size": [H, W] | null            the size the student was trained on
                      "resize": "none" | "exact" | "center_crop"
@@ -84,7 +86,7 @@ def student_card(
 ) -> dict[str, Any]:
     """The card of ``student`` trained by ``cfg`` with ``task`` (whose ``card_fields`` give the data side, and
     may give ``model_config``: the student's architecture, kept as ``model.config`` so that the checkpoint
-    alone rebuilds it, e.g. an ``hf:`` detector's transformers config).
+    alone rebuilds it, e.g. an ``hf:`` student's transformers config).
 
     ``metrics``: the last evaluation (on ``evaluated_on``: ``val`` = ``data.val_split``, or ``holdout``);
     ``distiller``: the ``Distiller`` that trained it (None for a plain student).

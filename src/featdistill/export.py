@@ -56,14 +56,36 @@ def _accepts_other_sizes(student: nn.Module, example: torch.Tensor) -> bool:
     return True
 
 
-def _torch_export(student: nn.Module, example: torch.Tensor, output: Path) -> None:
+_SERIALIZED_TARGET = re.compile(r"target=(?P<target>[\w.]+)")
+
+
+def pt2_refusal(name: str, err: Exception) -> str:
+    """One line for a program that ``torch.export`` captured but cannot save (e.g. the ``math.ceil`` of a
+    feature-map size in ``pspnet`` on a timm ConvNeXt): the model, the node, what to do."""
+    found = _SERIALIZED_TARGET.search(str(err))
+    node = f"a {found['target']} node" if found else "a node"
+    return (
+        f"{name} cannot be saved as a torch.export program (.pt2): its graph holds {node} that torch cannot "
+        "serialise; use --format torchscript, which predict runs as well (docs/tasks/segmentation.md, Export "
+        "limits)"
+    )
+
+
+def _torch_export(student: nn.Module, example: torch.Tensor, output: Path, name: str | None = None) -> None:
+    """A ``torch.export`` program of ``student``; one that cannot be saved stops with one line
+    (:func:`pt2_refusal`) naming it as ``name`` (the card's ``model.student``; else its class)."""
     from torch.export import Dim
 
     auto = getattr(Dim, "AUTO", None)  # torch >= 2.6; older versions export static shapes
     dims = ({0: auto, 2: auto, 3: auto},) if auto is not None else None  # dynamic unless the model fixes them
     with torch.no_grad():
         program = torch.export.export(student, (example,), dynamic_shapes=dims)
-    torch.export.save(program, str(output))
+    try:
+        torch.export.save(program, str(output))
+    except Exception as err:
+        if type(err).__name__ != "SerializeError":  # torch's class lives in the private torch._export
+            raise
+        raise ValueError(pt2_refusal(name or type(student).__name__, err)) from err
 
 
 def _safetensors(student: nn.Module, output: Path) -> None:
@@ -269,6 +291,7 @@ def _write(
     card: dict[str, Any] | None,
 ) -> None:
     takes_tensor = isinstance(example, torch.Tensor)
+    name = card["model"]["student"] if card is not None else None
     if fmt == "state_dict":
         torch.save(student.state_dict(), output)
     elif fmt == "hf":
@@ -283,13 +306,12 @@ def _write(
                 f"{type(student).__name__} takes a list of images, which torch.export cannot capture "
                 "(data-dependent detection shapes); use --format torchscript or onnx"
             )
-        _torch_export(student, example, output)
+        _torch_export(student, example, output, name)
     elif fmt == "torchscript":
         with torch.no_grad():
             module = torch.jit.trace(student, example, strict=False) if takes_tensor else _script(student)
         module.save(str(output))
     elif fmt == "onnx":
-        name = card["model"]["student"] if card is not None else None
         _onnx(student, example, output, name)
     else:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

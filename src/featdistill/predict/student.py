@@ -16,6 +16,7 @@ from torch import nn
 from ..card import check_matches, import_student_plugins, student_card
 from ..config import RunConfig, apply_overrides, parse_config, read_config
 from ..engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_safely
+from ..tasks.options import checkpoint_options
 from ..tasks.registry import get_task
 
 __all__ = ["load_student"]
@@ -103,8 +104,10 @@ def load_student(
 
 
 def _rebuild_config(cfg: RunConfig) -> RunConfig:
-    """``cfg`` for rebuilding the student only: no teacher, no weight files (the checkpoint holds the weights)."""
+    """``cfg`` for rebuilding the student only: no teacher, no weight files, no pretrained weights to fetch
+    (the checkpoint holds the weights)."""
     cfg = copy.deepcopy(cfg)
+    cfg.model.options = checkpoint_options(cfg)
     cfg.model.student_weights = None
     cfg.model.teacher = None
     cfg.model.teacher_weights = None

@@ -2,8 +2,9 @@
 
 A task's schemas live next to its plug-in, in an ``options`` module beside its class (``tasks/<task>/options.py``): a ``DataOptions`` and a
 ``ModelOptions`` dataclass (``None`` where a model's own constructor checks its options), a ``SIDE_ONLY``
-tuple of model keys that are not builder arguments, and optionally ``passthrough(cfg)``: more builder
-arguments accepted untyped (torchvision's own detector arguments).
+tuple of model keys that are not builder arguments, optionally ``passthrough(cfg)``: more builder
+arguments accepted untyped (torchvision's own detector arguments), and optionally ``WEIGHTS_ONLY``: the model
+keys that only name pretrained weights to fetch, the architecture the same without them.
 """
 
 from __future__ import annotations
@@ -90,3 +91,16 @@ def builder_options(cfg: RunConfig, role: str) -> dict[str, Any]:
     side_only = module.SIDE_ONLY if module is not None else ()
     shared = {k: v for k, v in cfg.model.options.items() if k not in side_only}
     return {**shared, **(cfg.model.options.get(role) or {})}
+
+
+def checkpoint_options(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg.model.options`` for a student rebuilt to take a checkpoint's weights: without the task's
+    ``WEIGHTS_ONLY`` keys (shared or per side), since the checkpoint overwrites every weight they would fetch;
+    so a checkpoint predicts offline, or after a weights file is gone."""
+    module = schemas(cfg.task)
+    drop = set(getattr(module, "WEIGHTS_ONLY", ()))
+    options = {k: v for k, v in cfg.model.options.items() if k not in drop}
+    for side in SIDES:
+        if isinstance(options.get(side), dict):
+            options[side] = {k: v for k, v in options[side].items() if k not in drop}
+    return options

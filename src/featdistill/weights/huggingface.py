@@ -11,6 +11,7 @@ with nothing cached is one line naming what to download and where.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import warnings
@@ -275,6 +276,32 @@ def load_hf_model(
             stacklevel=3,
         )
     return model
+
+
+def hf_model_config(model: nn.Module) -> dict[str, Any] | None:
+    """The transformers config of ``model`` (a transformers model, or a wrapper holding one as ``.hf``) as
+    plain JSON values, which a student card keeps so that :func:`hf_model_from_config` rebuilds the model from
+    its checkpoint alone. None for a model type transformers does not know itself (remote code): that one
+    needs its repository."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config = getattr(model, "hf", model).config
+    if getattr(config, "auto_map", None) or config.model_type not in CONFIG_MAPPING:
+        return None
+    return json.loads(config.to_json_string(use_diff=False))
+
+
+def hf_model_from_config(config: dict[str, Any], kind: str) -> nn.Module:
+    """The transformers model of ``kind`` (as in :func:`load_hf_model`) that ``config``
+    (:func:`hf_model_config`) describes, randomly initialised for a checkpoint's weights: neither an ``hf:``
+    folder nor the hub is read, and a pretrained backbone is not fetched (the checkpoint holds it)."""
+    import transformers
+
+    if "use_pretrained_backbone" in config:
+        config = {**config, "use_pretrained_backbone": False}
+    spec = transformers.AutoConfig.for_model(**config)
+    with quiet_transformers():
+        return getattr(transformers, _KINDS[kind][0]).from_config(spec)
 
 
 def hf_file(ref: str, name: str) -> Path | None:

@@ -27,6 +27,7 @@ from torch import nn
 from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...engine.distributed import is_main, sum_across_ranks
+from ...weights.huggingface import HFImageClassifier, hf_model_config, hf_model_from_config
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
@@ -94,6 +95,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         self.normalization: tuple[list[float], list[float]] | None = None  # (mean, std) in use, once known
         self.classes: list[str] | None = None  # output index -> class name, once known
         self.color_mode = "L" if cfg.data.name in ("mnist", "fashionmnist") else "RGB"
+        self._card_config: dict[str, Any] | None = None  # an hf: student's transformers config, from its card
 
     # featdistill predict: prediction(card) builds the task's Prediction (see :mod:`.prediction`)
     prediction = ClassificationPrediction
@@ -119,7 +121,11 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
 
     # -- models -------------------------------------------------------------------------------------
     def build_student(self) -> nn.Module:
+        """``model.student``; an ``hf:`` one of a card (:meth:`apply_card`) from the transformers config it keeps,
+        so that a checkpoint's student is rebuilt without its ``hf:`` folder or the hub."""
         m = self.cfg.model
+        if self._card_config is not None:
+            return HFImageClassifier(hf_model_from_config(self._card_config, "classification"))
         return build_classifier(m.student, m.num_classes, m.student_weights, **m.options)
 
     def build_teacher(self, name: str | None = None) -> nn.Module:
@@ -281,14 +287,21 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
         if preprocessing["resize"] == "center_crop":
             preprocessing["crop_fraction"] = EVAL_CROP_FRACTION
         k = self.cfg.model.num_classes
-        return {
+        fields = {
             "num_classes": k,
             "preprocessing": preprocessing,
             "classes": self.classes or list(map(str, range(k))),
         }
+        config = hf_model_config(student) if isinstance(student, HFImageClassifier) else None
+        if config is not None:  # predict and eval rebuild it without the hf: folder or the hub
+            fields["model_config"] = config
+        return fields
 
     def apply_card(self, card: dict[str, Any]) -> None:
-        """Take the normalisation, input size and class names from a student card (no training data read)."""
+        """Take the normalisation, input size and class names from a student card (no training data read), and
+        an ``hf:`` student's transformers config (:meth:`build_student` builds it from that)."""
+        if str(card["model"]["student"]).startswith("hf:"):
+            self._card_config = card["model"].get("config")
         p = card["preprocessing"]
         if p.get("mean") is not None and p.get("std") is not None:
             self.normalization = (list(p["mean"]), list(p["std"]))

@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_convert
 
-from ...weights.huggingface import hf_file, load_hf_model, quiet_transformers
+from ...weights.huggingface import hf_file, hf_model_from_config, load_hf_model
 
-__all__ = ["HFDetector", "build_hf_detector", "hf_config", "hf_detector_from_config", "hf_levels"]
+__all__ = ["HFDetector", "build_hf_detector", "hf_detector_from_config", "hf_levels"]
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -142,20 +142,11 @@ def build_hf_detector(ref: str, num_classes: int, **options: Any) -> HFDetector:
     return HFDetector(hf, **{**_processor_stats(ref), **given})
 
 
-def hf_config(model: HFDetector) -> dict[str, Any]:
-    """The transformers config of ``model`` as plain JSON values: the student card keeps it, so the student is
-    rebuilt from its checkpoint alone (:func:`hf_detector_from_config`)."""
-    return json.loads(model.hf.config.to_json_string(use_diff=False))
-
-
 def hf_detector_from_config(config: dict[str, Any], **options: Any) -> HFDetector:
-    """The detector that ``config`` (:func:`hf_config`) describes, randomly initialised, for a checkpoint's
-    weights: neither the ``hf:`` folder nor the hub is read. ``options``: :data:`HF_OPTIONS`."""
-    import transformers
-
-    spec = transformers.AutoConfig.for_model(**config)
-    with quiet_transformers():
-        hf = transformers.AutoModelForObjectDetection.from_config(spec)
+    """The detector that ``config`` (:func:`featdistill.weights.huggingface.hf_model_config`, from the student
+    card) describes, randomly initialised, for a checkpoint's weights: neither the ``hf:`` folder nor the hub is
+    read. ``options``: :data:`HF_OPTIONS`."""
+    hf = hf_model_from_config(config, "detection")
     return HFDetector(hf, **{k: v for k, v in options.items() if k in HF_OPTIONS and v is not None})
 
 

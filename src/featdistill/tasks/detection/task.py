@@ -74,6 +74,7 @@ from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
 from ...suggest import did_you_mean
 from ...weights import load_weights
+from ...weights.huggingface import hf_model_config
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import ReportsData, SplitStats
@@ -81,7 +82,7 @@ from ..options import SIDES, augment_options, builder_options, data_options, mod
 from .augment import Compose, RandomCrop, RandomHorizontalFlip, RandomResize
 from .data import CocoDetection, coco_from_dict, coco_split_stats, collate_fn, load_coco
 from .evaluate import CocoEvaluator
-from .hf_detector import HFDetector, build_hf_detector, hf_config, hf_detector_from_config, hf_levels
+from .hf_detector import HFDetector, build_hf_detector, hf_detector_from_config, hf_levels
 from .labels import BAD_LABEL_SKIPPED, BadLabels
 from .models import BACKBONES, DETECTORS, build_detector, fpn_level_names, match_transform
 from .prediction import DetectionPrediction, score_detections
@@ -508,8 +509,9 @@ class DetectionTask(ReportsData, TaskBase):
             "classes": names,
             "categories": categories,
         }
-        if isinstance(student, HFDetector):  # predict and eval rebuild it without the hf: folder or the hub
-            fields["model_config"] = hf_config(student)
+        config = hf_model_config(student) if isinstance(student, HFDetector) else None
+        if config is not None:  # predict and eval rebuild it without the hf: folder or the hub
+            fields["model_config"] = config
         return fields
 
     def apply_card(self, card: dict[str, Any]) -> None:

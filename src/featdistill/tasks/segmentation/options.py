@@ -74,6 +74,9 @@ class ModelOptions:
 
 
 SIDE_ONLY = ("student", "teacher")  # keys of model.options that are not builder arguments
+#: model.options that only fetch pretrained weights (the architecture is the same without them): a student
+#: rebuilt for a checkpoint leaves them out (featdistill.tasks.options.checkpoint_options).
+WEIGHTS_ONLY = ("pretrained_backbone", "encoder_weights")
 
 
 def passthrough(cfg: RunConfig) -> set[str]:

@@ -52,6 +52,7 @@ from ...distiller.auto_pairs import auto_pairs
 from ...engine import ResumableLoader
 from ...engine.distributed import is_main, sum_across_ranks
 from ...weights import load_weights
+from ...weights.huggingface import HFSemanticSegmenter, hf_model_config, hf_model_from_config
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
@@ -166,6 +167,7 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
         self.num_classes = cfg.model.num_classes
         self.class_names: list[str] = [str(i) for i in range(self.num_classes)]
         self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)  # the card's after apply_card
+        self._card_config: dict[str, Any] | None = None  # an hf: student's transformers config, from its card
         self.data_stats: dict[str, SplitStats] = {}  # split -> what was read (the ingest report)
 
     # -- models -------------------------------------------------------------------------------------
@@ -178,7 +180,11 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
         return model
 
     def build_student(self) -> nn.Module:
+        """``model.student``; an ``hf:`` one of a card (:meth:`apply_card`) from the transformers config it keeps,
+        so that a checkpoint's student is rebuilt without its ``hf:`` folder or the hub."""
         m = self.cfg.model
+        if self._card_config is not None:
+            return HFSemanticSegmenter(hf_model_from_config(self._card_config, "segmentation"))
         return self._build(m.student, "student", m.student_weights)
 
     def build_teacher(self, name: str | None = None) -> nn.Module:
@@ -333,15 +339,22 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
             "color_mode": "RGB",
             "normalize_in_model": False,
         }
-        return {
+        fields = {
             "num_classes": self.num_classes,
             "preprocessing": preprocessing,
             "classes": list(self.class_names),
             "ignore_index": IGNORE_INDEX,
         }
+        config = hf_model_config(student) if isinstance(student, HFSemanticSegmenter) else None
+        if config is not None:  # predict and eval rebuild it without the hf: folder or the hub
+            fields["model_config"] = config
+        return fields
 
     def apply_card(self, card: dict[str, Any]) -> None:
-        """Take the normalisation and class names from a student card."""
+        """Take the normalisation and class names from a student card, and an ``hf:`` student's transformers
+        config (:meth:`build_student` builds it from that)."""
+        if str(card["model"]["student"]).startswith("hf:"):
+            self._card_config = card["model"].get("config")
         p = card["preprocessing"]
         self.mean, self.std = list(p["mean"]), list(p["std"])
         self.class_names = list(card["classes"])
