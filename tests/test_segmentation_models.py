@@ -191,6 +191,34 @@ def test_segformer_learns_from_another_family_with_auto_pairs(
     assert losses[-1] < losses[0]  # the CWT branch and the student close in on the teacher's features
 
 
+def test_two_segformers_pair_stage_by_stage_under_auto_pairs(
+    tmp_path: Path, data: Path, segformer: Path
+) -> None:
+    """A SegFormer declares its stage maps (``feature_levels``): a deeper, wider one as teacher pairs each of the
+    four strides once, map with map, not again as the last block's tokens that a trace would also see."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    from featdistill.distiller.auto_pairs import plan_auto_pairs
+
+    config = SegformerConfig(
+        depths=[2, 1, 2, 1], hidden_sizes=[16, 24, 32, 48], num_attention_heads=[1, 1, 2, 2],
+        decoder_hidden_size=16, num_labels=CLASSES,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    SegformerForSemanticSegmentation(config).save_pretrained(tmp_path / "b2")
+    cfg = load_config(
+        _config(
+            tmp_path, data, f"hf:{segformer}", {}, distill={"method": "cwt", "pairs": "auto", "alpha": 1.0}
+        )
+    )
+    cfg.model.teacher = f"hf:{tmp_path / 'b2'}"
+    task = SegmentationTask(cfg)
+    student, teacher = task.build_student(), task.build_teacher()
+    plan = plan_auto_pairs(student, teacher, task.sample_input(), task.teacher_forward)
+    assert [(p.student, p.teacher) for p in plan.pairs] == [(f"stages.{i}",) * 2 for i in range(4)]
+    assert plan.reasons == [f"the backbone level at stride {s} in both models" for s in (4, 8, 16, 32)]
+
+
 @pytest.fixture
 def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty Hugging Face cache in tmp_path, and no network."""

@@ -56,16 +56,40 @@ class HFSemanticSegmenter(nn.Module):
     def __init__(self, hf: nn.Module) -> None:
         super().__init__()
         self.hf = hf
-        with torch.no_grad():  # how many hidden states the model returns, from one small dry run
-            side = int(getattr(hf.config, "image_size", 64) or 64)
-            was = hf.training
-            hf.eval()
-            count = len(self._run(torch.zeros(1, 3, side, side)).hidden_states or ())
-            hf.train(was)
-        self.stages = nn.ModuleList(nn.Identity() for _ in range(count))
+        self.stages = nn.ModuleList(nn.Identity() for _ in self._hidden_states())
 
     def _run(self, images: torch.Tensor) -> Any:
         return self.hf(pixel_values=images, output_hidden_states=True)
+
+    def _side(self) -> int:
+        """The model's own square input size (``config.image_size``), else 64 px: the dry runs' image."""
+        side = getattr(self.hf.config, "image_size", None)
+        return side if isinstance(side, int) and side > 0 else 64
+
+    def _hidden_states(self) -> tuple[torch.Tensor, ...]:
+        """The hidden states of one dry run on a blank image of :meth:`_side` pixels."""
+        side = self._side()
+        was = self.hf.training
+        self.hf.eval()
+        try:
+            with torch.no_grad():
+                return tuple(self._run(torch.zeros(1, 3, side, side)).hidden_states or ())
+        finally:
+            self.hf.train(was)
+
+    def feature_levels(self) -> dict[str, dict[str, int]]:
+        """Its stage maps with their strides, the deepest one per stride (``{"backbone": {"stages.3": 32,
+        ...}}``; ``{}`` for token hidden states): two such models pair stage by stage under ``pairs: auto``,
+        where a trace would see a SegFormer's stage twice (its last block's tokens, then the map)."""
+        side = self._side()
+        by_stride = {
+            side // h.shape[-1]: f"stages.{i}" for i, h in enumerate(self._hidden_states()) if h.dim() == 4
+        }
+        return (
+            {"backbone": {address: stride for stride, address in sorted(by_stride.items())}}
+            if by_stride
+            else {}
+        )
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"out": logits (N, num_classes, H, W)}`` of images ``(N, 3, H, W)``, upsampled bilinearly."""
