@@ -85,10 +85,10 @@ def main() -> None:
     parser.add_argument("compare", type=Path, help="the output.dir of a featdistill compare run")
     parser.add_argument(
         "--teacher",
-        type=Path,
         action="append",
         default=[],
-        help="a teacher's run folder (its metrics.json is reported); repeat it for several teachers",
+        help="a teacher's run folder (its metrics.json is reported), as NAME=FOLDER to name its row; repeat it "
+        "for several teachers",
     )
     parser.add_argument(
         "--metrics", required=True, help="metric keys, the first as compare's (e.g. miou,pixel_acc)"
@@ -105,12 +105,10 @@ def main() -> None:
 
     record = json.loads((args.compare / "compare.json").read_text())
     metrics = args.metrics.split(",")
-    teachers = {
-        "teacher" if len(args.teacher) == 1 else f"teacher {folder.name}": json.loads(
-            (folder / "metrics.json").read_text()
-        )
-        for folder in args.teacher
-    }
+    teachers = {}
+    for given in args.teacher:
+        name, _, folder = given.rpartition("=")
+        teachers[f"teacher {name}".strip()] = json.loads((Path(folder) / "metrics.json").read_text())
     first_run = Path(record["arms"][0]["runs"][0]["dir"])
     cfg = yaml.safe_load((first_run / "config.yaml").read_text())
     versions = f"Python {platform.python_version()}, torch {torch.__version__}"

@@ -29,7 +29,7 @@ torch.manual_seed(0); t.AutoModelForObjectDetection.from_config(config).save_pre
   --set train.eval_every="$STUDENT_EPOCHS" --set train.milestones="$(milestones "$STUDENT_EPOCHS")" \
   --set model.teacher_weights="$RUNS/teacher/last.pt" --set output.dir="$RUNS/compare" \
   --set output.progress=false --resume auto
-"$PY" benchmarks/compare_report.py "$RUNS/compare" --teacher "$RUNS/teacher" --metrics bbox/AP,bbox/AP50 \
+"$PY" benchmarks/compare_report.py "$RUNS/compare" --teacher "Faster R-CNN R34-FPN=$RUNS/teacher" --metrics bbox/AP,bbox/AP50 \
   --scale 100 --title "coco128, CPU tier: a timm-backbone Faster R-CNN and an RT-DETR (hf:) student, plain and CWT" \
   --command "TEACHER_EPOCHS=$TEACHER_EPOCHS STUDENT_EPOCHS=$STUDENT_EPOCHS bash benchmarks/detection_models.sh $*" \
   --note "teacher Faster R-CNN R34-FPN, $TEACHER_EPOCHS epochs, seed 0 (configs/detection/coco128_cpu_faster_rcnn_teacher.yaml); students $STUDENT_EPOCHS epochs (configs/detection/coco128_cpu_models.yaml), every model RANDOM INIT" \

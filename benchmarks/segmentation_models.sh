@@ -27,7 +27,7 @@ teacher=(--set train.epochs="$TEACHER_EPOCHS" --set train.eval_every="$TEACHER_E
 "${F[@]}" compare configs/segmentation/camvid_cpu_segformer.yaml "$@" --set train.epochs="$STUDENT_EPOCHS" \
   --set train.eval_every="$STUDENT_EPOCHS" --set model.teacher_weights="$RUNS/teacher/last.pt" \
   --set output.dir="$RUNS/compare" --set output.progress=false --resume auto
-"$PY" benchmarks/compare_report.py "$RUNS/compare" --teacher "$RUNS/teacher" --teacher "$RUNS/teacher_b2" \
+"$PY" benchmarks/compare_report.py "$RUNS/compare" --teacher "PSPNet-R18=$RUNS/teacher" --teacher "SegFormer-B2-sized=$RUNS/teacher_b2" \
   --metrics miou,pixel_acc \
   --title "CamVid, CPU tier: SegFormer-B0-sized (hf:) and smp:Unet/resnet18 students, PSPNet-R18 and SegFormer-B2-sized teachers (real data)" \
   --command "TEACHER_EPOCHS=$TEACHER_EPOCHS STUDENT_EPOCHS=$STUDENT_EPOCHS bash benchmarks/segmentation_models.sh $*" \
