@@ -302,6 +302,13 @@ def load_hf_model(
     return model
 
 
+def card_hf_config(card: dict[str, Any]) -> dict[str, Any] | None:
+    """The transformers config that a student card keeps for an ``hf:`` student (:func:`hf_model_config`), or
+    None: another student, or a card without one (older, or partial)."""
+    model = card.get("model") or {}
+    return model.get("config") if str(model.get("student", "")).startswith("hf:") else None
+
+
 def hf_model_config(model: nn.Module) -> dict[str, Any] | None:
     """The transformers config of ``model`` (a transformers model, or a wrapper holding one as ``.hf``) as
     plain JSON values, which a student card keeps so that :func:`hf_model_from_config` rebuilds the model from

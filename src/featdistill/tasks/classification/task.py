@@ -27,7 +27,7 @@ from torch import nn
 from ...config import RunConfig
 from ...distiller.auto_pairs import auto_pairs
 from ...engine.distributed import is_main, sum_across_ranks
-from ...weights.huggingface import HFImageClassifier, hf_model_config, hf_model_from_config
+from ...weights.huggingface import HFImageClassifier, card_hf_config, hf_model_config, hf_model_from_config
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
@@ -300,8 +300,7 @@ class ClassificationTask(ImageLabelBatches, ReportsData, TaskBase):
     def apply_card(self, card: dict[str, Any]) -> None:
         """Take the normalisation, input size and class names from a student card (no training data read), and
         an ``hf:`` student's transformers config (:meth:`build_student` builds it from that)."""
-        if str(card["model"]["student"]).startswith("hf:"):
-            self._card_config = card["model"].get("config")
+        self._card_config = card_hf_config(card)
         p = card["preprocessing"]
         if p.get("mean") is not None and p.get("std") is not None:
             self.normalization = (list(p["mean"]), list(p["std"]))

@@ -74,7 +74,7 @@ from ...config import ModelConfig, RunConfig
 from ...engine import ResumableLoader
 from ...suggest import did_you_mean
 from ...weights import load_weights
-from ...weights.huggingface import hf_model_config
+from ...weights.huggingface import card_hf_config, hf_model_config
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..ingest import ReportsData, SplitStats
@@ -521,8 +521,8 @@ class DetectionTask(ReportsData, TaskBase):
         self._cat_ids = [int(c["id"]) for c in labelled]
         self._cat_names = {int(c["id"]): str(c["name"]) for c in labelled}
         self._num_classes = len(self._cat_ids) + 1
-        config = card["model"].get("config")
-        if config is not None and str(card["model"]["student"]).startswith("hf:"):
+        config = card_hf_config(card)
+        if config is not None:
             pre = card["preprocessing"]
             self._card_hf = {"config": config, "image_mean": pre["mean"], "image_std": pre["std"]}
 

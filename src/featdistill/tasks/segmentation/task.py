@@ -52,7 +52,7 @@ from ...distiller.auto_pairs import auto_pairs
 from ...engine import ResumableLoader
 from ...engine.distributed import is_main, sum_across_ranks
 from ...weights import load_weights
-from ...weights.huggingface import HFSemanticSegmenter, hf_model_config, hf_model_from_config
+from ...weights.huggingface import HFSemanticSegmenter, card_hf_config, hf_model_config, hf_model_from_config
 from ..base import TaskBase
 from ..holdout import check_evaluate_on, split_holdout
 from ..image_batches import ImageLabelBatches
@@ -353,8 +353,7 @@ class SegmentationTask(ImageLabelBatches, ReportsData, TaskBase):
     def apply_card(self, card: dict[str, Any]) -> None:
         """Take the normalisation and class names from a student card, and an ``hf:`` student's transformers
         config (:meth:`build_student` builds it from that)."""
-        if str(card["model"]["student"]).startswith("hf:"):
-            self._card_config = card["model"].get("config")
+        self._card_config = card_hf_config(card)
         p = card["preprocessing"]
         self.mean, self.std = list(p["mean"]), list(p["std"])
         self.class_names = list(card["classes"])
