@@ -71,7 +71,10 @@ def rtdetr(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_rtdetr(tmp_path_factory.mktemp("hf") / "rtdetr")
 
 
-HF_OPTIONS = {"min_size": 64, "max_size": 64}
+HF_OPTIONS = {
+    "min_size": 64,
+    "max_size": 64,
+}  # the tiny images at their own size (not 800 px), for every family
 
 
 def _config(tmp_path: Path, yolo: Path, student: str, **model) -> Path:
@@ -115,7 +118,7 @@ def test_an_hf_rtdetr_student_trains_evaluates_and_predicts_on_yolo_labels(yolo,
 
 
 def test_a_timm_backbone_faster_rcnn_trains_evaluates_and_predicts_on_yolo_labels(yolo, tmp_path, capsys):
-    config = _config(tmp_path, yolo, "fasterrcnn", options={"backbone": "timm:resnet10t"})
+    config = _config(tmp_path, yolo, "fasterrcnn", options={"backbone": "timm:resnet10t", **HF_OPTIONS})
     _train_eval_predict(config, yolo, tmp_path, capsys)
 
 
@@ -227,7 +230,9 @@ def test_the_card_rebuilds_the_student_from_a_moved_run_folder_alone(family, yol
     config (a ``timm:`` backbone is built from its name), the checkpoint the weights; same detections."""
     source = shutil.copytree(rtdetr, tmp_path / "rtdetr")
     student, options = (
-        (f"hf:{source}", HF_OPTIONS) if family == "hf" else ("fasterrcnn", {"backbone": "timm:resnet10t"})
+        (f"hf:{source}", HF_OPTIONS)
+        if family == "hf"
+        else ("fasterrcnn", {"backbone": "timm:resnet10t", **HF_OPTIONS})
     )
     config = _config(tmp_path, yolo, student, options=options)
     assert main(["train", str(config)]) == 0
