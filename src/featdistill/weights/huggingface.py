@@ -56,7 +56,13 @@ class HFSemanticSegmenter(nn.Module):
     def __init__(self, hf: nn.Module) -> None:
         super().__init__()
         self.hf = hf
-        self.stages = nn.ModuleList(nn.Identity() for _ in self._hidden_states())
+        side = self._side()
+        hidden = self._hidden_states(side)
+        self.stages = nn.ModuleList(nn.Identity() for _ in hidden)
+        deepest = {side // h.shape[-1]: f"stages.{i}" for i, h in enumerate(hidden) if h.dim() == 4}
+        self._levels = {
+            address: stride for stride, address in sorted(deepest.items())
+        }  # from the same dry run
 
     def _run(self, images: torch.Tensor) -> Any:
         return self.hf(pixel_values=images, output_hidden_states=True)
@@ -66,9 +72,8 @@ class HFSemanticSegmenter(nn.Module):
         side = getattr(self.hf.config, "image_size", None)
         return side if isinstance(side, int) and side > 0 else 64
 
-    def _hidden_states(self) -> tuple[torch.Tensor, ...]:
-        """The hidden states of one dry run on a blank image of :meth:`_side` pixels."""
-        side = self._side()
+    def _hidden_states(self, side: int) -> tuple[torch.Tensor, ...]:
+        """The hidden states of one dry run on a blank ``side`` x ``side`` image."""
         was = self.hf.training
         self.hf.eval()
         try:
@@ -81,15 +86,7 @@ class HFSemanticSegmenter(nn.Module):
         """Its stage maps with their strides, the deepest one per stride (``{"backbone": {"stages.3": 32,
         ...}}``; ``{}`` for token hidden states): two such models pair stage by stage under ``pairs: auto``,
         where a trace would see a SegFormer's stage twice (its last block's tokens, then the map)."""
-        side = self._side()
-        by_stride = {
-            side // h.shape[-1]: f"stages.{i}" for i, h in enumerate(self._hidden_states()) if h.dim() == 4
-        }
-        return (
-            {"backbone": {address: stride for stride, address in sorted(by_stride.items())}}
-            if by_stride
-            else {}
-        )
+        return {"backbone": dict(self._levels)} if self._levels else {}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"out": logits (N, num_classes, H, W)}`` of images ``(N, 3, H, W)``, upsampled bilinearly."""
