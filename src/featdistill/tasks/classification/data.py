@@ -16,7 +16,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -224,6 +224,20 @@ def _left_out(parts: tuple[str, ...]) -> str | None:
     return None
 
 
+def _images_among(folder: Path, walked: Iterable[tuple[str, ...]], stats: SplitStats | None) -> list[Path]:
+    """The image files among ``walked`` (path parts below ``folder``); every other file is recorded in
+    ``stats`` with the reason :func:`_left_out` gives."""
+    found = []
+    for parts in walked:
+        path = folder.joinpath(*parts)
+        reason = _left_out(parts)
+        if reason is None:
+            found.append(path)
+        elif stats is not None:
+            stats.skip(reason, path)
+    return found
+
+
 def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[list[str], list[list[Path]]]:
     """Class names and each class's image files (sorted) of ``folder/<class>/...``.
 
@@ -237,14 +251,7 @@ def scan_imagefolder(folder: Path, stats: SplitStats | None = None) -> tuple[lis
             stats.skip(HIDDEN if is_hidden_or_system(path) else OUTSIDE_CLASSES, path)
     files = []
     for cls in classes:
-        found = []
-        for parts in _walk_files(folder / cls):
-            path = folder.joinpath(cls, *parts)
-            reason = _left_out(parts)
-            if reason is None:
-                found.append(path)
-            elif stats is not None:
-                stats.skip(reason, path)
+        found = _images_among(folder / cls, _walk_files(folder / cls), stats)
         if not found:
             raise ValueError(
                 f"no images in class folder {folder / cls} (no file of an image format Pillow reads)"
@@ -284,16 +291,8 @@ def scan_images(folder: Path, stats: SplitStats | None = None) -> tuple[list[str
         raise FileNotFoundError(
             f"image folder not found: {folder} (data.name: images reads every image under it)"
         )
-    found = []
-    for parts in _walk_files(folder):
-        if any(_is_label_folder(part) for part in parts[:-1]):
-            continue
-        path = folder.joinpath(*parts)
-        reason = _left_out(parts)
-        if reason is None:
-            found.append(path)
-        elif stats is not None:
-            stats.skip(reason, path)
+    walked = (parts for parts in _walk_files(folder) if not any(_is_label_folder(p) for p in parts[:-1]))
+    found = _images_among(folder, walked, stats)
     if not found:
         raise ValueError(
             f"no images in {folder} (no file of an image format Pillow reads, at any depth outside label folders)"
