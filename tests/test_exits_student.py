@@ -45,14 +45,19 @@ def _unimportable(module: str, folder: Path) -> None:
     sys.modules.pop(module, None)
 
 
+def _trained_with(module: str, method: str, tmp_path: Path) -> tuple[Path, Path]:
+    """The config and ``last.pt`` of a 2-step run distilling with ``method`` of the plugin ``module``."""
+    tree = tiny_tree(tmp_path / "run", distill={"method": method}, train={"max_steps": 2})
+    cfg = write_yaml(tmp_path / "run.yaml", {**tree, "plugins": [module]})
+    assert main(["train", str(cfg)]) == 0
+    return cfg, tmp_path / "run" / "last.pt"
+
+
 def test_a_loss_only_plugin_is_not_needed_to_predict_eval_or_export(
     tmp_path: Path, loss_only_plugin, capsys: pytest.CaptureFixture
 ) -> None:
     module, method, folder = loss_only_plugin
-    tree = tiny_tree(tmp_path / "run", distill={"method": method}, train={"max_steps": 2})
-    cfg = write_yaml(tmp_path / "run.yaml", {**tree, "plugins": [module]})
-    assert main(["train", str(cfg)]) == 0
-    last = tmp_path / "run" / "last.pt"
+    cfg, last = _trained_with(module, method, tmp_path)
     _unimportable(module, folder)
     capsys.readouterr()
 
@@ -78,10 +83,7 @@ def test_an_older_card_tries_its_plugins_and_warns_once(
     tmp_path: Path, loss_only_plugin, capsys: pytest.CaptureFixture
 ) -> None:
     module, method, folder = loss_only_plugin
-    tree = tiny_tree(tmp_path / "run", distill={"method": method}, train={"max_steps": 2})
-    cfg = write_yaml(tmp_path / "run.yaml", {**tree, "plugins": [module]})
-    assert main(["train", str(cfg)]) == 0
-    last = tmp_path / "run" / "last.pt"
+    _, last = _trained_with(module, method, tmp_path)
     state = torch.load(last, weights_only=True)
     state["card"].pop("plugins", None)  # as an older featdistill wrote it
     torch.save(state, last)
